@@ -1,0 +1,76 @@
+# cckl: `make paper` regenerates every figure and table; `make test` runs pytest + nbval.
+#   make paper PROFILE=quick DEVICE=cpu     (PROFILE: paper | quick | smoke; default paper with CUDA, else quick)
+#   make -j2 paper                          (independent training runs side by side)
+#   make test | make lab | make data | make runs | make clean
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+DEVICE ?= auto
+PROFILE ?= $(shell $(PY) -c "import torch; print('paper' if torch.cuda.is_available() else 'quick')" 2>/dev/null || echo quick)
+NOTEBOOKS := 01_theorem_check 02_fisher_growth 03_capacity_study 04_appendix_c_table
+SHARED_ZIP := ../shared/data/cifar10-jpeg.zip
+export PYTHONWARNINGS := ignore::FutureWarning,ignore::DeprecationWarning
+
+.PHONY: help env test pytest nbval paper runs lab data clean
+.DEFAULT_GOAL := help
+
+help:
+	@sed -n '1,6p' Makefile | sed 's/^# \{0,1\}//'
+
+# ---------------------------------------------------------------- environment
+env: $(STAMP)
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	@touch $@
+
+# ---------------------------------------------------------------- tests
+# pytest (2 workers, one torch thread each) then the notebooks on the smoke profile under nbval.
+test: pytest nbval
+
+pytest: $(STAMP)
+	CCKL_THREADS=1 $(PY) -m pytest -n 2 -q -p no:cacheprovider tests
+
+nbval: $(STAMP)
+	CCKL_PROFILE=smoke CCKL_DEVICE=cpu CCKL_ARTIFACTS=$(CURDIR)/build/nbval/artifacts CCKL_FIGURES=$(CURDIR)/build/nbval/figures \
+	  $(PY) -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env $(addprefix notebooks/,$(addsuffix .ipynb,$(NOTEBOOKS)))
+
+# ---------------------------------------------------------------- the paper
+# Training runs are targets of their own (rules generated from the profile), so
+# `make -j` trains independent runs in parallel and notebooks only read the cache.
+ifneq ($(filter paper runs,$(MAKECMDGOALS)),)
+-include build/$(PROFILE)/deps.mk
+endif
+
+build/$(PROFILE)/deps.mk: $(STAMP) cckl_core/profiles/$(PROFILE).toml cckl_core/__main__.py
+	@mkdir -p $(@D)
+	$(PY) -m cckl_core deps --profile $(PROFILE) > $@
+
+runs: $(addprefix build/$(PROFILE)/runs/,$(addsuffix .done,$(RUNS_$(PROFILE))))
+
+paper: $(addprefix build/$(PROFILE)/,$(addsuffix .ipynb,$(NOTEBOOKS)))
+	$(PY) -m cckl_core.report --profile $(PROFILE)
+	@echo "figures in figures/$(PROFILE)/, summary in figures/README.md, executed notebooks in build/$(PROFILE)/"
+
+build/$(PROFILE)/%.ipynb: notebooks/%.ipynb $(STAMP)
+	@mkdir -p $(@D)
+	CCKL_PROFILE=$(PROFILE) CCKL_DEVICE=$(DEVICE) $(PY) -m papermill --log-level WARNING $< $@ -p profile $(PROFILE) -p device $(DEVICE)
+
+# ---------------------------------------------------------------- helpers
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/
+
+# Unpack the offline CIFAR-10 copy (JPEG q75) where the loader finds it.
+data:
+	@if [ -d data/cifar10-jpeg/train ]; then echo "data/cifar10-jpeg is already there"; \
+	elif [ -f $(SHARED_ZIP) ]; then mkdir -p data && $(PYTHON) -m zipfile -e $(SHARED_ZIP) data/cifar10-jpeg/ && echo "unpacked to data/cifar10-jpeg"; \
+	else echo "no $(SHARED_ZIP): CIFAR-10 will be downloaded on first use into data/"; fi
+
+clean:
+	rm -rf build .pytest_cache
+	@echo "kept artifacts/ (trained runs) and data/; remove them by hand to retrain"

@@ -1,0 +1,157 @@
+"""Input-space Fisher information of a classifier's softmax output, and G1 / G2.
+
+For one input ``x`` (dimension ``d``) with class probabilities ``p = softmax(z(x))`` and
+logit Jacobian ``J = dz/dx`` (``K x d``), the Fisher information with respect to ``x`` is
+
+    F_x = sum_k p_k g_k g_k^T,   g_k = grad_x log p_k(x) = J_k - p^T J,
+        = J^T (diag p - p p^T) J.
+
+It is never materialised (``d = 3072``). With ``A = diag(sqrt p) (I - 1 p^T) J`` (rows
+``sqrt(p_k) g_k``), ``F = A^T A``, so the non-zero eigenvalues of ``F`` are those of the
+``K x K`` Gram matrix ``G = A A^T``:
+
+    ||F||_F = ||G||_F,   ||F||_2 = lambda_max(G),   trace F = ||A||_F^2 = trace G,
+
+and the top eigenvector of ``F`` is ``A^T u / ||A^T u||`` for the top eigenvector ``u`` of
+``G``. ``J`` costs ``K`` vector-Jacobian products (one batched ``torch.func.vjp``).
+Units: inputs in [0, 1] pixel scale; ``F`` in nats per (pixel unit)^2.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch
+import torch.nn as nn
+from torch.func import functional_call, jvp, vjp, vmap
+
+
+@contextmanager
+def eval_mode(model: nn.Module):
+    """Put ``model`` in eval mode for the block; restore the caller's mode afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def as_function(model: nn.Module):
+    """``x -> model(x)`` with the parameters detached, so torch.func transforms build no graph to them."""
+    state = {k: v.detach() for k, v in model.state_dict(keep_vars=True).items()}
+    return lambda inp: functional_call(model, state, (inp,))
+
+
+def logit_jacobian(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits ``z`` (B, K) and the per-sample logit Jacobian ``J`` (B, K, *x.shape[1:]).
+
+    One forward pass and ``K`` vector-Jacobian products, vmapped over the one-hot
+    cotangents. Valid because samples do not interact in eval mode.
+    """
+    x = x.detach()
+    logits, pullback = vjp(as_function(model), x)
+    k = logits.shape[1]
+    cotangents = torch.eye(k, dtype=logits.dtype, device=logits.device)[:, None, :].expand(k, *logits.shape)
+    (jac,) = vmap(pullback)(cotangents)  # (K, B, *x)
+    return logits.detach(), jac.movedim(0, 1)
+
+
+def fisher_factor(logits: torch.Tensor, jac: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``p`` (B, K) and ``A = diag(sqrt p)(I - 1 p^T) J`` flattened to (B, K, d), so ``F = A^T A``."""
+    p = torch.softmax(logits, dim=1)
+    jac = jac.flatten(2)
+    g = jac - torch.einsum("bk,bkd->bd", p, jac)[:, None, :]  # g_k = grad log p_k
+    return p, p.sqrt()[:, :, None] * g
+
+
+def _stats_from_factor(a: torch.Tensor, eigenvector: bool) -> dict[str, torch.Tensor]:
+    gram = (a @ a.transpose(1, 2)).double()  # (B, K, K)
+    evals, evecs = torch.linalg.eigh(gram)
+    evals = evals.clamp_min(0.0)
+    out = {
+        "frobenius": torch.linalg.matrix_norm(gram, "fro"),
+        "spectral": evals[:, -1],
+        "trace": torch.diagonal(gram, dim1=1, dim2=2).sum(1),
+    }
+    if eigenvector:
+        v = torch.einsum("bkd,bk->bd", a.double(), evecs[:, :, -1])
+        out["eigenvector"] = (v / v.norm(dim=1, keepdim=True).clamp_min(1e-300)).to(a.dtype)
+    return out
+
+
+def fisher_stats(model: nn.Module, x: torch.Tensor, eigenvector: bool = False, batch_size: int = 128,
+                 progress: bool = False) -> dict[str, torch.Tensor]:
+    """Per-sample Frobenius norm, spectral norm and trace of the input-space Fisher ``F_x``.
+
+    Returns a dict of CPU float64 tensors of shape (N,): ``frobenius`` = ||F_x||_F,
+    ``spectral`` = lambda_max(F_x), ``trace`` = tr F_x, and ``probs`` (N, K); with
+    ``eigenvector=True`` also the unit top eigenvector (N, *x.shape[1:]). Computed through
+    the K x K Gram matrix (see module docstring), in chunks of ``batch_size``, with the
+    model in eval mode and the caller's mode restored.
+    """
+    if x.ndim < 2:
+        raise ValueError(f"x must be a batch (N, ...), got shape {tuple(x.shape)}")
+    parts: dict[str, list[torch.Tensor]] = {}
+    chunks = range(0, len(x), batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+        chunks = tqdm(chunks, desc="Fisher statistics", leave=False)
+    with eval_mode(model):
+        for s in chunks:
+            logits, jac = logit_jacobian(model, x[s:s + batch_size])
+            p, a = fisher_factor(logits, jac)
+            stats = _stats_from_factor(a, eigenvector)
+            stats["probs"] = p
+            for key, val in stats.items():
+                parts.setdefault(key, []).append(val.detach().cpu())
+    out = {k: torch.cat(v) for k, v in parts.items()}
+    for k in ("frobenius", "spectral", "trace"):
+        out[k] = out[k].double()
+    if eigenvector:
+        out["eigenvector"] = out["eigenvector"].reshape(len(x), *x.shape[1:])
+    return out
+
+
+def materialized_fisher(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The full ``d x d`` Fisher ``J^T (diag p - p p^T) J`` per sample (B, d, d). For checks and baselines only."""
+    with eval_mode(model):
+        logits, jac = logit_jacobian(model, x)
+    p = torch.softmax(logits, 1)
+    jac = jac.flatten(2)
+    middle = torch.diag_embed(p) - p[:, :, None] * p[:, None, :]
+    return jac.transpose(1, 2) @ middle @ jac
+
+
+def g1(model: nn.Module, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    """``G1 = 1/2 delta^T F_x delta = 1/2 sum_k p_k (g_k . delta)^2`` per sample (B,), nats.
+
+    ``g_k . delta = (J delta)_k - p . (J delta)``: one forward-mode JVP per batch. Eval
+    mode, caller's mode restored.
+    """
+    if x.shape != delta.shape:
+        raise ValueError(f"x and delta must have the same shape, got {tuple(x.shape)} and {tuple(delta.shape)}")
+    with eval_mode(model):
+        logits, jd = jvp(as_function(model), (x.detach(),), (delta.detach(),))
+    p = torch.softmax(logits, 1)
+    gd = jd - (p * jd).sum(1, keepdim=True)
+    return 0.5 * (p * gd.square()).sum(1)
+
+
+def kl_g1_g2(model: nn.Module, x_i: torch.Tensor, x_j: torch.Tensor, batch_size: int = 256) -> dict[str, torch.Tensor]:
+    """Per pair: ``kl`` = KL(f(x_i) || f(x_j)), ``g1`` = 1/2 (x_j - x_i)^T F_{x_i} (x_j - x_i), ``g2 = kl - g1``.
+
+    ``G2`` collects every Taylor term of order >= 3 and may be negative. CPU float64 (N,).
+    """
+    if x_i.shape != x_j.shape:
+        raise ValueError(f"x_i and x_j must have the same shape, got {tuple(x_i.shape)} and {tuple(x_j.shape)}")
+    kls, g1s = [], []
+    with eval_mode(model):
+        for s in range(0, len(x_i), batch_size):
+            a, b = x_i[s:s + batch_size], x_j[s:s + batch_size]
+            with torch.no_grad():
+                logp_a = torch.log_softmax(model(a), 1).double()
+                logp_b = torch.log_softmax(model(b), 1).double()
+            kls.append((logp_a.exp() * (logp_a - logp_b)).sum(1).cpu())
+            g1s.append(g1(model, a, b - a).double().cpu())
+    kl_val, g1_val = torch.cat(kls), torch.cat(g1s)
+    return {"kl": kl_val, "g1": g1_val, "g2": kl_val - g1_val}

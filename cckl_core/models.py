@@ -1,0 +1,174 @@
+"""Model registry: VGG13 variants and CIFAR ResNets, built by name.
+
+All models take inputs in [0, 1] of shape (N, 3, 32, 32) and return logits. The first
+layer standardises with fixed CIFAR-10 channel statistics, an affine map, so the
+linear variants stay affine in the input.
+
+- ``vgg13``: conv3x3 + ReLU, max pooling; widths 64,64,M,128,128,M,256,256,M,512,512,M,512,512,M
+  times ``width``; head Linear(512*width, classes).
+- ``vgg13_half_linear``: the same without ReLU (max pooling is the only non-linearity).
+- ``vgg13_pure_linear``: no ReLU and average pooling: an affine function of the input.
+- ``resnet20``, ``resnet32`` (He et al. 2016, depth 6n+2): 16-channel stem, three stages of
+  16w, 32w, 64w channels with basic blocks, 1x1 conv + BN projection when the shape
+  changes. ``resnet20x1`` is width 1, ``resnet32x10`` width 10 (about 46M parameters).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2470, 0.2435, 0.2616)
+VGG13_CONFIG = (64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
+
+
+class Standardize(nn.Module):
+    """``(x - mean) / std`` per channel, fixed (not learned): x in [0, 1] stays the model's input."""
+
+    def __init__(self, mean=CIFAR_MEAN, std=CIFAR_STD):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+def _scaled(channels: int, width: float) -> int:
+    return max(1, int(round(channels * width)))
+
+
+class VGG(nn.Module):
+    """VGG13 family; ``relu`` and ``pool`` ('max' or 'avg') pick the variant."""
+
+    def __init__(self, num_classes: int = 10, width: float = 1.0, relu: bool = True, pool: str = "max",
+                 batch_norm: bool = False, config=VGG13_CONFIG):
+        super().__init__()
+        layers: list[nn.Module] = [Standardize()]
+        c_in = 3
+        for item in config:
+            if item == "M":
+                layers.append(nn.MaxPool2d(2) if pool == "max" else nn.AvgPool2d(2))
+                continue
+            c_out = _scaled(item, width)
+            layers.append(nn.Conv2d(c_in, c_out, 3, padding=1, bias=not batch_norm))
+            if batch_norm:
+                layers.append(nn.BatchNorm2d(c_out))
+            if relu:
+                layers.append(nn.ReLU(inplace=True))
+            c_in = c_out
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Linear(c_in, num_classes)
+        # torchvision's VGG initialisation: without it a BN-free VGG13 barely starts to learn
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0, 0.01)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.features(x), 1))
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 conv + BN layers with an identity or 1x1 conv + BN shortcut."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut = nn.Identity()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x))
+
+
+class CifarResNet(nn.Module):
+    """CIFAR ResNet of depth ``6n + 2`` with stage widths 16w, 32w, 64w."""
+
+    def __init__(self, depth: int = 20, num_classes: int = 10, width: float = 1.0):
+        super().__init__()
+        if (depth - 2) % 6:
+            raise ValueError(f"CIFAR ResNet depth must be 6n+2, got {depth}")
+        n = (depth - 2) // 6
+        self.stem = nn.Sequential(Standardize(), nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU(inplace=True))
+        blocks, c_in = [], 16
+        for stage, base in enumerate((16, 32, 64)):
+            c_out = _scaled(base, width)
+            for b in range(n):
+                blocks.append(BasicBlock(c_in, c_out, 2 if (stage > 0 and b == 0) else 1))
+                c_in = c_out
+        self.blocks = nn.Sequential(*blocks)
+        self.fc = nn.Linear(c_in, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.blocks(self.stem(x))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(out, 1), 1))
+
+
+def _vgg(relu: bool, pool: str) -> Callable[..., nn.Module]:
+    def make(num_classes=10, width=1.0, batch_norm=False):
+        return VGG(num_classes, width, relu=relu, pool=pool, batch_norm=batch_norm)
+    return make
+
+
+def _resnet(depth: int, fixed_width: float | None = None) -> Callable[..., nn.Module]:
+    def make(num_classes=10, width=1.0, batch_norm=True):
+        if not batch_norm:
+            raise ValueError("CIFAR ResNets always use BatchNorm; batch_norm=False is not supported")
+        return CifarResNet(depth, num_classes, fixed_width if fixed_width is not None else width)
+    return make
+
+
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {
+    "vgg13": _vgg(True, "max"),
+    "vgg13_half_linear": _vgg(False, "max"),
+    "vgg13_pure_linear": _vgg(False, "avg"),
+    "resnet20": _resnet(20),
+    "resnet32": _resnet(32),
+    "resnet20x1": _resnet(20, 1.0),
+    "resnet32x10": _resnet(32, 10.0),
+}
+
+
+def names() -> list[str]:
+    """Every model name :func:`build` accepts."""
+    return sorted(_REGISTRY)
+
+
+def build(name: str, num_classes: int = 10, width: float = 1.0, batch_norm: bool | None = None) -> nn.Module:
+    """Build model ``name`` for ``num_classes`` classes with conv widths scaled by ``width``.
+
+    ``batch_norm`` defaults to False for VGG13 models (as in the paper) and is always on
+    for ResNets. ``resnet20x1`` / ``resnet32x10`` have their width fixed by their name.
+    """
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; valid names: {', '.join(names())}")
+    if not width > 0:
+        raise ValueError(f"width must be positive, got {width}")
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+    kwargs = {} if batch_norm is None else {"batch_norm": batch_norm}
+    if name in ("resnet20x1", "resnet32x10") and width != 1.0:
+        raise ValueError(f"{name} has its width fixed by its name; use 'resnet{name[6:8]}' with width={width}")
+    return _REGISTRY[name](num_classes=num_classes, width=width, **kwargs)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

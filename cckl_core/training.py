@@ -1,0 +1,141 @@
+"""Training objectives (standard, PGD-AT, TRADES), one epoch of SGD, and the per-epoch record.
+
+Objectives, for a batch (x, y) with model f (logits z, probabilities softmax(z)):
+
+- ``standard``: ``CE(f(x), y)``.
+- ``pgd_at`` (Madry et al. 2017): ``CE(f(x'), y)`` with ``x'`` from L-inf PGD on the CE
+  loss (eps, step, steps, uniform random start).
+- ``trades`` (Zhang et al. 2019): ``CE(f(x), y) + beta * KL(f(x) || f(x'))`` with ``x'``
+  maximising ``KL(f(x) || f(x'))`` by L-inf PGD from ``x + 0.001 N(0, 1)``; the KL is
+  averaged over the batch and the gradient flows through both branches.
+
+Attacks run with the model in eval mode; the loss and the step in train mode.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from . import attacks, metrics
+from .data import Batches
+from .fisher import eval_mode, fisher_stats
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+def trades_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = 8 / 255, step: float = 2 / 255,
+                steps: int = 10, beta: float = 5.0, x_adv: torch.Tensor | None = None) -> torch.Tensor:
+    """TRADES loss ``CE(f(x), y) + beta * mean_i KL(f(x_i) || f(x'_i))`` (nats), in the model's current mode.
+
+    ``x'`` comes from :func:`cckl_core.attacks.pgd` with ``loss="kl"`` (eval mode, start
+    ``x + 0.001 N(0,1)``) unless given. Both forward passes run in the caller's mode
+    (train mode during training) and the gradient flows through both branches.
+    """
+    if x_adv is None:
+        x_adv = attacks.pgd(model, x, y, eps=eps, step=step, steps=steps, norm="linf", loss="kl", random_start="trades")
+    logits = model(x)
+    logits_adv = model(x_adv)
+    natural = F.cross_entropy(logits, y)
+    robust = F.kl_div(F.log_softmax(logits_adv, 1), F.log_softmax(logits, 1), reduction="batchmean", log_target=True)
+    return natural + beta * robust
+
+
+def objective_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: dict) -> torch.Tensor:
+    """The training loss of ``cfg['objective']`` on one batch; the model is put in train mode for it."""
+    objective = cfg["objective"]
+    if objective == "standard":
+        model.train()
+        return F.cross_entropy(model(x), y)
+    if objective == "pgd_at":
+        x_adv = attacks.pgd(model, x, y, eps=cfg["eps"], step=cfg["step"], steps=cfg["attack_steps"],
+                            norm="linf", loss="ce", random_start="uniform")
+        model.train()
+        return F.cross_entropy(model(x_adv), y)
+    if objective == "trades":
+        x_adv = attacks.pgd(model, x, y, eps=cfg["eps"], step=cfg["step"], steps=cfg["attack_steps"],
+                            norm="linf", loss="kl", random_start="trades")
+        model.train()
+        return trades_loss(model, x, y, beta=cfg["beta"], x_adv=x_adv)
+    raise ValueError(f"unknown objective {objective!r}; valid: standard, pgd_at, trades")
+
+
+def make_optimizer(model: nn.Module, cfg: dict):
+    """SGD (momentum, weight decay) and a step schedule dividing the lr by 10 at ``cfg['milestones']``."""
+    opt = torch.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(cfg["milestones"]), gamma=0.1)
+    return opt, sched
+
+
+def train_epoch(model: nn.Module, opt, batches: Batches, cfg: dict, progress: bool = False, desc: str = "train") -> float:
+    """One pass of SGD over ``batches``; returns the mean training loss. Raises on a non-finite loss."""
+    total, count = 0.0, 0
+    it = batches
+    if progress:
+        from tqdm.auto import tqdm
+        it = tqdm(batches, desc=desc, leave=False, mininterval=1.0)
+    for b, (x, y) in enumerate(it):
+        loss = objective_loss(model, x, y, cfg)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"{cfg['objective']} loss became {loss.item()} at batch {b}; lower the learning rate "
+                f"(lr={cfg['lr']}) or check the data. The cache keeps only the last finished epoch.")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total += loss.item() * len(y)
+        count += len(y)
+        if progress:
+            it.set_postfix(loss=f"{total / count:.3f}", refresh=False)
+    return total / max(count, 1)
+
+
+def _summary(values: torch.Tensor, prefix: str) -> dict[str, float]:
+    v = values.double()
+    q = torch.quantile(v, torch.tensor([0.1, 0.25, 0.5, 0.75, 0.9], dtype=torch.float64))
+    return {
+        f"{prefix}_mean": float(v.mean()), f"{prefix}_log_mean": float(math.log(max(float(v.mean()), 1e-300))),
+        f"{prefix}_median": float(q[2]), f"{prefix}_q10": float(q[0]), f"{prefix}_q25": float(q[1]),
+        f"{prefix}_q75": float(q[3]), f"{prefix}_q90": float(q[4]),
+    }
+
+
+@torch.no_grad()
+def predict(model: nn.Module, batches) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits (float32, CPU) and labels over ``batches``, in eval mode (caller's mode restored)."""
+    outs, labels = [], []
+    with eval_mode(model):
+        for x, y in batches:
+            outs.append(model(x).float().cpu())
+            labels.append(y.cpu())
+    return torch.cat(outs), torch.cat(labels)
+
+
+def evaluate(model: nn.Module, test: Batches, fisher_x: torch.Tensor, pair_x: torch.Tensor) -> dict:
+    """The per-epoch record: test accuracy, test CE, exact CCKL, Fisher norm summaries, the Figure 1 pair.
+
+    Fisher statistics (Frobenius and spectral norm of ``F_x``) are summarised over the
+    fixed points ``fisher_x``; ``pair_probs`` are the softmax outputs of the two fixed
+    cross-class test samples ``pair_x``.
+    """
+    start = time.perf_counter()
+    logits, labels = predict(model, test)
+    logp = torch.log_softmax(logits.double(), 1)
+    rec = {
+        "test_acc": float((logits.argmax(1) == labels).double().mean()),
+        "test_ce": float(F.nll_loss(logp, labels)),
+        "cckl": metrics.cckl(logp.exp(), labels, log_probs=logp),
+    }
+    stats = fisher_stats(model, fisher_x)
+    rec.update(_summary(stats["frobenius"], "fisher_fro"))
+    rec.update(_summary(stats["spectral"], "fisher_spec"))
+    rec["fisher_trace_mean"] = float(stats["trace"].mean())
+    with torch.no_grad(), eval_mode(model):
+        rec["pair_probs"] = torch.softmax(model(pair_x).double(), 1).cpu().tolist()
+    rec["eval_seconds"] = time.perf_counter() - start
+    return rec

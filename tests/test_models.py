@@ -1,0 +1,172 @@
+"""Model registry: shapes, parameter counts, errors, and the (non-)linearity of the VGG13 variants."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+
+from cckl_core import models
+
+torch.set_num_threads(2)
+
+ALL = ["resnet20", "resnet20x1", "resnet32", "resnet32x10", "vgg13", "vgg13_half_linear", "vgg13_pure_linear"]
+
+
+def test_names_lists_the_registry():
+    assert models.names() == sorted(ALL)
+
+
+@pytest.mark.parametrize("num_classes", [10, 100])
+@pytest.mark.parametrize("name", ALL)
+def test_every_model_builds_and_gives_logits(name, num_classes):
+    torch.manual_seed(0)
+    model = models.build(name, num_classes=num_classes).eval()
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        out = model(x)
+    assert out.shape == (2, num_classes)
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
+    assert isinstance(model, nn.Module)
+
+
+@pytest.mark.parametrize("name", ["resnet20", "vgg13"])
+def test_train_mode_forward_and_backward(name):
+    model = models.build(name, width=0.125).train()
+    x = torch.rand(3, 3, 32, 32)
+    model(x).logsumexp(1).sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+@pytest.mark.parametrize(
+    "name,num_classes,expected",
+    [
+        ("resnet20x1", 10, 272_474),
+        ("resnet20", 10, 272_474),
+        ("vgg13", 10, 9_410_122),
+        ("vgg13_half_linear", 10, 9_410_122),
+        ("vgg13_pure_linear", 10, 9_410_122),
+        ("resnet32x10", 10, 46_162_714),
+    ],
+)
+def test_parameter_counts(name, num_classes, expected):
+    assert models.count_parameters(models.build(name, num_classes)) == expected
+
+
+def test_parameter_counts_by_hand():
+    """Counts from the architecture description, independent of the module tree."""
+    cfg = [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"]
+    c_in, total = 3, 0
+    for item in cfg:
+        if item != "M":
+            total += 9 * c_in * item + item
+            c_in = item
+    assert models.count_parameters(models.build("vgg13", 10)) == total + 512 * 10 + 10
+
+    def resnet(depth, w, classes):
+        n, (a, b, c) = (depth - 2) // 6, (16 * w, 32 * w, 64 * w)
+        count = 27 * 16 + 2 * 16  # stem conv + BN
+        c_in = 16
+        for c_out in (a, b, c):
+            for blk in range(n):
+                count += 9 * c_in * c_out + 2 * c_out + 9 * c_out * c_out + 2 * c_out
+                if c_in != c_out:
+                    count += c_in * c_out + 2 * c_out
+                c_in = c_out
+        return count + c_in * classes + classes
+
+    assert models.count_parameters(models.build("resnet20x1")) == resnet(20, 1, 10)
+    assert models.count_parameters(models.build("resnet32", 100, width=2.0)) == resnet(32, 2, 100)
+    assert resnet(32, 10, 10) == 46_162_714
+
+
+def test_more_classes_more_parameters():
+    assert (models.count_parameters(models.build("resnet20", 100)) - models.count_parameters(models.build("resnet20", 10))
+            == 90 * (64 + 1))
+    assert (models.count_parameters(models.build("vgg13", 100, width=0.25))
+            - models.count_parameters(models.build("vgg13", 10, width=0.25)) == 90 * (128 + 1))
+
+
+@pytest.mark.parametrize("name", ["vgg13", "vgg13_half_linear", "vgg13_pure_linear", "resnet20", "resnet32"])
+def test_width_multiplier_shrinks_parameters(name):
+    counts = [models.count_parameters(models.build(name, width=w)) for w in (1.0, 0.5, 0.25)]
+    assert counts[0] > counts[1] > counts[2]
+    assert counts[0] / counts[2] > 8  # conv parameters scale about quadratically
+    small = models.build(name, width=0.25).eval()
+    with torch.no_grad():
+        assert small(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_batch_norm_option():
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in models.build("vgg13", width=0.125).modules())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in models.build("vgg13", width=0.125, batch_norm=True).modules())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in models.build("resnet20", width=0.25).modules())
+    with pytest.raises(ValueError):
+        models.build("resnet20", batch_norm=False)
+
+
+def test_errors():
+    with pytest.raises(ValueError) as err:
+        models.build("resnet18")
+    for name in ALL:
+        assert name in str(err.value)
+    assert "resnet18" in str(err.value)
+    with pytest.raises(ValueError):
+        models.build("vgg13", width=0.0)
+    with pytest.raises(ValueError):
+        models.build("vgg13", num_classes=1)
+    with pytest.raises(ValueError):
+        models.build("resnet20x1", width=0.5)
+    with pytest.raises(ValueError):
+        models.CifarResNet(depth=21)
+
+
+def test_standardize_is_fixed_and_first():
+    for name in ("vgg13", "resnet20"):
+        model = models.build(name, width=0.25)
+        std = next(m for m in model.modules() if isinstance(m, models.Standardize))
+        assert not any(p.requires_grad for p in std.parameters())
+        x = torch.rand(2, 3, 32, 32)
+        mean = torch.tensor(models.CIFAR_MEAN).view(1, 3, 1, 1)
+        sd = torch.tensor(models.CIFAR_STD).view(1, 3, 1, 1)
+        torch.testing.assert_close(std(x), (x - mean) / sd)
+
+
+# --------------------------------------------------------------------------- linear variants
+def _affinity_gap(model: nn.Module, seed: int = 0) -> float:
+    """max |f(a + b) - f(a) - f(b) + f(0)| / max |f(a) - f(0)|, float64."""
+    g = torch.Generator().manual_seed(seed)
+    a = torch.rand(3, 3, 32, 32, generator=g, dtype=torch.float64)
+    b = torch.rand(3, 3, 32, 32, generator=g, dtype=torch.float64) - 0.5
+    zero = torch.zeros_like(a)
+    with torch.no_grad():
+        fa, fb, fab, f0 = model(a), model(b), model(a + b), model(zero)
+    return float((fab - fa - fb + f0).abs().max() / (fa - f0).abs().max())
+
+
+def test_pure_linear_is_affine():
+    torch.manual_seed(1)
+    model = models.build("vgg13_pure_linear", width=0.125).double().eval()
+    assert _affinity_gap(model) < 1e-10
+    # and scaling: f(c x) - f(0) = c (f(x) - f(0))
+    x = torch.rand(2, 3, 32, 32, dtype=torch.float64)
+    with torch.no_grad():
+        f0 = model(torch.zeros_like(x))
+        torch.testing.assert_close(model(2.5 * x) - f0, 2.5 * (model(x) - f0), rtol=1e-10, atol=1e-12)
+    assert not any(isinstance(m, (nn.ReLU, nn.MaxPool2d)) for m in model.modules())
+    assert any(isinstance(m, nn.AvgPool2d) for m in model.modules())
+
+
+def test_half_linear_is_not_affine_and_has_no_relu():
+    torch.manual_seed(1)
+    model = models.build("vgg13_half_linear", width=0.125).double().eval()
+    assert _affinity_gap(model) > 1e-3
+    assert not any(isinstance(m, nn.ReLU) for m in model.modules())
+    assert any(isinstance(m, nn.MaxPool2d) for m in model.modules())
+
+
+def test_vgg13_has_relu_and_is_not_affine():
+    torch.manual_seed(1)
+    model = models.build("vgg13", width=0.125).double().eval()
+    assert any(isinstance(m, nn.ReLU) for m in model.modules())
+    assert any(isinstance(m, nn.MaxPool2d) for m in model.modules())
+    assert _affinity_gap(model) > 1e-3
