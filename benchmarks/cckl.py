@@ -16,6 +16,7 @@ Timings: ``time.perf_counter``, one warm-up call, median of ``--repeats``.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -82,6 +83,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(f"CCKL benchmark: torch {torch.__version__}, {torch.get_num_threads()} threads, float64, "
           f"median of {args.repeats} after 1 warm-up")
+    print(f"load average before the run: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs "
+          "(other processes on the machine slow multi-threaded runs down a lot)")
 
     probs, labels = data(args.n, args.k)
     t_exact, v_exact = timed(lambda: metrics.cckl(probs, labels), args.repeats)

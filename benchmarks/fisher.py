@@ -16,6 +16,7 @@ Timings: ``time.perf_counter``, one warm-up call, median of ``--repeats`` calls.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import time
@@ -89,6 +90,8 @@ def main() -> None:
     torch.manual_seed(0)
     print(f"Fisher statistics benchmark: torch {torch.__version__}, {platform.processor() or platform.machine()}, "
           f"{torch.get_num_threads()} threads, float32, K = {args.classes}, d = 3072")
+    print(f"load average before the run: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs "
+          "(other processes on the machine slow multi-threaded runs down a lot)")
     print(f"fisher_stats and floor at batch {args.batch} (median of {args.repeats} after 1 warm-up); "
           f"materialised Fisher at batch {args.mat_batch}, since it holds B x d x d floats "
           f"({args.batch * 3072 * 3072 * 4 / 1e9:.1f} GB at batch {args.batch}) "

@@ -12,6 +12,7 @@ import argparse
 import sys
 
 from . import profiles, runs
+from .devices import configure_threads
 from .data import DataNotFoundError
 from .training import NonFiniteLossError
 
@@ -53,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "train":
             if args.run not in profile.runs:
                 raise ValueError(f"profile {profile.name!r} has no run {args.run!r}; its runs: {', '.join(profile.runs)}")
+            configure_threads()  # $CCKL_THREADS, else every core
             try:
                 run = runs.get_or_train(profile.name, args.run, device=args.device, progress=not args.no_progress)
             except runs.RunSkipped as skip:

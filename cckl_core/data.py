@@ -201,7 +201,6 @@ def _missing_message(name: str, root: Path, err: Exception | None) -> str:
 def _load_image_folder(path: Path, split: str, name: str) -> ImageData:
     """Decode an ``ImageFolder`` tree (``<path>/<split>/<class>/*``) into uint8 tensors, 32x32 RGB."""
     import torchvision
-    from torchvision.io import ImageReadMode, decode_image
     from torchvision.transforms.v2 import functional as TF
 
     split_dir = path / split
@@ -209,14 +208,14 @@ def _load_image_folder(path: Path, split: str, name: str) -> ImageData:
         raise DataNotFoundError(
             f"no '{split}' folder under {path}: an image-folder data set needs {path}/train/<class>/ and {path}/test/<class>/"
         )
-    ds = torchvision.datasets.ImageFolder(str(split_dir), loader=lambda p: decode_image(p, mode=ImageReadMode.RGB))
+    ds = torchvision.datasets.ImageFolder(str(split_dir))  # PIL loader, converted to RGB
     images = torch.empty(len(ds), 3, 32, 32, dtype=torch.uint8)
     try:
         from tqdm.auto import tqdm
     except ImportError:  # pragma: no cover
         tqdm = lambda it, **_: it  # noqa: E731
     for i, (path_i, _) in enumerate(tqdm(ds.samples, desc=f"decoding {name} {split}", mininterval=2.0)):
-        img = ds.loader(path_i)
+        img = TF.pil_to_tensor(ds.loader(path_i))
         if img.shape[-2:] != (32, 32):
             img = TF.center_crop(TF.resize(img, 32, antialias=True), 32)
         images[i] = img

@@ -122,6 +122,14 @@ def materialized_fisher(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return jac.transpose(1, 2) @ middle @ jac
 
 
+def _g1_and_logits(model: nn.Module, x: torch.Tensor, delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """G1 per sample and the logits at ``x`` (the JVP's primal output), in the model's current mode."""
+    logits, jd = jvp(as_function(model), (x.detach(),), (delta.detach(),))
+    p = torch.softmax(logits, 1)
+    gd = jd - (p * jd).sum(1, keepdim=True)  # g_k . delta
+    return 0.5 * (p * gd.square()).sum(1), logits
+
+
 def g1(model: nn.Module, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
     """``G1 = 1/2 delta^T F_x delta = 1/2 sum_k p_k (g_k . delta)^2`` per sample (B,), nats.
 
@@ -131,16 +139,15 @@ def g1(model: nn.Module, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
     if x.shape != delta.shape:
         raise ValueError(f"x and delta must have the same shape, got {tuple(x.shape)} and {tuple(delta.shape)}")
     with eval_mode(model):
-        logits, jd = jvp(as_function(model), (x.detach(),), (delta.detach(),))
-    p = torch.softmax(logits, 1)
-    gd = jd - (p * jd).sum(1, keepdim=True)
-    return 0.5 * (p * gd.square()).sum(1)
+        return _g1_and_logits(model, x, delta)[0]
 
 
 def kl_g1_g2(model: nn.Module, x_i: torch.Tensor, x_j: torch.Tensor, batch_size: int = 256) -> dict[str, torch.Tensor]:
     """Per pair: ``kl`` = KL(f(x_i) || f(x_j)), ``g1`` = 1/2 (x_j - x_i)^T F_{x_i} (x_j - x_i), ``g2 = kl - g1``.
 
-    ``G2`` collects every Taylor term of order >= 3 and may be negative. CPU float64 (N,).
+    ``G2`` collects every Taylor term of order >= 3 and may be negative. One JVP at
+    ``x_i`` (which also gives ``f(x_i)``) and one forward pass at ``x_j`` per pair.
+    CPU float64 (N,).
     """
     if x_i.shape != x_j.shape:
         raise ValueError(f"x_i and x_j must have the same shape, got {tuple(x_i.shape)} and {tuple(x_j.shape)}")
@@ -148,10 +155,11 @@ def kl_g1_g2(model: nn.Module, x_i: torch.Tensor, x_j: torch.Tensor, batch_size:
     with eval_mode(model):
         for s in range(0, len(x_i), batch_size):
             a, b = x_i[s:s + batch_size], x_j[s:s + batch_size]
+            g1_ab, logits_a = _g1_and_logits(model, a, b - a)
             with torch.no_grad():
-                logp_a = torch.log_softmax(model(a), 1).double()
                 logp_b = torch.log_softmax(model(b), 1).double()
+            logp_a = torch.log_softmax(logits_a.detach(), 1).double()
             kls.append((logp_a.exp() * (logp_a - logp_b)).sum(1).cpu())
-            g1s.append(g1(model, a, b - a).double().cpu())
+            g1s.append(g1_ab.detach().double().cpu())
     kl_val, g1_val = torch.cat(kls), torch.cat(g1s)
     return {"kl": kl_val, "g1": g1_val, "g2": kl_val - g1_val}

@@ -13,7 +13,6 @@ import torch.nn as nn
 
 from cckl_core import fisher, metrics, models
 
-torch.set_num_threads(2)
 
 K = 5
 SHAPE = (3, 6, 6)

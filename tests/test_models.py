@@ -7,7 +7,6 @@ import torch.nn as nn
 
 from cckl_core import models
 
-torch.set_num_threads(2)
 
 ALL = ["resnet20", "resnet20x1", "resnet32", "resnet32x10", "vgg13", "vgg13_half_linear", "vgg13_pure_linear"]
 

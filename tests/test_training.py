@@ -186,20 +186,21 @@ def test_cli(capsys):
 
 
 # ------------------------------------------------------------------ learning
-def _train_eval(objective, epochs):
-    cfg = dict(dataset="synthetic", n_train=1000, n_test=200, fisher_n=8, model="resnet20", width=0.25,
-               objective=objective, epochs=epochs, milestones=[epochs - 1], lr=0.1, batch_size=50, attack_steps=3,
-               step=4 / 255)
+def _train_eval(objective):
+    cfg = dict(dataset="synthetic", n_train=1000, n_test=200, fisher_n=8, model="vgg13", width=0.125, batch_norm=True,
+               objective=objective, epochs=5, milestones=[4], lr=0.02, batch_size=50, attack_steps=3, step=4 / 255)
     run = runs.train_config(cfg, objective, "learn", device="cpu", progress=False)
     test = data.load("synthetic", "test", n=200)
-    batches = data.Batches(test, 100)
-    acc = attacks.accuracies(run.model, batches, {"pgd": dict(eps=8 / 255, step=2 / 255, steps=10)}, progress=False)
+    acc = attacks.accuracies(run.model, data.Batches(test, 100), {"pgd": dict(eps=8 / 255, step=2 / 255, steps=10)},
+                             progress=False)
     return run, acc
 
 
 @pytest.mark.slow
 def test_standard_training_learns_and_pgd_at_is_more_robust():
-    std, std_acc = _train_eval("standard", 4)
+    # measured: standard 1.00 clean / 0.015 PGD; PGD-AT 0.86 clean / 0.26 PGD (torch 2.14.1, CPU)
+    std, std_acc = _train_eval("standard")
     assert std.history[-1]["test_acc"] >= 0.9
-    adv, adv_acc = _train_eval("pgd_at", 4)
-    assert adv_acc["pgd"] > std_acc["pgd"]
+    assert std.history[-1]["fisher_fro_mean"] > 100 * std.history[0]["fisher_fro_mean"]
+    adv, adv_acc = _train_eval("pgd_at")
+    assert adv_acc["pgd"] > std_acc["pgd"] + 0.1
