@@ -30,6 +30,8 @@ from .paths import figures_root
 #: Columns of every claims table, in order.
 CLAIM_COLUMNS = ["claim", "paper value", "measured value", "holds", "note"]
 _ALIASES = {"paper": "paper value", "measured": "measured value", "ours": "measured value"}
+#: A hand-written file in a profile folder, placed at the top of its section.
+NOTES_FILE = "NOTES.md"
 #: Profiles in the order the summary lists them (others follow alphabetically).
 _PROFILE_ORDER = ["paper", "quick", "smoke"]
 
@@ -183,6 +185,9 @@ def profile_section(folder: Path, root: Path) -> str:
                  f"(`make paper PROFILE={name}`); figures and tables in `{rel}/`")
     lines.append(f"- claims: {held} of {assessed} assessable claims hold ({len(rows) - assessed} not assessable)")
     lines.append("")
+    notes = folder / NOTES_FILE
+    if notes.exists():  # written by a person who ran the profile: wall time, what did not hold and why
+        lines += ["### Notes", "", notes.read_text(encoding="utf-8").strip(), ""]
     if claims:
         lines += ["### Claims", ""]
         for c in claims:
@@ -193,7 +198,7 @@ def profile_section(folder: Path, root: Path) -> str:
                 continue
             df = pd.DataFrame(c.get("rows", []), columns=CLAIM_COLUMNS)
             lines += [markdown_table(df), ""]
-    tables = sorted(p for p in folder.glob("*.md") if not p.name.startswith("claims_"))
+    tables = sorted(p for p in folder.glob("*.md") if not p.name.startswith("claims_") and p.name != NOTES_FILE)
     if tables:
         lines += ["### Tables", ""]
         for path in tables:
