@@ -17,23 +17,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 
 import numpy as np
 import torch
 
 from cckl_core import metrics
-
-
-def timed(fn, repeats: int, warmup: bool = True) -> tuple[float, object]:
-    out = fn() if warmup else None
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
+from timing import median_seconds as timed
 
 
 def pairwise_chunked(probs: torch.Tensor, labels: torch.Tensor, chunk: int = 1024) -> float:

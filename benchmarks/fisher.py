@@ -18,24 +18,11 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
-import time
 
 import torch
 
 from cckl_core import fisher, models
-
-
-def timed(fn, repeats: int, warmup: bool = True) -> float:
-    """Median seconds of ``repeats`` calls after one warm-up call."""
-    if warmup:
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+from timing import median_seconds
 
 
 def run_fisher_stats(model, x, batch):
@@ -109,11 +96,11 @@ def main() -> None:
         x = torch.rand(args.batch, 3, 32, 32)
         xm = x[: args.mat_batch]
 
-        t_ours = timed(lambda: run_fisher_stats(model, x, args.batch), args.repeats)
-        t_floor = timed(lambda: run_floor(model, x), args.repeats)
+        t_ours = median_seconds(lambda: run_fisher_stats(model, x, args.batch), args.repeats)[0]
+        t_floor = median_seconds(lambda: run_floor(model, x), args.repeats)[0]
         # the agreement check on 2 samples doubles as the warm-up of the (slow) materialised route
         diff = check_agreement(model, xm[: min(2, len(xm))])
-        t_mat = timed(lambda: run_materialised(model, xm), args.mat_repeats, warmup=False)
+        t_mat = median_seconds(lambda: run_materialised(model, xm), args.mat_repeats, warmup=False)[0]
 
         ours_rate, floor_rate, mat_rate = args.batch / t_ours, args.batch / t_floor, len(xm) / t_mat
         label = f"{name} w{width:g}"

@@ -15,28 +15,22 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 
 import torch
 
-from cckl_core import models, profiles, runs, training
+from cckl_core import profiles, runs, training
+from timing import median_seconds
 
 
 def step_time(model, opt, x, y, cfg, repeats: int) -> float:
+    """Median seconds of one training step (attack, loss, backward, SGD step) after a warm-up."""
     def one():
         loss = training.objective_loss(model, x, y, cfg)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
-    one()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        one()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return median_seconds(one, repeats)[0]
 
 
 def main() -> None:
@@ -58,10 +52,7 @@ def main() -> None:
         name, width = spec.split(":")
         cfg = {**profiles.RUN_KEYS, "model": name, "width": float(width), "objective": "standard", "lr": 0.01,
                "attack_steps": args.steps, "batch_norm": True if name.startswith("vgg") else None}
-        torch.manual_seed(0)
-        model = runs.build_model(cfg)
-        if runs._channels_last(model):
-            model = model.to(memory_format=torch.channels_last)
+        model, _ = runs.fresh_model(cfg, None, torch.device("cpu"))
         opt, _ = training.make_optimizer(model, cfg)
         x = torch.rand(args.batch, 3, 32, 32).contiguous(memory_format=torch.channels_last)
         y = torch.randint(0, 10, (args.batch,))

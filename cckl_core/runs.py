@@ -162,6 +162,17 @@ def _channels_last(model: nn.Module) -> bool:
     return bool(widths) and min(widths) >= 16
 
 
+def fresh_model(cfg: dict, num_classes: int | None, device: torch.device) -> tuple[nn.Module, bool]:
+    """The run's model at initialisation (seeded by ``cfg['seed']``) on ``device``, in
+    channels_last memory format where that pays off; returns ``(model, channels_last)``."""
+    torch.manual_seed(cfg["seed"])
+    model = build_model(cfg, num_classes).to(device)
+    channels_last = _channels_last(model)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model, channels_last
+
+
 def build_model(cfg: dict, num_classes: int | None = None) -> nn.Module:
     """The (untrained) model of a run config."""
     if num_classes is None:
@@ -221,11 +232,7 @@ def train_config(cfg: dict, name: str, profile: str = "custom", device: str | to
         _atomic_json(path / "config.json", cfg)
         _atomic_json(path / "environment.json", _environment(device))
 
-        torch.manual_seed(cfg["seed"])
-        model = build_model(cfg, train.num_classes).to(device)
-        channels_last = _channels_last(model)
-        if channels_last:
-            model = model.to(memory_format=torch.channels_last)
+        model, channels_last = fresh_model(cfg, train.num_classes, device)
         opt, sched = make_optimizer(model, cfg)
         history: list[dict] = []
         start_epoch = 0
@@ -240,10 +247,7 @@ def train_config(cfg: dict, name: str, profile: str = "custom", device: str | to
             except Exception as err:  # unreadable checkpoint: start over from scratch
                 print(f"[cckl] {ckpt_file} is unreadable ({type(err).__name__}); training {name} from the start")
                 ckpt_file.unlink(missing_ok=True)
-                torch.manual_seed(cfg["seed"])
-                model = build_model(cfg, train.num_classes).to(device)
-                if channels_last:
-                    model = model.to(memory_format=torch.channels_last)
+                model, channels_last = fresh_model(cfg, train.num_classes, device)
                 opt, sched = make_optimizer(model, cfg)
                 history, start_epoch = [], 0
 
