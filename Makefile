@@ -1,7 +1,9 @@
 # cckl: `make paper` regenerates every figure and table; `make test` runs pytest + nbval.
-#   make paper PROFILE=quick DEVICE=cpu     (PROFILE: paper | quick | smoke; default paper with CUDA, else quick)
-#   make -j2 paper                          (independent training runs side by side)
-#   make test | make lab | make data | make runs | make clean
+#   make paper PROFILE=quick DEVICE=cpu     (PROFILE: paper | gpu | quick | smoke; default paper with CUDA, else quick)
+#   make -j2 paper                          (independent training runs and evaluations side by side)
+#   make runs evaluations PROFILE=gpu       (train + evaluate only: what a GPU node without Jupyter runs)
+#   make paper PROFILE=gpu BUNDLE=gpu.tar.gz (render results made elsewhere: `python -m cckl_core bundle`)
+#   make test | make lab | make data | make runs | make evaluations | make clean
 
 PYTHON ?= python3
 VENV   := .venv
@@ -13,11 +15,11 @@ NOTEBOOKS := 01_theorem_check 02_fisher_growth 03_capacity_study 04_appendix_c_t
 SHARED_ZIP := ../shared/data/cifar10-jpeg.zip
 export PYTHONWARNINGS := ignore::FutureWarning,ignore::DeprecationWarning
 
-.PHONY: help env test pytest nbval paper runs lab data clean
+.PHONY: help env test pytest nbval paper runs evaluations render lab data clean
 .DEFAULT_GOAL := help
 
 help:
-	@sed -n '1,6p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '1,8p' Makefile | sed 's/^# \{0,1\}//'
 
 # ---------------------------------------------------------------- environment
 env: $(STAMP)
@@ -41,9 +43,12 @@ nbval: $(STAMP)
 	  $(PY) -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env $(addprefix notebooks/,$(addsuffix .ipynb,$(NOTEBOOKS)))
 
 # ---------------------------------------------------------------- the paper
-# Training runs are targets of their own (rules generated from the profile), so
-# `make -j` trains independent runs in parallel and notebooks only read the cache.
-ifneq ($(filter paper runs,$(MAKECMDGOALS)),)
+# runs (training) -> evaluations (attacks, pairs, Fisher: cached in each run's folder) ->
+# notebooks (render only). Runs and evaluations are targets of their own (rules generated
+# from the profile), so `make -j` trains and evaluates independent runs in parallel and a
+# notebook never calls a model. With BUNDLE=file.tar.gz the results are unpacked first and
+# nothing is trained or evaluated.
+ifneq ($(filter paper runs evaluations render,$(MAKECMDGOALS)),)
 -include build/$(PROFILE)/deps.mk
 endif
 
@@ -51,15 +56,28 @@ build/$(PROFILE)/deps.mk: $(STAMP) cckl_core/profiles/$(PROFILE).toml cckl_core/
 	@mkdir -p $(@D)
 	$(PY) -m cckl_core deps --profile $(PROFILE) > $@
 
-runs: $(addprefix build/$(PROFILE)/runs/,$(addsuffix .done,$(RUNS_$(PROFILE))))
+ifdef BUNDLE
+BUNDLE_DONE := build/$(PROFILE)/bundle.done
+$(BUNDLE_DONE): $(BUNDLE) $(STAMP)
+	$(PY) -m cckl_core unbundle --profile $(PROFILE) $(BUNDLE)
+	@mkdir -p $(@D) && touch $@
+endif
 
-paper: $(addprefix build/$(PROFILE)/,$(addsuffix .ipynb,$(NOTEBOOKS)))
+runs: $(addprefix build/$(PROFILE)/runs/,$(addsuffix .done,$(RUNS_$(PROFILE))))
+evaluations: $(addprefix build/$(PROFILE)/evals/,$(addsuffix .done,$(RUNS_$(PROFILE))))
+
+# The notebooks only read cached results, so they render RENDER_JOBS at a time.
+RENDER_JOBS ?= 2
+paper: evaluations
+	@$(MAKE) --no-print-directory -j$(RENDER_JOBS) render PROFILE=$(PROFILE) DEVICE=$(DEVICE)
 	$(PY) -m cckl_core.report --profile $(PROFILE)
 	@echo "figures in figures/$(PROFILE)/, summary in figures/README.md, executed notebooks in build/$(PROFILE)/"
 
+render: $(addprefix build/$(PROFILE)/,$(addsuffix .ipynb,$(NOTEBOOKS)))
+
 build/$(PROFILE)/%.ipynb: notebooks/%.ipynb $(STAMP)
 	@mkdir -p $(@D)
-	CCKL_PROFILE=$(PROFILE) CCKL_DEVICE=$(DEVICE) $(PY) -m papermill --log-level WARNING $< $@ -p profile $(PROFILE) -p device $(DEVICE)
+	CCKL_PROFILE=$(PROFILE) CCKL_DEVICE=$(DEVICE) $(PY) -m papermill --log-level WARNING --no-progress-bar $< $@ -p profile $(PROFILE) -p device $(DEVICE)
 
 # ---------------------------------------------------------------- helpers
 lab: $(STAMP)

@@ -1,20 +1,23 @@
-"""Command line: ``python -m cckl_core {train,runs,list,deps}``.
+"""Command line: ``python -m cckl_core <command>`` (also installed as ``cckl``).
 
-- ``train --profile P --run NAME [--device auto|cpu|cuda]``: train (or resume, or find
-  cached) one run; a cluster job array can call this once per run.
-- ``runs --profile P``: a table of the profile's runs, their state and last metrics.
-- ``list --profile P``: the run names, one per line.
-- ``deps --profile P``: Makefile rules (run targets, notebook prerequisites).
+- ``train --profile P --run NAME [--seed S] [--device D]``: train (or resume, or find cached) one run.
+- ``evaluate --profile P [--run NAME] [--seed S] [--device D]``: compute the missing cached
+  evaluations (Table 1 attacks, Figure 5 pairs, ...) of one run or of all; trains what is missing.
+- ``runs --profile P``: state, epochs, last accuracy / robust accuracy / Fisher norm of every run and seed.
+- ``plan --profile P [--device D]``: time a few steps per run here and estimate the profile's cost.
+- ``bundle --profile P --out FILE.tar.gz`` / ``unbundle FILE.tar.gz``: results without weights, to render elsewhere.
+- ``list --profile P``: run names; ``deps --profile P``: Makefile rules (runs, evaluations, notebooks).
+
+A user's mistake (unknown profile, run or device, a bad setting, missing data) ends with one
+line on stderr and exit status 2.
 """
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from . import profiles, runs
-from .devices import configure_threads
-from .data import DataNotFoundError
-from .training import NonFiniteLossError
+from . import profiles
 
 #: Which roles (see the profiles' [roles]) each notebook reads.
 NOTEBOOK_ROLES = {
@@ -24,6 +27,12 @@ NOTEBOOK_ROLES = {
     "03_capacity_study": ["table1", "fig5"],
     "04_appendix_c_table": ["table2"],
 }
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2 (argparse prints the whole usage first)
+        print(f"error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        sys.exit(2)
 
 
 def _runs_of(profile: profiles.Profile, notebook: str) -> list[str]:
@@ -36,56 +45,172 @@ def _runs_of(profile: profiles.Profile, notebook: str) -> list[str]:
     return out
 
 
+def stamp_name(run: str, seed: int, profile: profiles.Profile) -> str:
+    """Make's stamp for (run, seed): ``run`` for the profile's first seed, ``run.seedS`` for the others."""
+    return run if seed == profile.seeds[0] else f"{run}.seed{seed}"
+
+
+def _check_artifacts_root() -> None:
+    from .paths import artifacts_root
+    root = artifacts_root()
+    for p in [root, *root.parents]:
+        if p.exists():
+            if not p.is_dir():
+                raise ValueError(f"the artifacts root {root} is not usable: {p} is a file, not a folder "
+                                 "(set CCKL_ARTIFACTS to a folder)")
+            break
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m cckl_core", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+    prof_help = f"one of {', '.join(profiles.names())} (default: $CCKL_PROFILE, else paper with CUDA, quick without)"
+
+    def add(name, help_, device=False, run=None, seed=False):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--profile", default=None, help=prof_help)
+        if run is not None:
+            p.add_argument("--run", required=run, help="run name from the profile (see `list`)")
+        if seed:
+            p.add_argument("--seed", type=int, default=None, help="training seed (default: the profile's first)")
+        if device:
+            p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+            p.add_argument("--no-progress", action="store_true")
+        return p
+
+    add("train", "train, resume or find one cached run", device=True, run=True, seed=True)
+    add("evaluate", "compute the missing cached evaluations of one run (or all)", device=True, run=False, seed=True)
+    add("runs", "state of every run and seed in the cache")
+    add("list", "run names")
+    add("deps", "Makefile rules")
+    p = add("plan", "estimate the profile's training and evaluation time on this device", device=True)
+    p.add_argument("--runs", default=None, help="comma-separated run names (default: all)")
+    p.add_argument("--probe-batch", type=int, default=None, help="images per timed step (default: the run's batch on CUDA, 8 on CPU)")
+    p = add("bundle", "pack configs, histories and evaluations (no weights) into one .tar.gz")
+    p.add_argument("--out", required=True, help="the bundle file to write, e.g. gpu-results.tar.gz")
+    p = sub.add_parser("unbundle", help="unpack a bundle into the artifacts root and verify it")
+    p.add_argument("bundle", help="a file made by `bundle`")
+    p.add_argument("--profile", default=None, help="refuse a bundle of another profile")
+    p.add_argument("--replace", action="store_true", help="delete a local run folder that holds another training")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cckl_core", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    p_train = sub.add_parser("train", help="train, resume or find one cached run")
-    p_train.add_argument("--profile", default=None, help=f"one of {', '.join(profiles.names())} (default: $CCKL_PROFILE, else paper with CUDA, quick without)")
-    p_train.add_argument("--run", required=True, help="run name from the profile (see `list`)")
-    p_train.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p_train.add_argument("--no-progress", action="store_true")
-    for name in ("runs", "list", "deps"):
-        p = sub.add_parser(name)
-        p.add_argument("--profile", default=None)
-    args = parser.parse_args(argv)
+    args = _parser().parse_args(argv)
+    from . import runs
+    from .data import DataNotFoundError
+    from .evaluations import EvaluationMissingError
+    from .training import NonFiniteLossError
 
     try:
-        profile = profiles.load(args.profile)
-        if args.cmd == "train":
-            if args.run not in profile.runs:
-                raise ValueError(f"profile {profile.name!r} has no run {args.run!r}; its runs: {', '.join(profile.runs)}")
-            configure_threads()  # $CCKL_THREADS, else every core
+        return _dispatch(args)
+    except (ValueError, KeyError, DataNotFoundError, NonFiniteLossError, runs.RunNotFoundError,
+            EvaluationMissingError, PermissionError, NotADirectoryError) as err:
+        msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+        print("error: " + " ".join(line.strip() for line in str(msg).splitlines()), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished epochs and evaluations are kept; run the same command to resume", file=sys.stderr)
+        return 130
+
+
+def _dispatch(args) -> int:
+    from . import runs
+    from .devices import configure_threads, resolve_device
+
+    if args.cmd == "unbundle":
+        from . import bundle
+        _check_artifacts_root()
+        manifest = bundle.extract(args.bundle, args.profile, replace=args.replace)
+        print(f"[cckl] unpacked {len(manifest['runs'])} runs of profile {manifest['profile']} from {args.bundle}")
+        return 0
+    profile = profiles.load(args.profile)
+    if args.cmd in ("train", "evaluate", "plan"):
+        _check_artifacts_root()
+        resolve_device(args.device)  # fail early, in one line, on a device this machine lacks
+        configure_threads()  # $CCKL_THREADS, else every core
+    if args.cmd == "train":
+        if args.run not in profile.runs:
+            raise ValueError(f"profile {profile.name!r} has no run {args.run!r}; its runs: {', '.join(profile.runs)}")
+        try:
+            run = runs.get_or_train(profile.name, args.run, device=args.device, progress=not args.no_progress,
+                                    weights=False, seed=args.seed)
+        except runs.RunSkipped as skip:
+            print(f"[cckl] {skip}")
+            return 0
+        last = run.history[-1]
+        print(f"[cckl] {profile.name}/{args.run} (seed {run.seed}): {last['epoch']} epochs, test acc {last['test_acc']:.4f}, "
+              f"robust acc {last.get('robust_acc', float('nan')):.4f}, mean ||F||_F {last['fisher_fro_mean']:.4g}, at {run.path}")
+    elif args.cmd == "evaluate":
+        from . import evaluations
+        names = [args.run] if args.run else list(profile.runs)
+        for name in names:
+            if name not in profile.runs:
+                raise ValueError(f"profile {profile.name!r} has no run {name!r}; its runs: {', '.join(profile.runs)}")
             try:
-                run = runs.get_or_train(profile.name, args.run, device=args.device, progress=not args.no_progress)
+                done = evaluations.evaluate_run(profile.name, name, device=args.device, seed=args.seed,
+                                                progress=not args.no_progress)
             except runs.RunSkipped as skip:
                 print(f"[cckl] {skip}")
-                return 0
-            last = run.history[-1]
-            print(f"[cckl] {profile.name}/{args.run}: {last['epoch']} epochs, test acc {last['test_acc']:.4f}, "
-                  f"mean ||F||_F {last['fisher_fro_mean']:.4g}, at {run.path}")
-        elif args.cmd == "runs":
-            rows = runs.status(profile.name)
-            print(f"{'run':28s} {'model':18s} {'objective':9s} {'dataset':9s} {'epochs':8s} {'state':12s} {'test_acc':>8s} {'mean|F|_F':>10s}")
-            for r in rows:
-                acc = "" if r["test_acc"] is None else f"{r['test_acc']:.4f}"
-                fro = "" if r["fisher_fro_mean"] is None else f"{r['fisher_fro_mean']:.4g}"
-                print(f"{r['run']:28s} {r['model']:18s} {r['objective']:9s} {r['dataset']:9s} {r['epochs']:8s} {r['state']:12s} {acc:>8s} {fro:>10s}")
-        elif args.cmd == "list":
-            print("\n".join(profile.runs))
-        elif args.cmd == "deps":
-            p = profile.name
-            print(f"RUNS_{p} := {' '.join(profile.runs)}")
-            for name in profile.runs:
-                print(f"build/{p}/runs/{name}.done:\n\t$(PY) -m cckl_core train --profile {p} --run {name} --device $(DEVICE) --no-progress\n\t@mkdir -p $(@D) && touch $@")
-            for nb in NOTEBOOK_ROLES:
-                stamps = " ".join(f"build/{p}/runs/{n}.done" for n in _runs_of(profile, nb))
-                print(f"build/{p}/{nb}.ipynb: {stamps}")
-    except (ValueError, KeyError, DataNotFoundError, NonFiniteLossError, runs.RunNotFoundError) as err:
-        msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-        print(f"error: {msg}", file=sys.stderr)
-        return 2
+                continue
+            summary = ", ".join(f"{e} {how}" + (f" in {sec:.1f} s" if how == "computed" else "") for e, how, sec in done)
+            print(f"[cckl] {profile.name}/{name}: {summary or 'no evaluations needed'}")
+    elif args.cmd == "runs":
+        rows = runs.status(profile.name)
+        print(f"{'run':28s} {'seed':>4s} {'model':18s} {'objective':9s} {'dataset':9s} {'epochs':8s} {'state':26s} "
+              f"{'test_acc':>8s} {'rob_acc':>8s} {'mean|F|_F':>10s}")
+        for r in rows:
+            acc = "" if r["test_acc"] is None else f"{r['test_acc']:.4f}"
+            rob = "" if r["robust_acc"] is None else f"{r['robust_acc']:.4f}"
+            fro = "" if r["fisher_fro_mean"] is None else f"{r['fisher_fro_mean']:.4g}"
+            state = r["state"] + (f" ({r['detail']})" if r["state"] == runs.CORRUPTED else "")
+            print(f"{r['run']:28s} {r['seed']:4d} {r['model']:18s} {r['objective']:9s} {r['dataset'][:9]:9s} "
+                  f"{r['epochs']:8s} {state:26s} {acc:>8s} {rob:>8s} {fro:>10s}")
+    elif args.cmd == "list":
+        print("\n".join(profile.runs))
+    elif args.cmd == "deps":
+        print(_deps(profile))
+    elif args.cmd == "plan":
+        from .plan import plan
+        names = args.runs.split(",") if args.runs else None
+        for n in names or []:
+            if n not in profile.runs:
+                raise ValueError(f"profile {profile.name!r} has no run {n!r}; its runs: {', '.join(profile.runs)}")
+        if args.probe_batch is not None and args.probe_batch < 1:
+            raise ValueError(f"--probe-batch must be >= 1, got {args.probe_batch}")
+        plan(profile.name, args.device, args.probe_batch, names)
+    elif args.cmd == "bundle":
+        from . import bundle
+        manifest = bundle.create(profile.name, Path(args.out))
+        print(f"[cckl] {args.out}: {len(manifest['runs'])} runs, {manifest['files']} files, "
+              f"{manifest['bytes'] / 2 ** 20:.2f} MiB (no weights)")
+        for m in manifest["missing"]:
+            print(f"[cckl] not in the bundle (not finished): {m}")
     return 0
 
 
-if __name__ == "__main__":
+def _deps(profile: profiles.Profile) -> str:
+    """Makefile rules: a stamp per (run, seed) for training and one for evaluation; notebooks need the latter."""
+    p = profile.name
+    lines = []
+    stamps = [(n, s, stamp_name(n, s, profile)) for n in profile.runs for s in profile.seeds]
+    lines.append(f"RUNS_{p} := {' '.join(st for _, _, st in stamps)}")
+    for name, seed, st in stamps:
+        lines.append(f"build/{p}/runs/{st}.done: $(BUNDLE_DONE)\n\t$(PY) -m cckl_core train --profile {p} --run {name} "
+                     f"--seed {seed} --device $(DEVICE) --no-progress\n\t@mkdir -p $(@D) && touch $@")
+        lines.append(f"build/{p}/evals/{st}.done: build/{p}/runs/{st}.done\n\t$(PY) -m cckl_core evaluate --profile {p} "
+                     f"--run {name} --seed {seed} --device $(DEVICE) --no-progress\n\t@mkdir -p $(@D) && touch $@")
+    for nb in NOTEBOOK_ROLES:
+        need = " ".join(f"build/{p}/evals/{stamp_name(n, s, profile)}.done" for n in _runs_of(profile, nb)
+                        for s in profile.seeds)
+        lines.append(f"build/{p}/{nb}.ipynb: {need}")
+    return "\n".join(lines)
+
+
+def cli() -> None:
+    """Entry point of the ``cckl`` console script."""
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    cli()

@@ -53,7 +53,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .fisher import eval_mode
+from .fisher import check_images, eval_mode
 
 __all__ = [
     "pgd", "autoattack", "robust_accuracy", "accuracies", "correctness", "as_attack", "attack_loss",
@@ -105,10 +105,24 @@ def attack_loss(loss: str, logits: torch.Tensor, y: torch.Tensor | None = None,
 
 
 # --------------------------------------------------------------------------- validation
-def _check(x, y, eps, step, steps, norm, loss, random_start, restarts, kappa) -> tuple[str, str, str | None]:
-    if not isinstance(x, torch.Tensor) or x.ndim < 2 or not x.is_floating_point():
-        raise ValueError(f"x must be a floating-point batch (N, ...); got {type(x).__name__} "
-                         f"{tuple(x.shape) if isinstance(x, torch.Tensor) else ''}")
+def check_labels(y, n: int, num_classes: int | None = None, name: str = "y") -> None:
+    """Raise ``ValueError`` unless ``y`` is an integer tensor of ``n`` labels in ``[0, num_classes)``
+    (only ``>= 0`` when ``num_classes`` is None)."""
+    if not isinstance(y, torch.Tensor) or y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        kind = f"dtype {y.dtype}" if isinstance(y, torch.Tensor) else type(y).__name__
+        raise ValueError(f"{name} must be an integer label tensor of shape ({n},), got {kind}; "
+                         "pass class indices, e.g. y.long()")
+    if y.shape != (n,):
+        raise ValueError(f"{name} must be an integer label tensor of shape ({n},), one per image; got {tuple(y.shape)}")
+    if n:
+        low, high = torch.stack(torch.aminmax(y)).tolist()
+        if low < 0 or (num_classes is not None and high >= num_classes):
+            allowed = f"[0, {num_classes}) for a model with {num_classes} outputs" if num_classes is not None else ">= 0"
+            raise ValueError(f"{name} must be class indices in {allowed}; got values in [{low}, {high}]")
+
+
+def _check(model, x, y, eps, step, steps, norm, loss, random_start, restarts, kappa) -> tuple[str, str, str | None]:
+    check_images(model, x)
     norm_l = str(norm).lower()
     if norm_l not in _NORMS:
         raise ValueError(f"unknown norm {norm!r}; use 'linf' or 'l2'")
@@ -119,7 +133,7 @@ def _check(x, y, eps, step, steps, norm, loss, random_start, restarts, kappa) ->
         raise ValueError(f"eps must be a number >= 0 in pixel units, got {eps!r}")
     if norm_l == "linf" and eps > 1:
         raise ValueError(f"L-inf eps={eps} exceeds the [0, 1] pixel range; give it in pixel units, e.g. 8/255 not 8")
-    max_l2 = math.sqrt(x[0].numel())
+    max_l2 = math.sqrt(x.shape[1:].numel())
     if norm_l == "l2" and eps > max_l2:
         raise ValueError(f"L2 eps={eps} exceeds the diameter sqrt(d)={max_l2:.1f} of the image box; "
                          "give it in pixel units (inputs in [0, 1])")
@@ -146,9 +160,7 @@ def _check(x, y, eps, step, steps, norm, loss, random_start, restarts, kappa) ->
         raise ValueError("loss='kl' has zero gradient at x' = x, so PGD would not move; "
                          "pass random_start=True (the TRADES start x + 0.001*N(0,1))")
     if loss_l != "kl":
-        if not isinstance(y, torch.Tensor) or y.shape != (len(x),) or y.is_floating_point():
-            raise ValueError(f"y must be an integer label tensor of shape ({len(x)},) for loss={loss_l!r}; "
-                             f"got {tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__}")
+        check_labels(y, len(x))
     if len(x) and (x.min() < 0 or x.max() > 1):
         raise ValueError(f"x must be images in [0, 1] (got range [{x.min().item():.3g}, {x.max().item():.3g}]); "
                          "the models standardise internally, so pass unnormalised pixels")
@@ -174,9 +186,12 @@ def _random_start(x: torch.Tensor, eps: float, norm: str, kind: str, gen: torch.
 def _pgd_run(model, x, y, start, eps, step, steps, norm, loss, kappa, clean_logits) -> torch.Tensor:
     shape = (-1, *[1] * (x.ndim - 1))
     x_adv = start.detach()
-    for _ in range(steps):
+    for t in range(steps):
         x_adv.requires_grad_(True)
-        objective = attack_loss(loss, model(x_adv), y, clean_logits, kappa).sum()
+        logits = model(x_adv)
+        if t == 0 and loss != "kl":
+            check_labels(y, len(x), logits.shape[1])
+        objective = attack_loss(loss, logits, y, clean_logits, kappa).sum()
         (grad,) = torch.autograd.grad(objective, x_adv)
         x_adv = x_adv.detach()
         with torch.no_grad():
@@ -205,7 +220,8 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, eps: float = 
 
     Args:
         model: classifier returning logits; run in eval mode, caller's mode restored.
-        x: images in [0, 1], (N, ...). y: integer labels (N,); ignored (may be None) for ``loss="kl"``.
+        x: images in [0, 1], (N, C, H, W), finite, C matching the model's first convolution.
+        y: integer labels (N,) in [0, K) for a model with K outputs; ignored (may be None) for ``loss="kl"``.
         eps, step: radius and step length in pixel units (L-inf: 8/255 and 2/255 as the paper).
         steps: number of PGD iterations. norm: ``"linf"`` or ``"l2"``.
         loss: ``"ce"`` (cross-entropy), ``"cw"`` (maximise ``min(max_{k!=y} z_k - z_y, kappa)``,
@@ -222,7 +238,7 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, eps: float = 
     Returns:
         The adversarial examples, detached, same shape, dtype and device as ``x``.
     """
-    norm, loss, start_kind = _check(x, y, eps, step, steps, norm, loss, random_start, restarts, kappa)
+    norm, loss, start_kind = _check(model, x, y, eps, step, steps, norm, loss, random_start, restarts, kappa)
     if len(x) == 0:
         return x.detach().clone()
     x = x.detach()
@@ -278,7 +294,7 @@ def autoattack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = 
     norm = norms[str(norm).lower()]
     if version not in ("standard", "plus", "rand"):
         raise ValueError(f"unknown AutoAttack version {version!r}; use 'standard', 'plus' or 'rand'")
-    _check(x, y, eps, 1.0, 1, norm, "ce", False, 1, 0.0)
+    _check(model, x, y, eps, 1.0, 1, norm, "ce", False, 1, 0.0)
     if len(x) == 0:
         return x.detach().clone()
     params = list(model.parameters())
@@ -291,6 +307,7 @@ def autoattack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = 
             if n_classes is None:
                 with torch.no_grad():
                     n_classes = model(x[:1]).shape[1]
+            check_labels(y, len(x), n_classes)
             if n_classes < 4:
                 raise ValueError(f"AutoAttack's DLR losses need at least 4 classes, the model has {n_classes}; "
                                  "use pgd() for fewer classes")
@@ -350,9 +367,12 @@ def correctness(model: nn.Module, batches: Iterable, attacks: Mapping[str, Attac
         iterator = tqdm(batches, total=total, desc="accuracy (" + ", ".join(out) + ")", leave=False)
     with eval_mode(model):
         for x, y in iterator:
-            x, y = x.to(device), y.to(device)
+            check_images(model, x)
+            x, y = x.to(device), torch.as_tensor(y).to(device)
             with torch.no_grad():
-                clean = (model(x).argmax(1) == y).cpu()
+                logits = model(x)
+            check_labels(y, len(x), logits.shape[1])
+            clean = (logits.argmax(1) == y).cpu()
             out["clean"].append(clean)
             for name, attack in specs.items():
                 if attack is None:

@@ -1,36 +1,73 @@
-"""Device choice: ``"auto"`` means CUDA when available, else the CPU."""
+"""Devices, threads and numeric precision.
+
+``"auto"`` means CUDA when available, else the CPU. ``precision`` is ``"fp32"`` or
+``"bf16"``: bf16 autocast is used for the training step and for attacks only; every
+reported metric (accuracy, CCKL, Fisher statistics, G1/G2) is computed in float32/float64.
+"""
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
+
+PRECISIONS = ("fp32", "bf16")
+
+
+class DeviceError(ValueError):
+    """A device or thread setting that cannot be used on this machine."""
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     """Return a concrete ``torch.device`` for ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
 
-    ``None`` and ``"auto"`` read ``$CCKL_DEVICE`` first, then pick CUDA if present.
+    ``None`` and ``"auto"`` read ``$CCKL_DEVICE`` first, then pick CUDA if present. On CUDA,
+    ``torch.backends.cudnn.benchmark`` is switched on (the input shape is fixed per run).
     """
     if isinstance(device, torch.device):
-        return device
-    if device in (None, "auto"):
-        device = os.environ.get("CCKL_DEVICE", "auto") or "auto"
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(
-            f"device={device!r} was asked for but CUDA is not available on this machine; "
-            "use device='cpu' or device='auto'."
-        )
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu' or 'cuda'.")
+        dev = device
+    else:
+        if device in (None, "auto"):
+            device = os.environ.get("CCKL_DEVICE", "auto") or "auto"
+        if device == "auto":
+            dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        else:
+            try:
+                dev = torch.device(device)
+            except (RuntimeError, TypeError) as err:
+                raise DeviceError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from err
+            if dev.type not in ("cpu", "cuda"):
+                raise DeviceError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device {str(dev)!r} was asked for but CUDA is not available on this machine; "
+                              "use 'cpu' or 'auto'")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DeviceError(f"device {str(dev)!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        torch.backends.cudnn.benchmark = True
     return dev
 
 
 def configure_threads(n: int | None = None) -> int:
     """Set torch's intra-op threads to ``n`` (default: ``$CCKL_THREADS`` or all cores)."""
     if n is None:
-        n = int(os.environ.get("CCKL_THREADS", "0")) or (os.cpu_count() or 1)
+        raw = os.environ.get("CCKL_THREADS", "0").strip() or "0"
+        try:
+            n = int(raw)
+        except ValueError:
+            raise DeviceError(f"CCKL_THREADS={raw!r} is not a whole number; set it to the number of CPU threads "
+                              "(e.g. CCKL_THREADS=2) or unset it to use every core") from None
+        if n < 0:
+            raise DeviceError(f"CCKL_THREADS={n} must be >= 0 (0 = every core)")
+        n = n or (os.cpu_count() or 1)
     torch.set_num_threads(max(1, n))
     return torch.get_num_threads()
+
+
+def autocast(device: torch.device, precision: str = "fp32"):
+    """``torch.autocast`` to bfloat16 on ``device`` when ``precision == "bf16"``, else a no-op context."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)

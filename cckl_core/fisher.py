@@ -15,9 +15,14 @@ It is never materialised (``d = 3072``). With ``A = diag(sqrt p) (I - 1 p^T) J``
 and the top eigenvector of ``F`` is ``A^T u / ||A^T u||`` for the top eigenvector ``u`` of
 ``G``. ``J`` costs one forward pass and ``K`` vector-Jacobian products (``torch.func.vjp``).
 Units: inputs in [0, 1] pixel scale; ``F`` in nats per (pixel unit)^2.
+
+Inputs are checked by :func:`check_images`: a floating batch ``(N, C, H, W)`` of finite
+values whose ``C`` matches the model's first convolution. An empty batch gives empty
+results.
 """
 from __future__ import annotations
 
+import numbers
 from contextlib import contextmanager
 
 import torch
@@ -34,6 +39,32 @@ def eval_mode(model: nn.Module):
         yield model
     finally:
         model.train(was_training)
+
+
+def check_images(model: nn.Module, x, name: str = "x") -> None:
+    """Raise ``ValueError`` unless ``x`` is a floating batch ``(N, C, H, W)`` of finite values and ``C``
+    equals the ``in_channels`` of the model's first ``nn.Conv2d`` (if it has one)."""
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        kind = f"a {x.dtype} tensor" if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"{name} must be a floating-point image batch (N, C, H, W) in [0, 1], got {kind}; "
+                         "uint8 images: use data.to_float(x) or ImageData.float()")
+    if x.ndim != 4:
+        hint = "; for one image add a batch dimension: x[None] or x.unsqueeze(0)" if x.ndim == 3 else ""
+        raise ValueError(f"{name} must be a batch of images (N, C, H, W), got shape {tuple(x.shape)}{hint}")
+    conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    if conv is not None and x.shape[1] != conv.in_channels:
+        hint = "; channels-last (N, H, W, C) images need x.permute(0, 3, 1, 2)" if x.shape[-1] == conv.in_channels else ""
+        raise ValueError(f"{name} has {x.shape[1]} channels (shape {tuple(x.shape)}) but the model's first "
+                         f"convolution takes {conv.in_channels}{hint}")
+    if len(x) and not torch.isfinite(x).all():
+        raise ValueError(f"{name} contains NaN or inf values; pass finite images in [0, 1]")
+
+
+def _chunks(n: int, batch_size) -> range:
+    """Chunk starts; one (empty) chunk for ``n = 0`` so that empty inputs give empty, well-shaped results."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    return range(0, max(n, 1), batch_size)
 
 
 def as_function(model: nn.Module):
@@ -90,10 +121,9 @@ def fisher_stats(model: nn.Module, x: torch.Tensor, eigenvector: bool = False, b
     the K x K Gram matrix (see module docstring), in chunks of ``batch_size``, with the
     model in eval mode and the caller's mode restored.
     """
-    if x.ndim < 2:
-        raise ValueError(f"x must be a batch (N, ...), got shape {tuple(x.shape)}")
+    check_images(model, x)
     parts: dict[str, list[torch.Tensor]] = {}
-    chunks = range(0, len(x), batch_size)
+    chunks = _chunks(len(x), batch_size)
     if progress:
         from tqdm.auto import tqdm
         chunks = tqdm(chunks, desc="Fisher statistics", leave=False)
@@ -115,6 +145,7 @@ def fisher_stats(model: nn.Module, x: torch.Tensor, eigenvector: bool = False, b
 
 def materialized_fisher(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The full ``d x d`` Fisher ``J^T (diag p - p p^T) J`` per sample (B, d, d). For checks and baselines only."""
+    check_images(model, x)
     with eval_mode(model):
         logits, jac = logit_jacobian(model, x)
     p = torch.softmax(logits, 1)
@@ -137,6 +168,8 @@ def g1(model: nn.Module, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
     ``g_k . delta = (J delta)_k - p . (J delta)``: one forward-mode JVP per batch. Eval
     mode, caller's mode restored.
     """
+    check_images(model, x)
+    check_images(model, delta, "delta")
     if x.shape != delta.shape:
         raise ValueError(f"x and delta must have the same shape, got {tuple(x.shape)} and {tuple(delta.shape)}")
     with eval_mode(model):
@@ -150,11 +183,13 @@ def kl_g1_g2(model: nn.Module, x_i: torch.Tensor, x_j: torch.Tensor, batch_size:
     ``x_i`` (which also gives ``f(x_i)``) and one forward pass at ``x_j`` per pair.
     CPU float64 (N,).
     """
+    check_images(model, x_i, "x_i")
+    check_images(model, x_j, "x_j")
     if x_i.shape != x_j.shape:
         raise ValueError(f"x_i and x_j must have the same shape, got {tuple(x_i.shape)} and {tuple(x_j.shape)}")
     kls, g1s = [], []
     with eval_mode(model):
-        for s in range(0, len(x_i), batch_size):
+        for s in _chunks(len(x_i), batch_size):
             a, b = x_i[s:s + batch_size], x_j[s:s + batch_size]
             g1_ab, logits_a = _g1_and_logits(model, a, b - a)
             with torch.no_grad():

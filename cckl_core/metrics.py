@@ -2,40 +2,122 @@
 
 Probabilities are rows over the last axis. ``0 * log 0`` is taken as 0 (``xlogy``),
 so one-hot rows and exact zeros are fine wherever the divergence itself is finite.
+
+Inputs are checked, in O(N K), so that a mistake raises a ``ValueError`` instead of
+returning a wrong number: probability rows must be finite, non-negative and sum to 1
+within ``1e-4 + K * eps`` (``eps`` the rounding unit of the input's dtype: 1.2e-7 for
+float32, 9.8e-4 for float16), which admits the rounding of a float32 ``softmax`` and
+rejects logits, log-probabilities or a scaled copy; ``log_probs`` must equal
+``log(probs)`` within the same tolerance (after ``exp``); labels must be integer class
+indices in ``[0, K)``, one per row.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
 
 
 def _as_tensor(x) -> torch.Tensor:
-    t = torch.as_tensor(x)
+    """A tensor as it is (integers as float64); lists and numbers through numpy, i.e. float64."""
+    t = torch.as_tensor(x) if isinstance(x, (torch.Tensor, np.ndarray)) else torch.from_numpy(np.asarray(x))
     return t if t.is_floating_point() else t.double()
 
 
-def kl(p, q) -> torch.Tensor:
-    """``KL(p || q) = sum_k p_k (log p_k - log q_k)`` row-wise over the last axis, nats."""
-    p, q = _as_tensor(p), _as_tensor(q)
+def _tolerance(dtype: torch.dtype, k: int) -> float:
+    """Allowed ``|row sum - 1|`` (and ``|exp(log_probs) - probs|``) for rows of ``k`` entries of ``dtype``."""
+    return 1e-4 + k * torch.finfo(dtype).eps
+
+
+def _probs(x, name: str = "probs") -> torch.Tensor:
+    """``x`` as a floating tensor of probability rows (last axis), checked; see the module docstring."""
+    p = _as_tensor(x)
+    if p.ndim == 0:
+        raise ValueError(f"{name} must be probability rows (..., K), got a scalar")
+    if p.numel() == 0:
+        return p
+    sums = p.sum(-1)
+    # one pass each and one device sync; NaN propagates into amin and the sums, +-inf into the sums
+    low, s_min, s_max = torch.stack([p.amin(), *torch.aminmax(sums)]).tolist()
+    if not all(map(math.isfinite, (low, s_min, s_max))):
+        raise ValueError(f"{name} contains NaN or inf; check the model's outputs (a diverged model gives NaN logits)")
+    if low < 0:
+        raise ValueError(f"{name} has negative entries (min {low:.3g}): probabilities are >= 0; "
+                         "pass softmax(logits), not logits or log-probabilities")
+    tol = _tolerance(p.dtype, p.shape[-1])
+    if max(abs(s_min - 1), abs(s_max - 1)) > tol:
+        raise ValueError(f"{name} rows must sum to 1 (got row sums in [{s_min:.4g}, {s_max:.4g}], tolerance {tol:.1e}); "
+                         "pass softmax(logits) over the last axis, not logits or a scaled copy")
+    return p
+
+
+def _labels(labels, n: int | None = None, num_classes: int | None = None, name: str = "labels") -> torch.Tensor:
+    """``labels`` as a 1-D long tensor of class indices (``n`` of them, in ``[0, num_classes)`` when given), checked."""
+    y = torch.as_tensor(labels)
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise ValueError(f"{name} must be integer class indices, got dtype {y.dtype}; "
+                         "pass e.g. torch.as_tensor(y, dtype=torch.long) (float labels are not truncated silently)")
+    if y.ndim != 1 or (n is not None and len(y) != n):
+        want = f"({n},), one per probability row" if n is not None else "(N,)"
+        raise ValueError(f"{name} must have shape {want}; got {tuple(y.shape)}")
+    if len(y):
+        low, high = torch.stack(torch.aminmax(y)).tolist()
+        if low < 0 or (num_classes is not None and high >= num_classes):
+            allowed = f"[0, {num_classes}) (K = {num_classes} classes)" if num_classes is not None else ">= 0"
+            raise ValueError(f"{name} must be class indices in {allowed}; got values in [{low}, {high}]")
+    return y.long()
+
+
+def _kl(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     return (torch.special.xlogy(p, p) - torch.special.xlogy(p, q)).sum(-1)
+
+
+def _pair(p, q) -> tuple[torch.Tensor, torch.Tensor]:
+    p, q = _probs(p, "p"), _probs(q, "q")
+    if p.shape[-1] != q.shape[-1]:
+        raise ValueError(f"p and q must have the same number of classes, got {p.shape[-1]} and {q.shape[-1]}")
+    try:
+        torch.broadcast_shapes(p.shape, q.shape)
+    except RuntimeError:
+        raise ValueError(f"p and q must have broadcastable shapes (the same rows), "
+                         f"got {tuple(p.shape)} and {tuple(q.shape)}") from None
+    return p, q
+
+
+def kl(p, q) -> torch.Tensor:
+    """``KL(p || q) = sum_k p_k (log p_k - log q_k)`` row-wise over the last axis, nats.
+
+    ``p`` and ``q`` are probability rows (checked, see the module docstring); ``inf`` where
+    ``q_k = 0 < p_k``.
+    """
+    return _kl(*_pair(p, q))
 
 
 def js(p, q) -> torch.Tensor:
     """``JS(p || q) = 1/2 KL(p || m) + 1/2 KL(q || m)``, ``m = (p + q) / 2``, nats (at most log 2)."""
-    p, q = _as_tensor(p), _as_tensor(q)
+    p, q = _pair(p, q)
     m = 0.5 * (p + q)
-    return 0.5 * kl(p, m) + 0.5 * kl(q, m)
+    return 0.5 * _kl(p, m) + 0.5 * _kl(q, m)
 
 
 def _class_counts(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     return torch.bincount(labels, minlength=num_classes)
 
 
+def _num_classes(num_classes, default: int) -> int:
+    if num_classes is None:
+        return default
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+    return int(num_classes)
+
+
 def cross_partner_counts(labels, num_classes: int | None = None) -> torch.Tensor:
     """For each sample ``i``, the number of samples ``j`` with ``y_j != y_i``: ``N - n_{y_i}``."""
-    labels = torch.as_tensor(labels).long()
-    num_classes = num_classes or int(labels.max()) + 1
-    return len(labels) - _class_counts(labels, num_classes)[labels]
+    labels = _labels(labels, num_classes=_num_classes(num_classes, None))
+    k = num_classes or (int(labels.max()) + 1 if len(labels) else 1)
+    return len(labels) - _class_counts(labels, k)[labels]
 
 
 def cckl(probs, labels, num_classes: int | None = None, log_probs=None) -> float:
@@ -46,14 +128,37 @@ def cckl(probs, labels, num_classes: int | None = None, log_probs=None) -> float
     where ``m_i = N - n_{y_i}``; the mean divides the total by ``sum_i m_i``.
     Cost O(N K) instead of O(N^2 K). Computed in float64. Pass ``log_probs`` (e.g.
     ``log_softmax`` of the logits) to avoid ``log 0`` for saturated outputs.
+
+    ``probs`` (N, K) are probability rows and ``labels`` (N,) integer classes in
+    ``[0, num_classes)`` (default ``K``); both are checked (module docstring), so
+    logits, a scaled copy or float labels raise ``ValueError``.
     """
-    p = _as_tensor(probs).double()
-    labels = torch.as_tensor(labels, device=p.device).long()
-    if p.ndim != 2 or labels.shape != p.shape[:1]:
-        raise ValueError(f"probs must be (N, K) and labels (N,); got {tuple(p.shape)} and {tuple(labels.shape)}")
+    p = _probs(probs)
+    if p.ndim != 2:
+        raise ValueError(f"probs must be (N, K), got shape {tuple(p.shape)}")
+    num_classes = _num_classes(num_classes, p.shape[1])
+    labels = _labels(labels, p.shape[0], num_classes).to(p.device)
+    p = p.double()
+    if log_probs is None:
+        logp = p.log()
+    else:
+        logp = _as_tensor(log_probs)
+        if logp.shape != p.shape:
+            raise ValueError(f"log_probs must have the shape of probs {tuple(p.shape)}, got {tuple(logp.shape)}")
+        tol = _tolerance(logp.dtype, p.shape[1])
+        logp = logp.double().to(p.device)
+        if len(p):
+            nan, gap = torch.stack([(torch.isnan(logp) | (logp == torch.inf)).any().double(),
+                                    (logp.exp() - p).abs().amax()]).tolist()
+            if nan or gap > tol:
+                raise ValueError(f"log_probs must be log(probs) (max |exp(log_probs) - probs| = {gap:.3g}, "
+                                 f"tolerance {tol:.1e}); pass log_softmax(logits) of the logits behind probs")
+    return _cckl(p, logp, labels, num_classes)
+
+
+def _cckl(p: torch.Tensor, logp: torch.Tensor, labels: torch.Tensor, num_classes: int) -> float:
+    """:func:`cckl` on checked float64 inputs."""
     k = p.shape[1]
-    num_classes = num_classes or k
-    logp = p.log() if log_probs is None else _as_tensor(log_probs).double().to(p.device)
     neg_entropy = torch.special.xlogy(p, p).sum(1)
     # (N, K): sum of log p_j over j of other classes. log p_j = -inf (p_j = 0) is counted apart:
     # subtracting a class's own -inf from a total of -inf would give NaN instead of -inf.
@@ -64,7 +169,7 @@ def cckl(probs, labels, num_classes: int | None = None, log_probs=None) -> float
     s_other = s_class.sum(0, keepdim=True) - s_class[labels]
     n_inf_other = n_inf_class.sum(0, keepdim=True) - n_inf_class[labels]
     s_other = torch.where(n_inf_other > 0, -torch.inf, s_other)
-    m = cross_partner_counts(labels, num_classes).to(p)
+    m = (len(labels) - _class_counts(labels, num_classes)[labels]).to(p)
     total_pairs = m.sum()
     if total_pairs == 0:
         raise ValueError("CCKL needs samples of at least two classes")
@@ -79,9 +184,9 @@ def sample_cross_pairs(labels, n: int, seed: int = 0) -> tuple[np.ndarray, np.nd
     ``i`` is drawn with probability proportional to its number of cross-class partners,
     then ``j`` uniformly among them: that is uniform over the ordered cross-class pairs.
     """
-    labels = np.asarray(torch.as_tensor(labels).cpu())
-    if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
+    labels = _labels(labels).cpu().numpy()
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise ValueError(f"n must be an integer >= 0, got {n!r}")
     rng = np.random.default_rng(seed)
     classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
     if len(classes) < 2:
@@ -101,7 +206,8 @@ def smooth_labels(labels, num_classes: int, alpha: float) -> torch.Tensor:
     """Label smoothing ``y_LS = alpha * onehot(y) + (1 - alpha) / K`` (float64 rows)."""
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-    onehot = torch.nn.functional.one_hot(torch.as_tensor(labels).long(), num_classes).double()
+    num_classes = _num_classes(num_classes, None)
+    onehot = torch.nn.functional.one_hot(_labels(labels, num_classes=num_classes), num_classes).double()
     return alpha * onehot + (1.0 - alpha) / num_classes
 
 
@@ -117,11 +223,17 @@ def theorem_terms(probs, labels, alpha: float = 0.9, num_classes: int | None = N
     gives ``cckl >= bound_pair`` exactly; on a class-balanced set the weights are equal
     and both bounds coincide. ``holds`` / ``holds_pair`` compare against ``cckl``.
     """
-    p = _as_tensor(probs).double()
-    labels = torch.as_tensor(labels).long()
-    k = num_classes or p.shape[1]
-    y = smooth_labels(labels, k, alpha)
-    l_each, col_each = kl(y, p), kl(p, y)
+    p = _probs(probs)
+    if p.ndim != 2:
+        raise ValueError(f"probs must be (N, K), got shape {tuple(p.shape)}")
+    k = _num_classes(num_classes, p.shape[1])
+    if k != p.shape[1]:
+        raise ValueError(f"num_classes={k} but probs has {p.shape[1]} columns; they must agree")
+    p = p.double()
+    labels = _labels(labels, len(p), k).to(p.device)
+    cckl_value = _cckl(p, p.log(), labels, k)  # first: raises if fewer than two classes are present
+    y = smooth_labels(labels, k, alpha).to(p.device)
+    l_each, col_each = _kl(y, p), _kl(p, y)
     w = cross_partner_counts(labels, k).double()
     w = w / w.sum()
     # JS between two smoothed one-hots of different classes is the same for every pair
@@ -133,7 +245,7 @@ def theorem_terms(probs, labels, alpha: float = 0.9, num_classes: int | None = N
         "coL": float(col_each.mean()),
         "L_pair": float((w * l_each).sum()),
         "coL_pair": float((w * col_each).sum()),
-        "cckl": cckl(p, labels, k),
+        "cckl": cckl_value,
     }
     out["bound"] = out["js"] - out["L"] - out["coL"]
     out["bound_pair"] = out["js"] - out["L_pair"] - out["coL_pair"]

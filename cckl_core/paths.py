@@ -30,3 +30,10 @@ def figures_root() -> Path:
 
 #: Where the offline CIFAR-10 copy lives when ``shared/`` sits beside the checkout.
 SHARED_CIFAR10_ZIP = REPO_ROOT.parent / "shared" / "data" / "cifar10-jpeg.zip"
+
+
+def cifar10_zip() -> Path:
+    """The offline CIFAR-10 JPEG copy (a zip of ``{train,test}/<class>/NNNN.jpg``):
+    ``$CCKL_CIFAR10_ZIP`` if set, else :data:`SHARED_CIFAR10_ZIP`. It may not exist."""
+    env = os.environ.get("CCKL_CIFAR10_ZIP")
+    return Path(env).expanduser() if env else SHARED_CIFAR10_ZIP

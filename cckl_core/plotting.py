@@ -40,10 +40,10 @@ _STAMP_ATTR = "_cckl_stamp"
 def set_style() -> None:
     """One look for every figure: seaborn ``whitegrid`` theme, ``paper`` context, colour-blind palette.
 
-    Also turns on constrained layout and sets the saved resolution (200 dpi PNG).
+    Also turns on constrained layout and sets the saved resolution (150 dpi PNG).
     """
     sns.set_theme(context="paper", style="whitegrid", palette="colorblind", font_scale=1.1,
-                  rc={"figure.dpi": 110, "savefig.dpi": 200, "figure.constrained_layout.use": True,
+                  rc={"figure.dpi": 110, "savefig.dpi": 150, "figure.constrained_layout.use": True,
                       "axes.titlesize": "medium", "legend.fontsize": "small", "legend.frameon": False,
                       "lines.linewidth": 1.6, "lines.markersize": 4, "axes.formatter.useoffset": False})
 
@@ -143,6 +143,28 @@ def history_series(run_or_history, key: str) -> tuple[np.ndarray, np.ndarray]:
     return epochs, values
 
 
+def _is_seed_group(item) -> bool:
+    return isinstance(item, (list, tuple)) and bool(item) and hasattr(item[0], "history")
+
+
+def seed_series(item, key: str, log: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """``(epochs, mean, std, n_seeds)`` of ``history[key]`` over a run or a list of runs of several seeds.
+
+    With ``log=True`` the natural log is taken per seed before averaging. ``std`` (ddof 1) is
+    NaN for a single seed. Runs of one group must share their epochs.
+    """
+    group = list(item) if _is_seed_group(item) else [item]
+    series = [history_series(run, key) for run in group]
+    epochs = series[0][0]
+    if any(len(e) != len(epochs) or not np.array_equal(e, epochs) for e, _ in series):
+        raise ValueError(f"runs of one seed group have different epochs: {[len(e) for e, _ in series]}")
+    values = np.vstack([_ln(v) if log else v for _, v in series])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        std = np.nanstd(values, axis=0, ddof=1) if len(group) > 1 else np.full(len(epochs), np.nan)
+        return epochs, np.nanmean(values, axis=0), std, len(group)
+
+
 def _ln(values: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(values > 0, np.log(np.where(values > 0, values, 1.0)), np.nan)
@@ -154,15 +176,22 @@ def plot_history(ax: plt.Axes, runs: Sequence, key: str, labels: Sequence[str] |
                  colors: Sequence | None = None, **line_kw) -> None:
     """One line per run of ``history[key]`` against the epoch (epoch 0 = initialisation).
 
+    An item of ``runs`` may be a list of runs of several seeds: its line is the mean over the
+    seeds, shaded +- one standard deviation (and the label says how many seeds).
     ``log=True`` plots the natural log of the values (as the paper does for Fisher norms);
     ``band=(lo_key, hi_key)`` shades between two other history keys (e.g. the q25 and q75
-    of the per-sample Frobenius norms), transformed the same way.
+    of the per-sample Frobenius norms), transformed the same way (single runs only).
     """
-    labels = list(labels) if labels is not None else _names(runs)
+    labels = list(labels) if labels is not None else [_names(r[0] if _is_seed_group(r) else r)[0] for r in runs]
     colors = list(colors) if colors is not None else sns.color_palette(n_colors=max(len(runs), 1))
     for run, label, color in zip(runs, labels, colors):
-        epochs, values = history_series(run, key)
-        ax.plot(epochs, _ln(values) if log else values, marker="o", label=label, color=color, **line_kw)
+        epochs, values, std, n_seeds = seed_series(run, key, log=log)
+        if n_seeds > 1:
+            ax.plot(epochs, values, marker="o", label=f"{label} (mean of {n_seeds} seeds)", color=color, **line_kw)
+            ax.fill_between(epochs, values - std, values + std, color=color, alpha=0.2, lw=0)
+            continue
+        run = run[0] if _is_seed_group(run) else run
+        ax.plot(epochs, values, marker="o", label=label, color=color, **line_kw)
         if band is not None:
             _, lo = history_series(run, band[0])
             _, hi = history_series(run, band[1])
@@ -193,11 +222,21 @@ def fisher_growth(runs: Sequence, labels: Sequence[str] | None = None, title: st
     """Figures 3 and 8: test accuracy, ln mean ||F_x||_F and (``spectral``) ln mean ||F_x||_2 per epoch.
 
     Means are over the run's fixed Fisher subset of the test set (``fisher_n`` points); the
-    shaded band (``band``) spans ln q25 .. ln q75 of the per-sample norms. The spectral norm
+    shaded band (``band``) spans ln q25 .. ln q75 of the per-sample norms. Where the histories
+    record ``robust_acc`` (PGD-10 accuracy on the fixed robust subset), it is drawn dashed
+    beside the clean accuracy. The spectral norm
     ``lambda_max(F_x)`` is computed exactly (the paper plots the Frobenius norm only).
     """
     fig, axes = panels(3 if spectral else 2)
-    plot_history(axes[0], runs, "test_acc", labels, ylabel="test accuracy")
+    plot_history(axes[0], runs, "test_acc", labels, ylabel="accuracy")
+    flat = [r for item in runs for r in (item if _is_seed_group(item) else [item])]
+    if any(rec.get("robust_acc") is not None for run in flat for rec in getattr(run, "history", run)):
+        colors = sns.color_palette(n_colors=max(len(runs), 1))
+        for run, color in zip(runs, colors):
+            epochs, rob, _, _ = seed_series(run, "robust_acc")
+            axes[0].plot(epochs, rob, ls="--", marker="x", color=color, lw=1.2)
+        axes[0].text(0.02, 0.98, "solid: clean test accuracy\ndashed: PGD-10 accuracy (eps 8/255)",
+                     transform=axes[0].transAxes, ha="left", va="top", fontsize=7, color="0.35")
     plot_history(axes[1], runs, "fisher_fro_mean", labels, ylabel=r"ln mean $\|F_x\|_F$", log=True,
                  band=("fisher_fro_q25", "fisher_fro_q75") if band else None)
     if spectral:
@@ -205,8 +244,9 @@ def fisher_growth(runs: Sequence, labels: Sequence[str] | None = None, title: st
                      log=True, band=("fisher_spec_q25", "fisher_spec_q75") if band else None)
     axes[0].legend()
     if band:
-        axes[1].text(0.02, 0.98, "band: q25-q75 of per-sample norms", transform=axes[1].transAxes,
-                     ha="left", va="top", fontsize=7, color="0.35")
+        groups = any(_is_seed_group(item) and len(item) > 1 for item in runs)
+        axes[1].text(0.02, 0.98, "band: +-1 std over seeds" if groups else "band: q25-q75 of per-sample norms",
+                     transform=axes[1].transAxes, ha="left", va="top", fontsize=7, color="0.35")
     if title:
         fig.suptitle(title)
     return fig, axes
@@ -243,25 +283,35 @@ def accuracy_and_fisher(run, title: str | None = None) -> tuple[plt.Figure, np.n
 
 
 # --------------------------------------------------------------------------- Figure 6
-def cckl_vs_loss(ax: plt.Axes, run, title: str | None = None, paper_r: float | None = None) -> dict:
+def cckl_vs_loss(ax: plt.Axes, run, title: str | None = None, paper_r: float | None = None,
+                 from_epoch: int = 1) -> dict:
     """Figure 6 panel: CCKL (y) against test cross-entropy (x), one point per epoch coloured by epoch,
-    with Pearson's r over the epochs written on the panel. Returns ``{"r", "p", "n"}``."""
+    with Pearson's r over epochs ``from_epoch``..end written on the panel (default 1: the
+    initialisation, far from every trained point, would decide r on its own).
+    Returns ``{"r", "p", "p_negative", "p_positive", "n"}`` (two-sided and one-sided p-values)."""
     epochs, ce = history_series(run, "test_ce")
     _, cckl = history_series(run, "cckl")
-    r, p = pearson(ce, cckl)
+    use = epochs >= from_epoch
+    r, p = pearson(ce[use], cckl[use])
+    one_sided = {"p_negative": math.nan, "p_positive": math.nan}
+    if math.isfinite(r):
+        keep = use & np.isfinite(ce) & np.isfinite(cckl)
+        one_sided = {f"p_{name}": float(stats.pearsonr(ce[keep], cckl[keep], alternative=alt).pvalue)
+                     for name, alt in (("negative", "less"), ("positive", "greater"))}
     points = ax.scatter(ce, cckl, c=epochs, cmap="viridis", zorder=3, clip_on=False)
     ax.margins(0.1)
     ax.figure.colorbar(points, ax=ax, label="epoch")
     ax.set_xlabel("test cross-entropy (nats)")
     ax.set_ylabel("CCKL (nats)")
-    text = f"Pearson r = {r:.4f}" if math.isfinite(r) else "Pearson r undefined (constant or < 3 epochs)"
+    text = (f"Pearson r = {r:.4f} (epochs {from_epoch}+)" if math.isfinite(r)
+            else "Pearson r undefined (constant or < 3 epochs)")
     if paper_r is not None:
         text += f"\npaper: r = {paper_r:.4f}"
     ax.text(0.97, 0.97, text, transform=ax.transAxes, ha="right", va="top", fontsize=8,
             bbox=dict(boxstyle="round", fc="white", ec="0.8"))
     if title:
         ax.set_title(title)
-    return {"r": r, "p": p, "n": int(np.isfinite(ce).sum())}
+    return {"r": r, "p": p, **one_sided, "n": int((np.isfinite(ce) & np.isfinite(cckl) & use).sum())}
 
 
 def skipped_panel(ax: plt.Axes, message: str, title: str | None = None) -> None:
@@ -440,10 +490,18 @@ def scatter_diagonal(ax: plt.Axes, x, y, hue=None, hue_label: str | None = None,
 # --------------------------------------------------------------------------- measured vs paper
 def paper_vs_measured_bars(ax: plt.Axes, categories: Sequence[str], measured: Sequence[float],
                            paper: Sequence[float] | None = None, ylabel: str | None = None,
-                           title: str | None = None, color=None) -> None:
-    """Bars of our measured values per category, with the paper's values as black diamonds."""
+                           title: str | None = None, color=None,
+                           interval: tuple[Sequence[float], Sequence[float]] | None = None) -> None:
+    """Bars of our measured values per category (with ``interval = (lo, hi)`` as error bars, e.g.
+    95% Wilson intervals), with the paper's values as black diamonds."""
     pos = np.arange(len(categories))
-    ax.bar(pos, np.asarray(measured, dtype=float), color=color or sns.color_palette()[0], width=0.65, label="measured")
+    measured = np.asarray(measured, dtype=float)
+    yerr = None
+    if interval is not None:
+        lo, hi = (np.asarray(v, dtype=float) for v in interval)
+        yerr = np.vstack([measured - lo, hi - measured])
+    ax.bar(pos, measured, color=color or sns.color_palette()[0], width=0.65, label="measured",
+           yerr=yerr, capsize=3, error_kw={"lw": 1, "ecolor": "0.25"})
     if paper is not None:
         ax.scatter(pos, np.asarray(paper, dtype=float), marker="D", color="black", zorder=3, label="paper")
     ax.set_xticks(pos)

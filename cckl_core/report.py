@@ -8,8 +8,10 @@
   each profile present into ``figures_root()/README.md``. It only reports what exists, in
   a fixed order, with no time stamps, so the same files give the same summary.
 
-"holds" means the measured value supports the paper's qualitative claim by the criterion
-stated in the row's note; the numbers themselves come from the executed notebooks.
+"holds" is one of :data:`VERDICTS`: ``yes`` / ``no`` when the row's criterion (stated in its
+note: an interval or a test, fixed before looking at results) decides, ``inconclusive`` when
+it cannot at this sample size, ``not informative`` when the criterion could not have failed,
+``n/a`` when there is nothing to assess. The numbers come from the executed notebooks.
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ _ALIASES = {"paper": "paper value", "measured": "measured value", "ours": "measu
 #: A hand-written file in a profile folder, placed at the top of its section.
 NOTES_FILE = "NOTES.md"
 #: Profiles in the order the summary lists them (others follow alphabetically).
-_PROFILE_ORDER = ["paper", "quick", "smoke"]
+_PROFILE_ORDER = ["paper", "gpu", "quick", "smoke"]
 
 
 # --------------------------------------------------------------------------- formatting
@@ -55,15 +57,38 @@ def fmt(value, digits: int = 4) -> str:
     return str(value)
 
 
+#: Verdicts a claims row may carry. "inconclusive": the interval or test cannot tell at this size;
+#: "not informative": the criterion cannot fail here (e.g. a negative lower bound of a non-negative
+#: quantity); "n/a": nothing to assess (a skipped run, a number reported without a claim).
+VERDICTS = ("yes", "no", "inconclusive", "not informative", "n/a")
+_VERDICT_ALIASES = {"holds": "yes", "does not hold": "no"}
+
+
 def _holds(value) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     if isinstance(value, str):
         v = value.strip().lower()
-        if v in ("yes", "no", "n/a"):
+        v = _VERDICT_ALIASES.get(v, v)
+        if v in VERDICTS:
             return v
-        raise ValueError(f"holds must be True/False/None or 'yes'/'no'/'n/a', got {value!r}")
+        raise ValueError(f"holds must be True/False/None or one of {VERDICTS} (or 'holds'/'does not hold'), got {value!r}")
     return "yes" if bool(value) else "no"
+
+
+def count_verdicts(verdicts) -> dict[str, int]:
+    """How many rows carry each verdict; ``assessed`` = yes + no + inconclusive."""
+    counts = {v: 0 for v in VERDICTS}
+    for v in verdicts:
+        counts[_holds(v)] += 1
+    counts["assessed"] = counts["yes"] + counts["no"] + counts["inconclusive"]
+    return counts
+
+
+def verdict_line(counts: dict[str, int]) -> str:
+    """``"12 of 20 assessed claims hold, 3 do not, 5 inconclusive; 2 not informative, 1 n/a"``."""
+    return (f"{counts['yes']} of {counts['assessed']} assessed claims hold, {counts['no']} do not, "
+            f"{counts['inconclusive']} inconclusive; {counts['not informative']} not informative, {counts['n/a']} n/a")
 
 
 def markdown_table(df: pd.DataFrame, index: bool = False, digits: int = 4) -> str:
@@ -117,10 +142,8 @@ def claims_table(rows: Iterable[Mapping], notebook: str, profile: str, dataset: 
     folder = figures_root() / profile
     stem = folder / f"claims_{notebook}"
     _write_text(stem.with_suffix(".csv"), df.to_csv(index=False))
-    held = (df["holds"] == "yes").sum()
-    assessed = (df["holds"] != "n/a").sum()
     md = (f"**Claims of `{notebook}`** · profile `{profile}` · dataset {dataset} · "
-          f"{held} of {assessed} assessable claims hold\n\n{markdown_table(df)}\n")
+          f"{verdict_line(count_verdicts(df['holds']))}\n\n{markdown_table(df)}\n")
     _write_text(stem.with_suffix(".md"), md)
     meta = {"notebook": notebook, "profile": profile, "dataset": dataset, "rows": records}
     _write_text(stem.with_suffix(".json"), json.dumps(meta, indent=1, sort_keys=True) + "\n")
@@ -174,8 +197,7 @@ def profile_section(folder: Path, root: Path) -> str:
     claims = _claims_of(folder)
     datasets = sorted({c.get("dataset", "unknown") for c in claims}) or ["unknown (no claims file found)"]
     rows = [r for c in claims for r in c.get("rows", [])]
-    held = sum(r.get("holds") == "yes" for r in rows)
-    assessed = sum(r.get("holds") in ("yes", "no") for r in rows)
+    counts = count_verdicts(r.get("holds") for r in rows)
     rel = folder.relative_to(root).as_posix()
     lines = [f"## Profile `{name}`", ""]
     desc = _profile_description(name)
@@ -183,7 +205,7 @@ def profile_section(folder: Path, root: Path) -> str:
     lines.append(f"- dataset: {', '.join(datasets)}")
     lines.append(f"- numbers come from the executed notebooks in `build/{name}/` "
                  f"(`make paper PROFILE={name}`); figures and tables in `{rel}/`")
-    lines.append(f"- claims: {held} of {assessed} assessable claims hold ({len(rows) - assessed} not assessable)")
+    lines.append(f"- claims: {verdict_line(counts)}")
     lines.append("")
     notes = folder / NOTES_FILE
     if notes.exists():  # written by a person who ran the profile: wall time, what did not hold and why

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from . import attacks, metrics
 from .data import Batches
+from .devices import autocast
 from .fisher import eval_mode, fisher_stats
 
 
@@ -72,27 +73,55 @@ def make_optimizer(model: nn.Module, cfg: dict):
     return opt, sched
 
 
-def train_epoch(model: nn.Module, opt, batches: Batches, cfg: dict, progress: bool = False, desc: str = "train") -> float:
-    """One pass of SGD over ``batches``; returns the mean training loss. Raises on a non-finite loss."""
-    total, count = 0.0, 0
+def train_epoch(model: nn.Module, opt, batches: Batches, cfg: dict, progress: bool = False, desc: str = "train",
+                check_every: int = 50) -> float:
+    """One pass of SGD over ``batches``; returns the mean training loss (nats).
+
+    With ``cfg["precision"] == "bf16"`` the objective (attack included) runs under bf16
+    autocast. The loss is summed on the device and read back every ``check_every`` batches
+    (and at the end), so the host does not wait for the device after every step; a
+    non-finite loss raises :class:`NonFiniteLossError` at that check.
+    """
+    device = next(model.parameters()).device
+    precision = cfg.get("precision", "fp32")
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    count, checked = 0, 0
     it = batches
     if progress:
         from tqdm.auto import tqdm
         it = tqdm(batches, desc=desc, leave=False, mininterval=1.0)
-    for b, (x, y) in enumerate(it):
-        loss = objective_loss(model, x, y, cfg)
-        if not torch.isfinite(loss):
+
+    def check(b: int) -> float:
+        value = total.item()
+        if not math.isfinite(value):
             raise NonFiniteLossError(
-                f"{cfg['objective']} loss became {loss.item()} at batch {b}; lower the learning rate "
-                f"(lr={cfg['lr']}) or check the data. The cache keeps only the last finished epoch.")
+                f"{cfg['objective']} loss became {value} between batch {checked} and batch {b}; lower the learning "
+                f"rate (lr={cfg['lr']}) or check the data. The cache keeps only the last finished epoch.")
+        return value
+
+    b = -1
+    for b, (x, y) in enumerate(it):
+        with autocast(device, precision):
+            loss = objective_loss(model, x, y, cfg)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        total += loss.item() * len(y)
+        total += loss.detach().double() * len(y)
         count += len(y)
-        if progress:
-            it.set_postfix(loss=f"{total / count:.3f}", refresh=False)
-    return total / max(count, 1)
+        if (b + 1) % check_every == 0:
+            value = check(b)
+            checked = b + 1
+            if progress:
+                it.set_postfix(loss=f"{value / count:.3f}", refresh=False)
+    return check(b) / max(count, 1)
+
+
+def check_finite_weights(model: nn.Module, where: str = "") -> None:
+    """Raise :class:`NonFiniteLossError` if a parameter or buffer (BatchNorm statistics) is NaN or infinite."""
+    for name, t in list(model.named_parameters()) + list(model.named_buffers()):
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise NonFiniteLossError(f"the model's {name} became non-finite{where}; lower the learning rate "
+                                     "or check the data (training diverged)")
 
 
 def _summary(values: torch.Tensor, prefix: str) -> dict[str, float]:
@@ -116,8 +145,30 @@ def predict(model: nn.Module, batches) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.cat(outs), torch.cat(labels)
 
 
-def evaluate(model: nn.Module, test: Batches, fisher_x: torch.Tensor, pair_x: torch.Tensor) -> dict:
-    """The per-epoch record: test accuracy, test CE, exact CCKL, Fisher norm summaries, the Figure 1 pair.
+#: Robust accuracy recorded every epoch: L-inf PGD-10, eps 8/255, step 2/255, no random start.
+ROBUST_ACC_ATTACK = dict(eps=8 / 255, step=2 / 255, steps=10, norm="linf", loss="ce")
+
+
+def robust_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: dict, precision: str = "fp32",
+                   batch_size: int = 500) -> torch.Tensor:
+    """Per-sample correctness (bool, CPU) on ``attack`` examples; the attack runs under ``precision``
+    autocast, the final prediction in float32."""
+    out = []
+    with eval_mode(model):
+        for s in range(0, len(x), batch_size):
+            xb, yb = x[s:s + batch_size], y[s:s + batch_size]
+            with autocast(xb.device, precision):
+                x_adv = attacks.pgd(model, xb, yb, **attack)
+            with torch.no_grad():
+                out.append((model(x_adv.float()).argmax(1) == yb).cpu())
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.bool)
+
+
+def evaluate(model: nn.Module, test: Batches, fisher_x: torch.Tensor, pair_x: torch.Tensor,
+             robust_x: torch.Tensor | None = None, robust_y: torch.Tensor | None = None,
+             precision: str = "fp32") -> dict:
+    """The per-epoch record: test accuracy, test CE, exact CCKL, Fisher norm summaries, the Figure 1
+    pair, and ``robust_acc`` (PGD-10 accuracy, :data:`ROBUST_ACC_ATTACK`, on ``robust_x``).
 
     Fisher statistics (Frobenius and spectral norm of ``F_x``) are summarised over the
     fixed points ``fisher_x``; ``pair_probs`` are the softmax outputs of the two fixed
@@ -125,6 +176,9 @@ def evaluate(model: nn.Module, test: Batches, fisher_x: torch.Tensor, pair_x: to
     """
     start = time.perf_counter()
     logits, labels = predict(model, test)
+    if not bool(torch.isfinite(logits).all()):
+        raise NonFiniteLossError("the model's test outputs (logits) are NaN or infinite although its weights are "
+                                 "finite; lower the learning rate or check the data (training diverged)")
     logp = torch.log_softmax(logits.double(), 1)
     rec = {
         "test_acc": float((logits.argmax(1) == labels).double().mean()),
@@ -137,5 +191,7 @@ def evaluate(model: nn.Module, test: Batches, fisher_x: torch.Tensor, pair_x: to
     rec["fisher_trace_mean"] = float(stats["trace"].mean())
     with torch.no_grad(), eval_mode(model):
         rec["pair_probs"] = torch.softmax(model(pair_x).double(), 1).cpu().tolist()
+    if robust_x is not None:
+        rec["robust_acc"] = float(robust_correct(model, robust_x, robust_y, ROBUST_ACC_ATTACK, precision).double().mean())
     rec["eval_seconds"] = time.perf_counter() - start
     return rec

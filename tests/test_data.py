@@ -248,9 +248,10 @@ def test_cifar10_falls_back_to_image_folder_copy(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["cifar10", "cifar100"])
-def test_missing_cifar_without_download_is_a_clear_error(tmp_path, name):
+def test_missing_cifar_without_download_is_a_clear_error(tmp_path, name, monkeypatch):
     root = tmp_path / "empty"
     root.mkdir()
+    monkeypatch.setenv("CCKL_CIFAR10_ZIP", str(tmp_path / "absent.zip"))  # no offline copy either
     with pytest.raises(DataNotFoundError) as err:
         data.load(name, "train", root=root, download=False)
     msg = str(err.value)
@@ -258,6 +259,8 @@ def test_missing_cifar_without_download_is_a_clear_error(tmp_path, name):
     assert "1." in msg and "2." in msg
     assert "download" in msg  # fix 1: download elsewhere / CCKL_DATA_ROOT
     assert ("cifar10-jpeg" in msg) if name == "cifar10" else ("folder:" in msg)  # fix 2: an image folder
+    if name == "cifar10":  # the offline zip, and that the one named by the variable is missing
+        assert "CCKL_CIFAR10_ZIP" in msg and str(tmp_path / "absent.zip") in msg
     assert "CCKL_DATA_ROOT" in msg
     assert isinstance(err.value, FileNotFoundError)
     assert not any(root.iterdir())  # nothing was written or downloaded

@@ -8,10 +8,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from cckl_core import attacks, data, metrics, models, profiles, runs, training
+from cckl_core import attacks, data, metrics, models, profiles, runs, store, training
 from cckl_core.__main__ import main as cli_main
 
-TINY = dict(dataset="synthetic", n_train=128, n_test=64, fisher_n=8, model="resnet20", width=0.125,
+TINY = dict(dataset="synthetic", n_train=128, n_test=64, fisher_n=8, robust_n=16, model="resnet20", width=0.125,
             objective="standard", epochs=3, milestones=[2], lr=0.05, batch_size=32, attack_steps=2)
 
 
@@ -117,29 +117,35 @@ def test_corrupted_checkpoint_is_rebuilt():
 
 def test_corrupted_final_model_is_not_used():
     run = runs.train_config(dict(TINY, epochs=1), "m", "test", device="cpu", progress=False)
-    (run.path / "model.pt").write_bytes(b"garbage")
-    assert runs._read_complete(run.path, torch.device("cpu")) is None
+    (run.path / "model.safetensors").write_bytes(b"garbage")
+    assert runs.inspect(run.path).state == runs.CORRUPTED
     again = runs.train_config(dict(TINY, epochs=1), "m", "test", device="cpu", progress=False)
-    assert again.complete and runs._read_complete(again.path, torch.device("cpu")) is not None
+    assert again.complete and runs.inspect(again.path).state == runs.COMPLETE
+    for a, b in zip(again.model.state_dict().values(), run.model.state_dict().values()):
+        assert torch.equal(a, b)  # rebuilt from the final checkpoint: the same weights
 
 
 def test_run_folder_contents():
     run = runs.train_config(dict(TINY, epochs=1), "files", "test", device="cpu", progress=False)
     names = {p.name for p in run.path.iterdir()}
-    assert {"config.json", "environment.json", "history.json", "model.pt", "complete.json", "checkpoint.pt"} <= names
+    assert {"config.json", "environment.json", "dataset.json", "history.json", "model.safetensors", "complete.json",
+            "checkpoint.safetensors", "checkpoint.json"} <= names
     assert not [n for n in names if n.endswith(".tmp")]
     env = json.loads((run.path / "environment.json").read_text())
     assert env["torch"] == torch.__version__ and env["device"] == "cpu"
     rec = run.history[-1]
-    for key in ("test_acc", "test_ce", "cckl", "fisher_fro_mean", "fisher_spec_median", "lr", "train_loss", "pair_probs"):
+    for key in ("test_acc", "test_ce", "cckl", "fisher_fro_mean", "fisher_spec_median", "lr", "train_loss", "pair_probs",
+                "robust_acc"):
         assert key in rec
+    assert all("robust_acc" in h and 0 <= h["robust_acc"] <= 1 for h in run.history)
     assert run.history[0]["epoch"] == 0 and len(rec["pair_probs"]) == 2
+    assert json.loads((run.path / "dataset.json").read_text())["n_test"] == TINY["n_test"]
 
 
 def test_lock_makes_second_process_wait(tmp_path):
     order = []
-    with runs._locked(tmp_path):
-        t = threading.Thread(target=lambda: (runs._locked(tmp_path).__enter__(), order.append("second")))
+    with store.locked(tmp_path):
+        t = threading.Thread(target=lambda: (store.locked(tmp_path).__enter__(), order.append("second")))
         t.start()
         time.sleep(0.3)
         order.append("first released")
@@ -182,12 +188,13 @@ def test_cli(capsys):
     assert cli_main(["runs", "--profile", "smoke"]) == 0
     assert "vgg13_standard" in capsys.readouterr().out
     assert cli_main(["deps", "--profile", "smoke"]) == 0
-    assert "build/smoke/runs/vgg13_standard.done" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "build/smoke/runs/vgg13_standard.done" in out and "build/smoke/evals/vgg13_standard.done" in out
 
 
 # ------------------------------------------------------------------ learning
 def _train_eval(objective):
-    cfg = dict(dataset="synthetic", n_train=1000, n_test=200, fisher_n=8, model="vgg13", width=0.125, batch_norm=True,
+    cfg = dict(dataset="synthetic", n_train=1000, n_test=200, fisher_n=8, robust_n=50, model="vgg13", width=0.125, batch_norm=True,
                objective=objective, epochs=5, milestones=[4], lr=0.02, batch_size=50, attack_steps=3, step=4 / 255)
     run = runs.train_config(cfg, objective, "learn", device="cpu", progress=False)
     test = data.load("synthetic", "test", n=200)

@@ -1,0 +1,143 @@
+"""``python -m cckl_core plan``: how long a profile takes on this device, before running it.
+
+For every run, a few steps of its model and objective are timed on random inputs on the
+present device (no data needed), and per-image unit costs are combined with the profile's
+sizes:
+
+- training: ``epochs * ceil(n_train / batch) * t_step``;
+- per-epoch evaluation (``epochs + 1`` times): ``n_test * t_fwd + fisher_n * t_fisher + robust_n * 10 * t_fb``;
+- cached evaluations (the roles the run plays): Table 1 ``n_eval * (t_fwd + 2 k t_fb)``, Figure 5
+  ``n_pairs * t_pair``, Figure 9 ``n_fig9 * (k t_fb + t_fisher)``, eq. 12 ``n_eq12 * (t_fisher64 +
+  280 t_fb64)``, Table 2 ``n_table2 * (80 t_fb + 8 t_pair64)``, Theorem 3.1 ``2 n_test t_fwd``,
+
+where ``t_fb`` is one forward + input-gradient pass (an attack step), ``t_pair`` one
+``kl_g1_g2`` pair, ``k`` the attack steps. On the CPU the probe batch is small and costs
+are scaled per image, so estimates there are rough (small batches cost more per image).
+Data loading and start-up are not included.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+
+import torch
+
+from . import attacks, evaluations, fisher, profiles, runs
+from .devices import autocast, resolve_device
+from .training import make_optimizer, objective_loss
+
+#: Images in the full splits, for ``n_train = 0`` / ``n_test = 0`` (no data is read).
+FULL_SIZES = {"cifar10": (50000, 10000), "cifar100": (50000, 10000), "synthetic": (2000, 500)}
+
+
+def _timeit(fn, device: torch.device, budget: float = 1.0, max_reps: int = 10) -> float:
+    """Seconds per call of ``fn``: one warm-up call, then repeats until ``budget`` seconds or ``max_reps``."""
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    reps, start = 0, time.perf_counter()
+    while reps < max_reps:
+        fn()
+        reps += 1
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if time.perf_counter() - start > budget:
+            break
+    return (time.perf_counter() - start) / reps
+
+
+def unit_costs(cfg: dict, device: torch.device, probe: int) -> dict[str, float]:
+    """Seconds per image of a training step, a forward pass, an attack step (fp32/precision and fp64),
+    the Fisher statistics (fp32 and fp64) and a ``kl_g1_g2`` pair, for the run config ``cfg``."""
+    num_classes = 100 if cfg["dataset"] == "cifar100" else 10
+    model, channels_last = runs.fresh_model(cfg, num_classes, device)
+    x = torch.rand(probe, 3, 32, 32, device=device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, num_classes, (probe,), device=device)
+    opt, _ = make_optimizer(model, cfg)
+    precision = cfg["precision"]
+
+    def train_step():
+        with autocast(device, precision):
+            loss = objective_loss(model, x, y, cfg)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    def forward():
+        with torch.no_grad():
+            model.eval()(x)
+
+    def attack_step(m=model, inp=x):
+        with autocast(device, precision if inp.dtype == torch.float32 else "fp32"):
+            attacks.pgd(m, inp, y[:len(inp)], eps=attacks.EPS, step=2 / 255, steps=1)
+
+    model64 = copy.deepcopy(model).double().eval()
+    x64 = x.double()[: max(1, probe // 4)]
+    costs = {
+        "step": _timeit(train_step, device) / probe,
+        "fwd": _timeit(forward, device) / probe,
+        "fb": _timeit(attack_step, device) / probe,
+        "fisher": _timeit(lambda: fisher.fisher_stats(model, x), device) / probe,
+        "pair": _timeit(lambda: fisher.kl_g1_g2(model, x, x.flip(0)), device) / probe,
+        "fb64": _timeit(lambda: attack_step(model64, x64), device) / len(x64),
+        "fisher64": _timeit(lambda: fisher.fisher_stats(model64, x64), device) / len(x64),
+        "pair64": _timeit(lambda: fisher.g1(model64, x64, x64.flip(0) - x64), device) / len(x64),
+    }
+    return costs
+
+
+def estimate(profile: profiles.Profile, name: str, costs: dict[str, float]) -> dict[str, float]:
+    """Estimated seconds of training, per-epoch evaluation and cached evaluations of run ``name``."""
+    cfg = profile.run(name)
+    full_train, full_test = FULL_SIZES.get(cfg["dataset"], (cfg["n_train"], cfg["n_test"]))
+    n_train, n_test = cfg["n_train"] or full_train, cfg["n_test"] or full_test
+    ev = profile.evaluation
+    k = ev["pgd_steps"]
+    steps = math.ceil(n_train / cfg["batch_size"]) * cfg["epochs"]
+    train = steps * cfg["batch_size"] * costs["step"]
+    per_epoch = (min(cfg["fisher_n"], n_test) * costs["fisher"] + n_test * costs["fwd"]
+                 + min(cfg["robust_n"], n_test) * 10 * costs["fb"]) * (cfg["epochs"] + 1)
+    size = {"table1": ev["n_eval"] or n_test, "fig9": min(ev["n_fig9"], n_test), "table2": min(ev["n_table2"], n_test),
+            "eq12": min(ev["n_eq12"], n_test), "fig5": ev["n_pairs"], "theorem": ev["n_theorem"] or n_test}
+    per_image = {"table1": costs["fwd"] + 2 * k * costs["fb"], "fig5": costs["pair"],
+                 "fig9": k * costs["fb"] + costs["fisher"] + costs["fwd"],
+                 "eq12": costs["fisher64"] + (len(evaluations.EQ12_L2_RADII) + len(evaluations.EQ12_LINF_RADII)) * 20 * costs["fb64"],
+                 "table2": len(evaluations.TABLE2_EPS) * (10 * costs["fb"] + costs["pair64"]),
+                 "theorem": 2 * costs["fwd"]}
+    evals = sum(size[e] * per_image[e] for e in evaluations.needed(profile, name))
+    return {"steps": steps, "train": train, "per_epoch_eval": per_epoch, "evaluations": evals,
+            "total": train + per_epoch + evals}
+
+
+def fmt_seconds(s: float) -> str:
+    s = int(round(s))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def plan(profile_name: str, device: str = "auto", probe: int | None = None, runs_: list[str] | None = None,
+         out=print) -> list[dict]:
+    """Time each run's unit costs on ``device`` and print the estimate table; returns its rows."""
+    prof = profiles.load(profile_name)
+    dev = resolve_device(device)
+    names = runs_ or list(prof.runs)
+    rows = []
+    out(f"plan for profile {prof.name} on {dev}" + (f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else
+                                                   f" ({torch.get_num_threads()} threads)"))
+    header = f"{'run':28s} {'model':12s} {'objective':9s} {'prec':4s} {'epochs':>6s} {'steps':>7s} {'train':>9s} {'epoch eval':>10s} {'evals':>9s} {'total':>9s}"
+    out(header)
+    for name in names:
+        cfg = prof.run(name)
+        batch = probe or (cfg["batch_size"] if dev.type == "cuda" else min(cfg["batch_size"], 8))
+        est = estimate(prof, name, unit_costs(cfg, dev, batch))
+        rows.append({"run": name, **est})
+        out(f"{name:28s} {cfg['model']:12s} {cfg['objective']:9s} {cfg['precision']:4s} {cfg['epochs']:6d} "
+            f"{est['steps']:7d} {fmt_seconds(est['train']):>9s} {fmt_seconds(est['per_epoch_eval']):>10s} "
+            f"{fmt_seconds(est['evaluations']):>9s} {fmt_seconds(est['total']):>9s}")
+    total = sum(r["total"] for r in rows)
+    longest = max(rows, key=lambda r: r["total"])
+    out(f"total {fmt_seconds(total)} on one device ({total / 3600:.2f} h); longest run {longest['run']} "
+        f"{fmt_seconds(longest['total'])} (the wall time with one device per run)")
+    return rows

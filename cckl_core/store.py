@@ -1,0 +1,190 @@
+"""Files of the run cache: atomic writes, SHA-256 checksums, locks, tensors as safetensors.
+
+Every write goes to a temporary file in the same folder and is renamed into place, so a
+reader never sees half a file and a killed writer leaves at most a ``.tmp`` behind.
+Tensors (model weights, checkpoints) are stored with ``safetensors`` (no pickle): a nested
+state (the optimiser's, say) is split into its tensors and a JSON skeleton kept in the
+file's metadata, see :func:`save_state` / :func:`load_state`.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import torch
+
+
+class CorruptedFileError(ValueError):
+    """A cache file does not match the checksum recorded for it, or cannot be parsed."""
+
+
+# --------------------------------------------------------------------------- atomic files
+def atomic_write_bytes(path: Path, payload: bytes) -> str:
+    """Write ``payload`` to ``path`` atomically; return its SHA-256 (hex)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return sha256_bytes(payload)
+
+
+def json_bytes(obj) -> bytes:
+    """The canonical JSON of ``obj`` (sorted keys, one-space indent): what every ``.json`` here holds."""
+    return (json.dumps(obj, indent=1, sort_keys=True, allow_nan=True) + "\n").encode()
+
+
+def atomic_write_json(path: Path, obj) -> str:
+    """Write ``obj`` as canonical JSON atomically; return the file's SHA-256."""
+    return atomic_write_bytes(path, json_bytes(obj))
+
+
+def sha256_bytes(payload: bytes) -> str:
+    return hashlib.sha256(payload).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_verified(path: Path, sha256: str | None) -> bytes:
+    """The bytes of ``path``, checked against ``sha256`` (skipped when None).
+
+    Raises :class:`CorruptedFileError` on a mismatch, ``FileNotFoundError`` when absent.
+    """
+    payload = Path(path).read_bytes()
+    if sha256 is not None and sha256_bytes(payload) != sha256:
+        raise CorruptedFileError(f"{path} does not match the checksum recorded when it was written "
+                                 "(edited or damaged since)")
+    return payload
+
+
+def read_json(path: Path, sha256: str | None = None):
+    """Parse a JSON file, verified against ``sha256`` when given."""
+    payload = read_verified(path, sha256)
+    try:
+        return json.loads(payload)
+    except ValueError as err:
+        raise CorruptedFileError(f"{path} is not valid JSON ({err})") from err
+
+
+# --------------------------------------------------------------------------- locks
+@contextlib.contextmanager
+def locked(folder: Path):
+    """An exclusive ``fcntl`` lock on ``folder/.lock`` for the block: a second process waits.
+
+    Only writers lock; reading a finished entry needs no lock (and works on a read-only root).
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fh = open(folder / ".lock", "w")
+    except OSError as err:
+        if err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise PermissionError(f"cannot write to {folder} ({err.strerror}): the artifacts root is read-only "
+                                  "here; finished runs can still be read, but nothing can be trained or "
+                                  "evaluated into it (set CCKL_ARTIFACTS to a writable folder)") from err
+        raise
+    with fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+# --------------------------------------------------------------------------- tensors
+def _split(obj, tensors: dict[str, torch.Tensor], path: str = ""):
+    """A JSON skeleton of ``obj`` with every tensor replaced by a reference into ``tensors``.
+
+    A tensor is stored under its path in the structure (``"model/conv.weight"``,
+    ``"optimizer/state/0/momentum_buffer"``; a flat state dict keeps its own key names), so
+    the file reads naturally with any safetensors tool.
+    """
+    def child(key) -> str:
+        return f"{path}/{key}" if path else str(key)
+
+    if isinstance(obj, torch.Tensor):
+        tensors[path] = obj.detach().cpu().contiguous()
+        return {"__tensor__": path}
+    if isinstance(obj, dict):  # keys may be ints (optimiser state): keep them as pairs
+        kind = "__counter__" if isinstance(obj, Counter) else "__dict__"  # MultiStepLR's milestones
+        return {kind: [[k, _split(v, tensors, child(k))] for k, v in obj.items()]}
+    if isinstance(obj, (list, tuple)):
+        return {"__list__": [_split(v, tensors, child(i)) for i, v in enumerate(obj)], "tuple": isinstance(obj, tuple)}
+    return obj
+
+
+def _join(skeleton, tensors: dict[str, torch.Tensor]):
+    if isinstance(skeleton, dict):
+        if "__tensor__" in skeleton:
+            return tensors[skeleton["__tensor__"]]
+        if "__dict__" in skeleton:
+            return {k: _join(v, tensors) for k, v in skeleton["__dict__"]}
+        if "__counter__" in skeleton:
+            return Counter({k: _join(v, tensors) for k, v in skeleton["__counter__"]})
+        if "__list__" in skeleton:
+            items = [_join(v, tensors) for v in skeleton["__list__"]]
+            return tuple(items) if skeleton.get("tuple") else items
+    return skeleton
+
+
+def save_state(path: Path, state) -> str:
+    """Write a (nested) state of tensors and plain values to a ``.safetensors`` file atomically.
+
+    Tensors go into the safetensors body; the structure and every non-tensor value into
+    its metadata as JSON. Returns the file's SHA-256.
+    """
+    from safetensors.torch import save
+
+    tensors: dict[str, torch.Tensor] = {}
+    skeleton = _split(state, tensors)
+    return atomic_write_bytes(path, save(tensors, metadata={"skeleton": json.dumps(skeleton)}))
+
+
+def load_state(path: Path, sha256: str | None = None, device: str | torch.device = "cpu"):
+    """Read what :func:`save_state` wrote (verified against ``sha256`` when given)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    payload = read_verified(path, sha256)
+    try:
+        tensors = load(payload)
+        header_len = int.from_bytes(payload[:8], "little")
+        meta = json.loads(payload[8:8 + header_len]).get("__metadata__", {})
+        skeleton = json.loads(meta["skeleton"])
+    except (SafetensorError, ValueError, KeyError, OverflowError) as err:
+        raise CorruptedFileError(f"{path} is not a readable safetensors state ({type(err).__name__}: {err})") from err
+    state = _join(skeleton, tensors)
+    return _to_device(state, torch.device(device))
+
+
+def _to_device(obj, device: torch.device):
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device)
+    if isinstance(obj, dict):
+        return (Counter if isinstance(obj, Counter) else dict)({k: _to_device(v, device) for k, v in obj.items()})
+    if isinstance(obj, list):
+        return [_to_device(v, device) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(_to_device(v, device) for v in obj)
+    return obj

@@ -1,0 +1,207 @@
+"""The run cache: checksummed files, safetensors, removed weights, read-only reading, non-finite weights."""
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from cckl_core import profiles, runs, store, training
+from cckl_core.__main__ import main as cli_main
+
+TINY = dict(dataset="synthetic", n_train=96, n_test=48, fisher_n=8, robust_n=16, model="resnet20", width=0.125,
+            objective="standard", epochs=2, milestones=[1], lr=0.05, batch_size=32, attack_steps=2)
+
+
+@pytest.fixture(scope="module")
+def smoke_root(tmp_path_factory):
+    """A finished smoke run (vgg13_standard) in an artifacts root of its own, made once."""
+    root = tmp_path_factory.mktemp("smoke")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CCKL_ARTIFACTS", str(root / "artifacts"))
+        mp.setenv("CCKL_DATA_ROOT", str(root / "data"))
+        runs.get_or_train("smoke", "vgg13_standard", device="cpu", progress=False)
+    return root
+
+
+@pytest.fixture
+def smoke(smoke_root, tmp_path, monkeypatch):
+    """A private copy of the finished smoke run; returns its folder."""
+    shutil.copytree(smoke_root / "artifacts", tmp_path / "artifacts")
+    monkeypatch.setenv("CCKL_ARTIFACTS", str(tmp_path / "artifacts"))
+    monkeypatch.setenv("CCKL_DATA_ROOT", str(smoke_root / "data"))
+    prof = profiles.load("smoke")
+    return runs.run_path("smoke", "vgg13_standard", prof.run("vgg13_standard"))
+
+
+@pytest.fixture
+def tiny_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("CCKL_ARTIFACTS", str(tmp_path / "artifacts"))
+    monkeypatch.setenv("CCKL_DATA_ROOT", str(tmp_path / "data"))
+
+
+def _change_a_digit(path):
+    text = path.read_text()
+    k = next(i for i, ch in enumerate(text) if ch.isdigit() and ch != "9")
+    path.write_text(text[:k] + str(int(text[k]) + 1) + text[k + 1:])
+
+
+# ------------------------------------------------------------------ store
+def test_state_round_trip_keeps_types(tmp_path):
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[2, 4], gamma=0.1)
+    model(torch.ones(1, 3)).sum().backward()
+    opt.step()
+    sched.step()
+    state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+             "history": [{"epoch": 1, "acc": 0.1 + 0.2}], "epoch": 1}
+    digest = store.save_state(tmp_path / "s.safetensors", state)
+    back = store.load_state(tmp_path / "s.safetensors", digest)
+    assert back["history"] == state["history"] and back["epoch"] == 1
+    opt2 = torch.optim.SGD(torch.nn.Linear(3, 2).parameters(), lr=0.1, momentum=0.9)
+    opt2.load_state_dict(back["optimizer"])
+    assert torch.equal(opt2.state_dict()["state"][0]["momentum_buffer"], opt.state_dict()["state"][0]["momentum_buffer"])
+    sched2 = torch.optim.lr_scheduler.MultiStepLR(opt2, milestones=[7], gamma=0.1)
+    sched2.load_state_dict(back["scheduler"])
+    assert sched2.milestones[3] == 0 and sched2.milestones[2] == 1  # still a Counter: missing epochs read 0
+
+
+def test_load_state_rejects_a_changed_file(tmp_path):
+    digest = store.save_state(tmp_path / "s.safetensors", {"w": torch.ones(4)})
+    payload = bytearray((tmp_path / "s.safetensors").read_bytes())
+    payload[-1] ^= 1
+    (tmp_path / "s.safetensors").write_bytes(bytes(payload))
+    with pytest.raises(store.CorruptedFileError, match="checksum"):
+        store.load_state(tmp_path / "s.safetensors", digest)
+
+
+# ------------------------------------------------------------------ checksums
+def test_weights_are_safetensors(smoke):
+    weights = load_file(smoke / "model.safetensors")
+    run = runs.load("smoke", "vgg13_standard", device="cpu")
+    assert set(weights) == set(run.model.state_dict())
+    for k, v in run.model.state_dict().items():
+        assert torch.equal(weights[k], v)
+
+
+@pytest.mark.parametrize("name", runs.RECORDED)
+def test_a_changed_digit_is_detected_reported_and_rebuilt(smoke, name):
+    before = runs.load("smoke", "vgg13_standard", weights=False).history
+    _change_a_digit(smoke / name)
+    assert runs.inspect(smoke).state == runs.CORRUPTED
+    with pytest.raises(runs.RunCorruptedError, match=name):
+        runs.load("smoke", "vgg13_standard", weights=False)
+    assert [r["state"] for r in runs.status("smoke") if r["run"] == "vgg13_standard"] == [runs.CORRUPTED]
+    rebuilt = runs.get_or_train("smoke", "vgg13_standard", device="cpu", progress=False)
+    assert runs.inspect(smoke).state == runs.COMPLETE
+    strip = lambda h: [{k: v for k, v in r.items() if not k.endswith("_seconds")} for r in h]  # noqa: E731
+    assert strip(rebuilt.history) == strip(before)
+
+
+def test_changed_weights_are_not_used(smoke):
+    payload = bytearray((smoke / "model.safetensors").read_bytes())
+    payload[-3] ^= 4
+    (smoke / "model.safetensors").write_bytes(bytes(payload))
+    with pytest.raises(runs.RunCorruptedError, match="model.safetensors"):
+        runs.load("smoke", "vgg13_standard")
+
+
+def test_removed_weights_still_serve_history(smoke, capsys):
+    runs.remove_weights(smoke)
+    st = runs.inspect(smoke)
+    assert st.state == runs.NO_WEIGHTS
+    run = runs.load("smoke", "vgg13_standard", weights=False)
+    assert run.model is None and run.history and run.dataset_name == "synthetic"
+    with pytest.raises(runs.WeightsRemovedError, match="weights were removed"):
+        runs.load("smoke", "vgg13_standard", weights=True)
+    with pytest.raises(runs.WeightsRemovedError):
+        runs.get_or_train("smoke", "vgg13_standard", device="cpu", progress=False)
+    assert runs.get_or_train("smoke", "vgg13_standard", device="cpu", weights=False).history == run.history
+    assert cli_main(["runs", "--profile", "smoke"]) == 0
+    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("vgg13_standard "))
+    assert runs.NO_WEIGHTS in line
+
+
+def test_reading_takes_no_lock(smoke, monkeypatch):
+    (smoke / ".lock").unlink(missing_ok=True)
+
+    def refuse(folder):
+        raise PermissionError(f"read-only: {folder}")
+
+    monkeypatch.setattr(store, "locked", refuse)
+    assert runs.load("smoke", "vgg13_standard", device="cpu").model is not None
+    assert runs.get_or_train("smoke", "vgg13_standard", device="cpu", progress=False).complete
+    assert not (smoke / ".lock").exists()
+
+
+def test_read_only_root_serves_finished_runs(smoke):
+    import os
+    if os.geteuid() == 0:
+        pytest.skip("root ignores file permissions; test_reading_takes_no_lock covers the logic")
+    for p in [smoke, *smoke.rglob("*")]:
+        p.chmod(0o555 if p.is_dir() else 0o444)
+    try:
+        assert runs.load("smoke", "vgg13_standard", device="cpu").complete
+    finally:
+        for p in [smoke, *smoke.rglob("*")]:
+            p.chmod(0o755 if p.is_dir() else 0o644)
+
+
+def test_status_agrees_with_load(smoke):
+    def states():
+        return [r["state"] for r in runs.status("smoke") if r["run"] == "vgg13_standard"]
+    assert states() == [runs.COMPLETE]
+    runs.remove_weights(smoke)
+    assert states() == [runs.NO_WEIGHTS]
+    (smoke / "complete.json").unlink()
+    assert states() == [runs.PARTIAL]
+    with pytest.raises(runs.RunNotFoundError, match="not trained"):
+        runs.load("smoke", "vgg13_standard", weights=False)
+
+
+# ------------------------------------------------------------------ non-finite weights
+def test_non_finite_saved_weights_raise_at_load(smoke):
+    state = load_file(smoke / "model.safetensors")
+    key = next(k for k, v in state.items() if v.is_floating_point() and v.numel() > 1)
+    state[key][0] = float("nan")
+    digest = store.save_state(smoke / "model.safetensors", state)
+    manifest = json.loads((smoke / "complete.json").read_text())
+    manifest["files"]["model.safetensors"] = digest
+    store.atomic_write_json(smoke / "complete.json", manifest)
+    with pytest.raises(training.NonFiniteLossError, match="non-finite"):
+        runs.load("smoke", "vgg13_standard", device="cpu")
+
+
+def test_weights_that_become_infinite_stop_training_before_evaluation(tiny_env, monkeypatch):
+    real = training.train_epoch
+
+    def blow_up(model, *a, **k):
+        loss = real(model, *a, **k)
+        with torch.no_grad():
+            next(model.parameters()).fill_(float("inf"))
+        return loss
+
+    called = []
+    monkeypatch.setattr(runs, "train_epoch", blow_up)
+    monkeypatch.setattr(runs, "evaluate", lambda *a, **k: called.append(1) or {})
+    with pytest.raises(training.NonFiniteLossError, match="non-finite after epoch 1"):
+        runs.train_config(dict(TINY), "inf", "test", device="cpu", progress=False)
+    assert called == [1]  # only the initial evaluation ran, none after the bad epoch
+
+
+def test_bf16_training_step_on_cpu_is_finite():
+    cfg = {**profiles.RUN_KEYS, **TINY, "precision": "bf16", "objective": "trades"}
+    model, _ = runs.fresh_model(cfg, 10, torch.device("cpu"))
+    opt, _ = training.make_optimizer(model, cfg)
+    from cckl_core import data
+    batches = data.Batches(data.load("synthetic", "train", n=64), 32, shuffle=True)
+    dtypes = []
+    handle = model.fc.register_forward_hook(lambda m, i, o: dtypes.append(o.dtype))
+    before = [p.detach().clone() for p in model.parameters()]
+    loss = training.train_epoch(model, opt, batches, cfg)
+    handle.remove()
+    assert torch.isfinite(torch.tensor(loss)) and loss > 0
+    assert torch.bfloat16 in dtypes  # autocast was on
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
