@@ -10,8 +10,9 @@ Prints, for each model, in one run (CPU, float32, eval mode, random inputs in [0
 
 Timings: ``time.perf_counter``, one warm-up call, median of ``--repeats`` calls.
 
-    python benchmarks/fisher.py            # resnet20, vgg13 width 1 and 0.25
-    python benchmarks/fisher.py --quick    # smaller batches, one repeat
+    python benchmarks/fisher.py                  # resnet20, vgg13 width 1 and 0.25, on the CPU
+    python benchmarks/fisher.py --quick          # smaller batches, one repeat
+    python benchmarks/fisher.py --device cuda    # the same ratios on a GPU
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import platform
 import torch
 
 from cckl_core import fisher, models
+from cckl_core.devices import resolve_device
 from timing import median_seconds
 
 
@@ -50,7 +52,7 @@ def run_floor(model, x):
 def check_agreement(model, x) -> float:
     """Largest relative difference of the spectral norms of the two routes (sanity check)."""
     ours = fisher.fisher_stats(model, x)["spectral"]
-    theirs = run_materialised(model, x)[0].double()
+    theirs = run_materialised(model, x)[0].double().cpu()
     return float(((ours - theirs).abs() / theirs.abs().clamp_min(1e-30)).max())
 
 
@@ -62,6 +64,7 @@ def main() -> None:
     parser.add_argument("--mat-repeats", type=int, default=1,
                         help="timed repeats of the materialised route (default 1: about 4 s per sample on 2 cores)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--classes", type=int, default=10)
     parser.add_argument("--models", default="resnet20:1,vgg13:1,vgg13:0.25",
                         help="comma-separated name:width list (default resnet20:1,vgg13:1,vgg13:0.25)")
@@ -75,8 +78,10 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    print(f"Fisher statistics benchmark: torch {torch.__version__}, {platform.processor() or platform.machine()}, "
-          f"{torch.get_num_threads()} threads, float32, K = {args.classes}, d = 3072")
+    device = resolve_device(args.device)
+    where = (torch.cuda.get_device_name(device) if device.type == "cuda"
+             else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
+    print(f"Fisher statistics benchmark: torch {torch.__version__}, {where}, float32, K = {args.classes}, d = 3072")
     print(f"load average before the run: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs "
           "(other processes on the machine slow multi-threaded runs down a lot)")
     print(f"fisher_stats and floor at batch {args.batch} (median of {args.repeats} after 1 warm-up); "
@@ -90,17 +95,17 @@ def main() -> None:
     for spec in args.models.split(","):
         name, _, width = spec.partition(":")
         width = float(width or 1.0)
-        model = models.build(name, num_classes=args.classes, width=width).eval()
+        model = models.build(name, num_classes=args.classes, width=width).to(device).eval()
         for p in model.parameters():
             p.requires_grad_(False)
-        x = torch.rand(args.batch, 3, 32, 32)
+        x = torch.rand(args.batch, 3, 32, 32, device=device)
         xm = x[: args.mat_batch]
 
-        t_ours = median_seconds(lambda: run_fisher_stats(model, x, args.batch), args.repeats)[0]
-        t_floor = median_seconds(lambda: run_floor(model, x), args.repeats)[0]
+        t_ours = median_seconds(lambda: run_fisher_stats(model, x, args.batch), args.repeats, device=device)[0]
+        t_floor = median_seconds(lambda: run_floor(model, x), args.repeats, device=device)[0]
         # the agreement check on 2 samples doubles as the warm-up of the (slow) materialised route
         diff = check_agreement(model, xm[: min(2, len(xm))])
-        t_mat = median_seconds(lambda: run_materialised(model, xm), args.mat_repeats, warmup=False)[0]
+        t_mat = median_seconds(lambda: run_materialised(model, xm), args.mat_repeats, warmup=False, device=device)[0]
 
         ours_rate, floor_rate, mat_rate = args.batch / t_ours, args.batch / t_floor, len(xm) / t_mat
         label = f"{name} w{width:g}"

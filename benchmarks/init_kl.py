@@ -29,7 +29,7 @@ else the synthetic set.
 
     CCKL_THREADS=2 .venv/bin/python benchmarks/init_kl.py              # 10 seeds, 100 images, ~1-2 min
     CCKL_THREADS=2 .venv/bin/python benchmarks/init_kl.py --seeds 20 --per-class 50
-    .venv/bin/python benchmarks/init_kl.py --seeds 0 --train-steps 200  # does a torch-init VGG13 train?
+    .venv/bin/python benchmarks/init_kl.py --seeds 0 --train-steps 200  # does a torch-init VGG13 train? (slow: ~5-8 min per init on 2 cores)
 """
 from __future__ import annotations
 

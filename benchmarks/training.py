@@ -1,15 +1,17 @@
 """Training-step cost of standard, PGD-AT and TRADES steps, measured in one run.
 
-For each model, on random [0, 1] images of batch ``--batch`` (default 128):
+For each model and precision, on random [0, 1] images of batch ``--batch`` (default 128):
 - images/s of one full training step (attack + forward + backward + SGD step) for
   ``standard``, ``pgd_at`` and ``trades`` with ``--steps`` attack steps (default 10, as the paper);
 - the ratio of a TRADES step to ``steps + 1`` standard steps (the target is at most 1.1:
   TRADES costs ``steps`` input-gradient passes plus one training pass over two branches),
-  and the same for PGD-AT.
-Timings: ``time.perf_counter``, one warm-up step, median of ``--repeats`` steps.
+  and the same for PGD-AT;
+- with ``--precisions fp32 bf16``: the speed-up of bf16 autocast over fp32 for each objective
+  (the training code's own autocast, ``cckl_core.devices.autocast``).
+Timings: ``time.perf_counter`` (CUDA synchronised), one warm-up step, median of ``--repeats`` steps.
 
     python benchmarks/training.py
-    python benchmarks/training.py --models resnet20x1 --repeats 3
+    python benchmarks/training.py --device cuda --models vgg13:1 resnet20x1:1 resnet32x10:1 --precisions fp32 bf16
 """
 from __future__ import annotations
 
@@ -19,48 +21,61 @@ import os
 import torch
 
 from cckl_core import profiles, runs, training
+from cckl_core.devices import autocast, resolve_device
 from timing import median_seconds
 
 
-def step_time(model, opt, x, y, cfg, repeats: int) -> float:
+def step_time(model, opt, x, y, cfg, repeats: int, device) -> float:
     """Median seconds of one training step (attack, loss, backward, SGD step) after a warm-up."""
     def one():
-        loss = training.objective_loss(model, x, y, cfg)
+        with autocast(device, cfg["precision"]):
+            loss = training.objective_loss(model, x, y, cfg)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
-    return median_seconds(one, repeats)[0]
+    return median_seconds(one, repeats, device=device)[0]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["vgg13:0.25", "resnet20x1:1"],
-                        help="name:width pairs (VGG models are built with BatchNorm as in the quick profile)")
+                        help="name:width pairs (VGG models narrower than 1 get BatchNorm, as in the quick profile)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    parser.add_argument("--precisions", nargs="+", default=["fp32"], choices=["fp32", "bf16"])
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"training-step benchmark: torch {torch.__version__}, {torch.get_num_threads()} threads, float32, "
-          f"batch {args.batch}, {args.steps} attack steps, median of {args.repeats} after 1 warm-up; "
-          f"load average before the run {os.getloadavg()[0]:.2f}")
-    print(f"{'model':18s} {'standard img/s':>15s} {'PGD-AT img/s':>13s} {'TRADES img/s':>13s} "
+    device = resolve_device(args.device)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} CPU threads"
+    print(f"training-step benchmark: torch {torch.__version__}, {where}, batch {args.batch}, {args.steps} attack steps, "
+          f"median of {args.repeats} after 1 warm-up; load average before the run {os.getloadavg()[0]:.2f}")
+    print(f"{'model':18s} {'prec':5s} {'standard img/s':>15s} {'PGD-AT img/s':>13s} {'TRADES img/s':>13s} "
           f"{'PGD-AT/(s+1) std':>17s} {'TRADES/(s+1) std':>17s}")
     for spec in args.models:
         name, width = spec.split(":")
         cfg = {**profiles.RUN_KEYS, "model": name, "width": float(width), "objective": "standard", "lr": 0.01,
-               "attack_steps": args.steps, "batch_norm": True if name.startswith("vgg") else None}
-        model, _ = runs.fresh_model(cfg, None, torch.device("cpu"))
-        opt, _ = training.make_optimizer(model, cfg)
-        x = torch.rand(args.batch, 3, 32, 32).contiguous(memory_format=torch.channels_last)
-        y = torch.randint(0, 10, (args.batch,))
-        t = {obj: step_time(model, opt, x, y, {**cfg, "objective": obj}, args.repeats)
-             for obj in ("standard", "pgd_at", "trades")}
-        base = (args.steps + 1) * t["standard"]
-        print(f"{name + ' w' + width:18s} {args.batch / t['standard']:15.1f} {args.batch / t['pgd_at']:13.1f} "
-              f"{args.batch / t['trades']:13.1f} {t['pgd_at'] / base:17.2f} {t['trades'] / base:17.2f}")
+               "attack_steps": args.steps, "batch_norm": (float(width) < 1) if name.startswith("vgg") else None}
+        times = {}
+        for precision in args.precisions:
+            model, channels_last = runs.fresh_model(cfg, None, device)
+            opt, _ = training.make_optimizer(model, cfg)
+            x = torch.rand(args.batch, 3, 32, 32, device=device)
+            x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+            y = torch.randint(0, 10, (args.batch,), device=device)
+            t = {obj: step_time(model, opt, x, y, {**cfg, "objective": obj, "precision": precision}, args.repeats, device)
+                 for obj in ("standard", "pgd_at", "trades")}
+            times[precision] = t
+            base = (args.steps + 1) * t["standard"]
+            print(f"{name + ' w' + width:18s} {precision:5s} {args.batch / t['standard']:15.1f} {args.batch / t['pgd_at']:13.1f} "
+                  f"{args.batch / t['trades']:13.1f} {t['pgd_at'] / base:17.2f} {t['trades'] / base:17.2f}")
+        if len(times) == 2:
+            gain = {obj: times["fp32"][obj] / times["bf16"][obj] for obj in times["fp32"]}
+            print(f"{'':18s} bf16 speed-up over fp32: standard {gain['standard']:.2f}x, PGD-AT {gain['pgd_at']:.2f}x, "
+                  f"TRADES {gain['trades']:.2f}x")
 
 
 if __name__ == "__main__":

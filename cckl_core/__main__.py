@@ -5,6 +5,8 @@
   evaluations (Table 1 attacks, Figure 5 pairs, ...) of one run or of all; trains what is missing.
 - ``runs --profile P``: state, epochs, last accuracy / robust accuracy / Fisher norm of every run and seed.
 - ``plan --profile P [--device D]``: time a few steps per run here and estimate the profile's cost.
+- ``launch --profile P --executor slurm|local [...]``: one job per (run, seed) through submitit,
+  each training then evaluating into the shared artifacts root (see ``cckl_core.launch``).
 - ``bundle --profile P --out FILE.tar.gz`` / ``unbundle FILE.tar.gz``: results without weights, to render elsewhere.
 - ``list --profile P``: run names; ``deps --profile P``: Makefile rules (runs, evaluations, notebooks).
 
@@ -85,9 +87,24 @@ def _parser() -> argparse.ArgumentParser:
     add("deps", "Makefile rules")
     p = add("plan", "estimate the profile's training and evaluation time on this device", device=True)
     p.add_argument("--runs", default=None, help="comma-separated run names (default: all)")
-    p.add_argument("--probe-batch", type=int, default=None, help="images per timed step (default: the run's batch on CUDA, 8 on CPU)")
+    p.add_argument("--probe-batch", type=int, default=None, help="images per timed training step (default: the run's batch; 8 on the CPU when a full step would take > 20 s)")
     p = add("bundle", "pack configs, histories and evaluations (no weights) into one .tar.gz")
     p.add_argument("--out", required=True, help="the bundle file to write, e.g. gpu-results.tar.gz")
+    p = add("launch", "train and evaluate every (run, seed) not yet complete: a Slurm job array or local processes")
+    p.add_argument("--executor", required=True, choices=("slurm", "local"),
+                   help="slurm: one job array, returns after submission (see --wait); local: processes here, waits")
+    p.add_argument("--partition", default=None, help="Slurm partition (default: the cluster's)")
+    p.add_argument("--gpus-per-job", type=int, default=1, help="GPUs per task (default 1)")
+    p.add_argument("--cpus-per-task", type=int, default=None, help="Slurm CPUs per task (default: the cluster's)")
+    p.add_argument("--max-parallel", type=int, default=None,
+                   help="tasks at a time (default: slurm all; local one per GPU, 1 on the CPU)")
+    p.add_argument("--time", default=None, help="time limit per task, HH:MM:SS (default: slurm 08:00:00, local none); "
+                   "a task at its limit is requeued and resumes")
+    p.add_argument("--runs", default=None, help="comma-separated run names (default: all)")
+    p.add_argument("--seeds", default=None, help="comma-separated seeds (default: the profile's seeds)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (a local launch gives each task its own GPU)")
+    p.add_argument("--logs", default=None, help="submitit folder for logs (default: <artifacts root>/<profile>/.launch)")
+    p.add_argument("--wait", action="store_true", help="slurm: block until every task has finished, then summarise")
     p = sub.add_parser("unbundle", help="unpack a bundle into the artifacts root and verify it")
     p.add_argument("bundle", help="a file made by `bundle`")
     p.add_argument("--profile", default=None, help="refuse a bundle of another profile")
@@ -179,6 +196,12 @@ def _dispatch(args) -> int:
         if args.probe_batch is not None and args.probe_batch < 1:
             raise ValueError(f"--probe-batch must be >= 1, got {args.probe_batch}")
         plan(profile.name, args.device, args.probe_batch, names)
+    elif args.cmd == "launch":
+        from . import launch
+        try:
+            return launch.run_cli(profile.name, args)
+        except launch.MissingExtraError as err:
+            raise ValueError(str(err)) from None
     elif args.cmd == "bundle":
         from . import bundle
         manifest = bundle.create(profile.name, Path(args.out))

@@ -11,9 +11,8 @@ sizes:
   280 t_fb64)``, Table 2 ``n_table2 * (80 t_fb + 8 t_pair64)``, Theorem 3.1 ``2 n_test t_fwd``,
 
 where ``t_fb`` is one forward + input-gradient pass (an attack step), ``t_pair`` one
-``kl_g1_g2`` pair, ``k`` the attack steps. On the CPU the probe batch is small and costs
-are scaled per image, so estimates there are rough (small batches cost more per image).
-Data loading and start-up are not included.
+``kl_g1_g2`` pair, ``k`` the attack steps. The training step is timed at the run's own batch
+size (see :func:`unit_costs` for the CPU exception). Data loading and start-up are not included.
 """
 from __future__ import annotations
 
@@ -31,7 +30,7 @@ from .training import make_optimizer, objective_loss
 FULL_SIZES = {"cifar10": (50000, 10000), "cifar100": (50000, 10000), "synthetic": (2000, 500)}
 
 
-def _timeit(fn, device: torch.device, budget: float = 1.0, max_reps: int = 10) -> float:
+def _timeit(fn, device: torch.device, budget: float = 1.0, max_reps: int = 5) -> float:
     """Seconds per call of ``fn``: one warm-up call, then repeats until ``budget`` seconds or ``max_reps``."""
     fn()
     if device.type == "cuda":
@@ -47,45 +46,67 @@ def _timeit(fn, device: torch.device, budget: float = 1.0, max_reps: int = 10) -
     return (time.perf_counter() - start) / reps
 
 
-def unit_costs(cfg: dict, device: torch.device, probe: int) -> dict[str, float]:
+def unit_costs(cfg: dict, device: torch.device, probe: int | None = None, eval_probe: int | None = None,
+               max_step_seconds: float = 20.0) -> dict[str, float]:
     """Seconds per image of a training step, a forward pass, an attack step (fp32/precision and fp64),
-    the Fisher statistics (fp32 and fp64) and a ``kl_g1_g2`` pair, for the run config ``cfg``."""
+    the Fisher statistics (fp32 and fp64) and a ``kl_g1_g2`` pair, for the run config ``cfg``.
+
+    The training step is timed at the run's batch size (``probe`` overrides), except on the CPU
+    when a step at batch 8 predicts more than ``max_step_seconds`` for the full batch: then it is
+    timed at batch 8 and scaled per image (an over-estimate: small batches cost more per image).
+    Evaluation costs are timed at ``eval_probe`` images (default 256 on CUDA, 64 on the CPU).
+    """
     num_classes = 100 if cfg["dataset"] == "cifar100" else 10
     model, channels_last = runs.fresh_model(cfg, num_classes, device)
-    x = torch.rand(probe, 3, 32, 32, device=device)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, num_classes, (probe,), device=device)
     opt, _ = make_optimizer(model, cfg)
     precision = cfg["precision"]
 
-    def train_step():
+    def batch(n: int, dtype=torch.float32):
+        x = torch.rand(n, 3, 32, 32, device=device, dtype=dtype)
+        if channels_last and dtype == torch.float32:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, torch.randint(0, num_classes, (n,), device=device)
+
+    def train_step(x, y):
         with autocast(device, precision):
             loss = objective_loss(model, x, y, cfg)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
+    if probe is None:
+        probe = cfg["batch_size"]
+        if device.type == "cpu" and probe > 8:
+            small = batch(8)
+            start = time.perf_counter()
+            train_step(*small)
+            if (time.perf_counter() - start) * probe / 8 > max_step_seconds:
+                probe = 8
+    x, y = batch(probe)
+    costs = {"step": _timeit(lambda: train_step(x, y), device, max_reps=3) / probe}
+
+    n_eval = eval_probe or (256 if device.type == "cuda" else 64)
+    x, y = batch(n_eval)
+
     def forward():
         with torch.no_grad():
             model.eval()(x)
 
-    def attack_step(m=model, inp=x):
+    def attack_step(m, inp):
         with autocast(device, precision if inp.dtype == torch.float32 else "fp32"):
             attacks.pgd(m, inp, y[:len(inp)], eps=attacks.EPS, step=2 / 255, steps=1)
 
     model64 = copy.deepcopy(model).double().eval()
-    x64 = x.double()[: max(1, probe // 4)]
-    costs = {
-        "step": _timeit(train_step, device) / probe,
-        "fwd": _timeit(forward, device) / probe,
-        "fb": _timeit(attack_step, device) / probe,
-        "fisher": _timeit(lambda: fisher.fisher_stats(model, x), device) / probe,
-        "pair": _timeit(lambda: fisher.kl_g1_g2(model, x, x.flip(0)), device) / probe,
+    x64 = x.double()[: max(1, n_eval // 8)]
+    costs.update({
+        "fwd": _timeit(forward, device) / n_eval,
+        "fb": _timeit(lambda: attack_step(model, x), device) / n_eval,
+        "fisher": _timeit(lambda: fisher.fisher_stats(model, x), device) / n_eval,
+        "pair": _timeit(lambda: fisher.kl_g1_g2(model, x, x.flip(0)), device) / n_eval,
         "fb64": _timeit(lambda: attack_step(model64, x64), device) / len(x64),
         "fisher64": _timeit(lambda: fisher.fisher_stats(model64, x64), device) / len(x64),
         "pair64": _timeit(lambda: fisher.g1(model64, x64, x64.flip(0) - x64), device) / len(x64),
-    }
+    })
     return costs
 
 
@@ -130,14 +151,15 @@ def plan(profile_name: str, device: str = "auto", probe: int | None = None, runs
     out(header)
     for name in names:
         cfg = prof.run(name)
-        batch = probe or (cfg["batch_size"] if dev.type == "cuda" else min(cfg["batch_size"], 8))
-        est = estimate(prof, name, unit_costs(cfg, dev, batch))
-        rows.append({"run": name, **est})
-        out(f"{name:28s} {cfg['model']:12s} {cfg['objective']:9s} {cfg['precision']:4s} {cfg['epochs']:6d} "
+        est = estimate(prof, name, unit_costs(cfg, dev, probe))
+        rows.append({"run": name, "optional": cfg["optional"], **est})
+        out(f"{name[:28]:28s} {cfg['model'][:12]:12s} {cfg['objective']:9s} {cfg['precision']:4s} {cfg['epochs']:6d} "
             f"{est['steps']:7d} {fmt_seconds(est['train']):>9s} {fmt_seconds(est['per_epoch_eval']):>10s} "
-            f"{fmt_seconds(est['evaluations']):>9s} {fmt_seconds(est['total']):>9s}")
-    total = sum(r["total"] for r in rows)
-    longest = max(rows, key=lambda r: r["total"])
+            f"{fmt_seconds(est['evaluations']):>9s} {fmt_seconds(est['total']):>9s}"
+            + ("  (optional: skipped where its data is missing; not in the total)" if cfg["optional"] else ""))
+    counted = [r for r in rows if not r["optional"]] or rows
+    total = sum(r["total"] for r in counted)
+    longest = max(counted, key=lambda r: r["total"])
     out(f"total {fmt_seconds(total)} on one device ({total / 3600:.2f} h); longest run {longest['run']} "
         f"{fmt_seconds(longest['total'])} (the wall time with one device per run)")
     return rows

@@ -1,6 +1,5 @@
 """The run cache: checksummed files, safetensors, removed weights, read-only reading, non-finite weights."""
 import json
-import shutil
 
 import pytest
 import torch
@@ -8,6 +7,7 @@ from safetensors.torch import load_file
 
 from cckl_core import profiles, runs, store, training
 from cckl_core.__main__ import main as cli_main
+from conftest import private_copy, train_smoke_once
 
 TINY = dict(dataset="synthetic", n_train=96, n_test=48, fisher_n=8, robust_n=16, model="resnet20", width=0.125,
             objective="standard", epochs=2, milestones=[1], lr=0.05, batch_size=32, attack_steps=2)
@@ -16,22 +16,14 @@ TINY = dict(dataset="synthetic", n_train=96, n_test=48, fisher_n=8, robust_n=16,
 @pytest.fixture(scope="module")
 def smoke_root(tmp_path_factory):
     """A finished smoke run (vgg13_standard) in an artifacts root of its own, made once."""
-    root = tmp_path_factory.mktemp("smoke")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CCKL_ARTIFACTS", str(root / "artifacts"))
-        mp.setenv("CCKL_DATA_ROOT", str(root / "data"))
-        runs.get_or_train("smoke", "vgg13_standard", device="cpu", progress=False)
-    return root
+    return train_smoke_once(tmp_path_factory, "vgg13_standard")
 
 
 @pytest.fixture
 def smoke(smoke_root, tmp_path, monkeypatch):
     """A private copy of the finished smoke run; returns its folder."""
-    shutil.copytree(smoke_root / "artifacts", tmp_path / "artifacts")
-    monkeypatch.setenv("CCKL_ARTIFACTS", str(tmp_path / "artifacts"))
-    monkeypatch.setenv("CCKL_DATA_ROOT", str(smoke_root / "data"))
-    prof = profiles.load("smoke")
-    return runs.run_path("smoke", "vgg13_standard", prof.run("vgg13_standard"))
+    private_copy(smoke_root, tmp_path, monkeypatch)
+    return runs.run_path("smoke", "vgg13_standard", profiles.load("smoke").run("vgg13_standard"))
 
 
 @pytest.fixture

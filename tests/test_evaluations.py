@@ -1,6 +1,5 @@
 """Cached evaluations: values against independent computations, reuse, invalidation; `plan`."""
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -8,25 +7,19 @@ import torch
 
 from cckl_core import data, evaluations, fisher, metrics, profiles, runs, store
 from cckl_core.plan import plan
+from conftest import private_copy, train_smoke_once
 
 RUN = "resnet20_trades"  # smoke: plays table1 and fig5
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("evals")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CCKL_ARTIFACTS", str(root / "artifacts"))
-        mp.setenv("CCKL_DATA_ROOT", str(root / "data"))
-        runs.get_or_train("smoke", RUN, device="cpu", progress=False)
-    return root
+    return train_smoke_once(tmp_path_factory, RUN)
 
 
 @pytest.fixture
 def run(trained, tmp_path, monkeypatch):
-    shutil.copytree(trained / "artifacts", tmp_path / "artifacts")
-    monkeypatch.setenv("CCKL_ARTIFACTS", str(tmp_path / "artifacts"))
-    monkeypatch.setenv("CCKL_DATA_ROOT", str(trained / "data"))
+    private_copy(trained, tmp_path, monkeypatch)
     return runs.load("smoke", RUN, device="cpu")
 
 

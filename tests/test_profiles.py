@@ -73,6 +73,7 @@ def test_a_good_profile_parses(tmp_path):
     ("batch_size = 0", "batch_size", ">= 1"),
     ("robust_n = 2.0", "robust_n", "whole number"),
     ("learning_rate = 0.1", "learning_rate", "unknown keys"),
+    ("batch_norm = false", "batch_norm", "always has BatchNorm"),
 ])
 def test_bad_run_setting_names_key_and_file(tmp_path, run, key, words):
     path = _write(tmp_path, run=run)
@@ -132,5 +133,12 @@ def test_unknown_profile_lists_the_valid_ones():
 
 @pytest.mark.parametrize("name", profiles.names())
 def test_shipped_profiles_are_valid(name):
+    from cckl_core import runs
     prof = profiles.load(name)
     assert prof.runs and prof.seeds and prof.evaluation["pgd_steps"] >= 1
+    built = set()
+    for cfg in prof.runs.values():  # every run's model can be built as configured
+        key = (cfg["model"], cfg["width"], cfg["batch_norm"], cfg["dataset"])
+        if key not in built:
+            built.add(key)
+            assert runs.build_model(cfg) is not None

@@ -240,6 +240,12 @@ def validate_run_config(cfg: dict, where: str = "run config") -> dict:
     _check_float("step", cfg["step"], where, 0.0, 1.0, low_open=True)
     if cfg["batch_norm"] is not None:
         _check_bool("batch_norm", cfg["batch_norm"], where)
+        if cfg["batch_norm"] is False and cfg["model"].startswith("resnet"):
+            raise ProfileError(f"{where}: batch_norm = false but {cfg['model']} always has BatchNorm; "
+                               "leave batch_norm unset (VGG13 models default to none)")
+    if cfg["model"] in ("resnet20x1", "resnet32x10") and cfg["width"] != 1.0:
+        raise ProfileError(f"{where}: {cfg['model']} has its width fixed by its name; use model = "
+                           f"\"{cfg['model'][:8]}\" with width = {cfg['width']}")
     _check_bool("augment", cfg["augment"], where)
     _check_bool("optional", cfg["optional"], where)
     milestones = cfg["milestones"]
