@@ -70,6 +70,7 @@ evaluations: $(addprefix build/$(PROFILE)/evals/,$(addsuffix .done,$(RUNS_$(PROF
 RENDER_JOBS ?= 2
 paper: evaluations
 	@$(MAKE) --no-print-directory -j$(RENDER_JOBS) render PROFILE=$(PROFILE) DEVICE=$(DEVICE)
+	$(PY) -m cckl_core.costs --profile $(PROFILE)
 	$(PY) -m cckl_core.report --profile $(PROFILE)
 	@echo "figures in figures/$(PROFILE)/, summary in figures/README.md, executed notebooks in build/$(PROFILE)/"
 

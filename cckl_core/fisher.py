@@ -23,11 +23,16 @@ results.
 from __future__ import annotations
 
 import numbers
+import warnings
 from contextlib import contextmanager
 
 import torch
 import torch.nn as nn
 from torch.func import functional_call, jvp, vjp
+
+# torch's forward-mode AD scripts its own JVP decompositions on first use, which warns that
+# torch.jit.script is deprecated: torch's internals, nothing a user of jvp can act on.
+warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
 
 
 @contextmanager

@@ -146,7 +146,7 @@ def plan(profile_name: str, device: str = "auto", probe: int | None = None, runs
     names = runs_ or list(prof.runs)
     rows = []
     out(f"plan for profile {prof.name} on {dev}" + (f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else
-                                                   f" ({torch.get_num_threads()} threads)"))
+                                                   f" ({torch.get_num_threads()} thread{'' if torch.get_num_threads() == 1 else 's'})"))
     header = f"{'run':28s} {'model':12s} {'objective':9s} {'prec':4s} {'epochs':>6s} {'steps':>7s} {'train':>9s} {'epoch eval':>10s} {'evals':>9s} {'total':>9s}"
     out(header)
     for name in names:

@@ -1,12 +1,13 @@
 """Notebooks only render: with every weight file removed, and from a results bundle in a fresh
 cache, the four notebooks execute on `smoke` and write the same tables as the first run."""
+import json
 import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-from cckl_core import bundle, runs
+from cckl_core import bundle, costs, profiles, runs
 
 NOTEBOOKS = ["01_theorem_check", "02_fisher_growth", "03_capacity_study", "04_appendix_c_table"]
 REPO = Path(__file__).resolve().parent.parent
@@ -70,6 +71,31 @@ def test_render_without_weights_then_from_a_bundle(first, tmp_path, monkeypatch)
     got = bundle.extract(tmp_path / "smoke.tar.gz", "smoke")
     assert len(got["runs"]) == len(made["runs"])
     assert _render(fresh, tmp_path / "figures3", monkeypatch) == tables
+    from_bundle = costs.rows("smoke")  # what a GPU run cost travels with its bundle
+    monkeypatch.setenv("CCKL_ARTIFACTS", str(base / "artifacts"))
+    assert costs.rows("smoke") == from_bundle and len(from_bundle) == len(made["runs"])
+
+
+def test_compute_costs_are_read_from_the_cache(first, tmp_path, monkeypatch):
+    """One row per finished run; minutes recomputed here from the files the cache holds."""
+    base, _ = first
+    monkeypatch.setenv("CCKL_ARTIFACTS", str(base / "artifacts"))
+    monkeypatch.setenv("CCKL_FIGURES", str(tmp_path))
+    df = costs.write("smoke")
+    assert (tmp_path / "smoke" / "compute_costs.md").exists() and (tmp_path / "smoke" / "compute_costs.csv").exists()
+    finished = [f for f in (base / "artifacts" / "smoke").iterdir() if (f / "complete.json").exists()]
+    assert len(df) == len(finished) > 0
+    prof = profiles.load("smoke")
+    for row in df.itertuples():
+        folder = runs.run_path("smoke", row.run, prof.run(row.run, row.seed))
+        history = json.loads((folder / "history.json").read_text())
+        assert row.train_min == round(sum(r["train_seconds"] for r in history) / 60, 2)
+        assert row.epochs == history[-1]["epoch"] == prof.run(row.run, row.seed)["epochs"]
+        metas = [json.loads(m.read_text()) for m in (folder / "evaluations").glob("*.json")]
+        assert row.evaluations == f"{len(metas)}/{len(metas)}"
+        assert row.evaluations_min == pytest.approx(sum(m["seconds"] for m in metas) / 60, abs=0.006)
+        assert row.device == "cpu (1 thread)" and row.run_wall_min >= row.train_min - 0.02
+    assert costs.main(["--profile", "no-such-profile"]) == 2
 
 
 def test_bundle_refuses_to_overwrite_another_training(first, tmp_path, monkeypatch):
