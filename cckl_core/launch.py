@@ -30,11 +30,14 @@ import math
 import os
 import re
 import shutil
+import signal
 import socket
 import sys
+import threading
 import time
 import uuid
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -67,6 +70,22 @@ def _submitit():
         raise MissingExtraError(f"launching jobs needs submitit ({err}); install it with "
                                 "`pip install 'cckl-core[cluster]'` (or `pip install 'submitit>=1.5'`)") from None
     return submitit
+
+
+@contextmanager
+def _sigint_not_ignored():
+    """Submit local jobs with SIGINT at its default: submitit cancels a local job with SIGINT, and a
+    launcher started in the background (`cmd &`, nohup, a CI step) has SIGINT ignored, which its
+    child processes would inherit, so a cancel would do nothing. A handler (unlike SIG_IGN) is
+    reset to the default in the child at exec."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) != signal.SIG_IGN:
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 # --------------------------------------------------------------------------- the task
@@ -351,7 +370,8 @@ class Launch:
             else:
                 params = {"gpus_per_node": 0}
             self._executor.update_parameters(**params)
-            job = self._executor.submit(task)
+            with _sigint_not_ignored():
+                job = self._executor.submit(task)
             sub = Submitted(task, job, slot, gpus)
             self._running[slot] = sub
             self.submitted.append(sub)

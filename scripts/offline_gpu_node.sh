@@ -8,6 +8,8 @@
 # Before copying the checkout to the node, put beside it in .device/ (ignored by git):
 #   .device/cifar10-jpeg.zip   the offline CIFAR-10 copy (cp ../shared/data/cifar10-jpeg.zip .device/)
 #   .device/wheels/*.whl       wheels of what the node lacks, e.g. pip download safetensors -d .device/wheels
+# (This project's lent GPU machines take 64 MiB of checkout + carried files: the zip is 60.3 MiB, the
+# wheel 0.5 MiB and the tracked files 2.4 MiB on 2026-11-26, so keep committed figures small.)
 # Then on the node: scripts/offline_gpu_node.sh gpu "$OUT"; copy OUT_DIR/<profile>-results.tar.gz back and
 # run `make paper PROFILE=<profile> BUNDLE=<that file>` where Jupyter is.
 # DEVICE=cpu runs the same on a CPU (how this script is checked on the smoke profile); PLAN=0 skips `plan`.

@@ -341,3 +341,22 @@ def test_local_gives_each_task_its_gpus(monkeypatch):
     assert handle.poll()
     assert [o.status for o in handle.outcomes()] == [launch.COMPLETED] * 3
     assert ex.parameters["timeout_min"] >= 60 * 24  # no limit by default (LocalExecutor's own is 2 minutes)
+
+
+def test_local_jobs_can_be_cancelled_from_a_background_launcher():
+    """A launcher started with `&` or nohup has SIGINT ignored; its local jobs must not inherit that,
+    because submitit cancels a local job with SIGINT (found when a backgrounded test run could not
+    cancel its task)."""
+    def ignored_in_child() -> bool:
+        out = subprocess.run([sys.executable, "-c", "import signal; print(signal.getsignal(signal.SIGINT) == signal.SIG_IGN)"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+        return out == "True"
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        assert ignored_in_child()  # what the child would inherit without the guard
+        with launch._sigint_not_ignored():
+            assert not ignored_in_child()
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN  # the launcher's own disposition is restored
+    finally:
+        signal.signal(signal.SIGINT, previous)

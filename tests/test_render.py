@@ -94,7 +94,9 @@ def test_compute_costs_are_read_from_the_cache(first, tmp_path, monkeypatch):
         metas = [json.loads(m.read_text()) for m in (folder / "evaluations").glob("*.json")]
         assert row.evaluations == f"{len(metas)}/{len(metas)}"
         assert row.evaluations_min == pytest.approx(sum(m["seconds"] for m in metas) / 60, abs=0.006)
-        assert row.device == "cpu (1 thread)" and row.run_wall_min >= row.train_min - 0.02
+        env = json.loads((folder / "environment.json").read_text())
+        assert row.device == f"cpu ({env['threads']} thread{'' if env['threads'] == 1 else 's'})"
+        assert row.run_wall_min >= row.train_min - 0.02
     assert costs.main(["--profile", "no-such-profile"]) == 2
 
 
