@@ -88,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     p = add("plan", "estimate the profile's training and evaluation time on this device", device=True)
     p.add_argument("--runs", default=None, help="comma-separated run names (default: all)")
     p.add_argument("--probe-batch", type=int, default=None, help="images per timed training step (default: the run's batch; 8 on the CPU when a full step would take > 20 s)")
+    p.add_argument("--eval-probe", type=int, default=None, help="images per timed evaluation call (default: 256 on CUDA, 64 on the CPU; float64 costs use 1/8 of it)")
     p = add("bundle", "pack configs, histories and evaluations (no weights) into one .tar.gz")
     p.add_argument("--out", required=True, help="the bundle file to write, e.g. gpu-results.tar.gz")
     p = add("launch", "train and evaluate every (run, seed) not yet complete: a Slurm job array or local processes")
@@ -193,9 +194,10 @@ def _dispatch(args) -> int:
         for n in names or []:
             if n not in profile.runs:
                 raise ValueError(f"profile {profile.name!r} has no run {n!r}; its runs: {', '.join(profile.runs)}")
-        if args.probe_batch is not None and args.probe_batch < 1:
-            raise ValueError(f"--probe-batch must be >= 1, got {args.probe_batch}")
-        plan(profile.name, args.device, args.probe_batch, names)
+        for flag, value in (("--probe-batch", args.probe_batch), ("--eval-probe", args.eval_probe)):
+            if value is not None and value < 1:
+                raise ValueError(f"{flag} must be >= 1, got {value}")
+        plan(profile.name, args.device, args.probe_batch, names, eval_probe=args.eval_probe)
     elif args.cmd == "launch":
         from . import launch
         try:

@@ -139,7 +139,7 @@ def fmt_seconds(s: float) -> str:
 
 
 def plan(profile_name: str, device: str = "auto", probe: int | None = None, runs_: list[str] | None = None,
-         out=print) -> list[dict]:
+         out=print, eval_probe: int | None = None) -> list[dict]:
     """Time each run's unit costs on ``device`` and print the estimate table; returns its rows."""
     prof = profiles.load(profile_name)
     dev = resolve_device(device)
@@ -151,7 +151,7 @@ def plan(profile_name: str, device: str = "auto", probe: int | None = None, runs
     out(header)
     for name in names:
         cfg = prof.run(name)
-        est = estimate(prof, name, unit_costs(cfg, dev, probe))
+        est = estimate(prof, name, unit_costs(cfg, dev, probe, eval_probe))
         rows.append({"run": name, "optional": cfg["optional"], **est})
         out(f"{name[:28]:28s} {cfg['model'][:12]:12s} {cfg['objective']:9s} {cfg['precision']:4s} {cfg['epochs']:6d} "
             f"{est['steps']:7d} {fmt_seconds(est['train']):>9s} {fmt_seconds(est['per_epoch_eval']):>10s} "
