@@ -146,7 +146,7 @@ def _dispatch(args) -> int:
     if args.cmd in ("train", "evaluate", "plan"):
         _check_artifacts_root()
         resolve_device(args.device)  # fail early, in one line, on a device this machine lacks
-        configure_threads()  # $CCKL_THREADS, else every core
+        configure_threads()  # $CCKL_THREADS, else the CPUs this process may use
     if args.cmd == "train":
         if args.run not in profile.runs:
             raise ValueError(f"profile {profile.name!r} has no run {args.run!r}; its runs: {', '.join(profile.runs)}")

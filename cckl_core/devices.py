@@ -48,8 +48,19 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     return dev
 
 
+def available_cpus() -> int:
+    """The CPUs this process may use: Slurm's ``SLURM_CPUS_PER_TASK`` when set, else the scheduler
+    affinity (a container's or cgroup's share, not the node's core count)."""
+    if os.environ.get("SLURM_CPUS_PER_TASK", "").isdigit() and int(os.environ["SLURM_CPUS_PER_TASK"]) > 0:
+        return int(os.environ["SLURM_CPUS_PER_TASK"])
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def configure_threads(n: int | None = None) -> int:
-    """Set torch's intra-op threads to ``n`` (default: ``$CCKL_THREADS`` or all cores)."""
+    """Set torch's intra-op threads to ``n`` (default: ``$CCKL_THREADS``, else :func:`available_cpus`)."""
     if n is None:
         raw = os.environ.get("CCKL_THREADS", "0").strip() or "0"
         try:
@@ -59,7 +70,7 @@ def configure_threads(n: int | None = None) -> int:
                               "(e.g. CCKL_THREADS=2) or unset it to use every core") from None
         if n < 0:
             raise DeviceError(f"CCKL_THREADS={n} must be >= 0 (0 = every core)")
-        n = n or (os.cpu_count() or 1)
+        n = n or available_cpus()
     torch.set_num_threads(max(1, n))
     return torch.get_num_threads()
 

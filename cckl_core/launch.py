@@ -111,7 +111,7 @@ class Task:
         os.environ.update(self.env)
         from . import devices, evaluations, runs
 
-        threads = devices.configure_threads(_task_threads())
+        threads = devices.configure_threads()  # $CCKL_THREADS, else this task's CPUs (Slurm's allocation)
         print(f"[cckl] {self.profile}/{self.label}: started on {socket.gethostname()} (pid {os.getpid()}), "
               f"device {self.device}, CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '(unset)')}, "
               f"{threads} thread(s), artifacts {artifacts_root()}", flush=True)
@@ -139,23 +139,6 @@ class Task:
         print(f"[cckl] {self.profile}/{self.label}: preempted or at its time limit; requeued, it resumes "
               "from the last finished epoch", flush=True)
         return _submitit().helpers.DelayedSubmission(self, *args, **kwargs)
-
-
-def _task_threads() -> int:
-    """``$CCKL_THREADS`` when set, else the CPUs this process may use (Slurm's allocation, not the node)."""
-    raw = os.environ.get("CCKL_THREADS", "").strip()
-    if raw and raw != "0":
-        return int(raw)
-    if os.environ.get("SLURM_CPUS_PER_TASK", "").isdigit():
-        return int(os.environ["SLURM_CPUS_PER_TASK"])
-    return _cpus()
-
-
-def _cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def _describe(res: dict) -> str:
@@ -585,7 +568,8 @@ def _launch_local(handle: Launch, submitit, device: str, gpus_per_job: int, max_
         slots = [""] * n
         task_device = "cpu"
     explicit = os.environ.get("CCKL_THREADS", "").strip()
-    threads = explicit if explicit.isdigit() and int(explicit) > 0 else str(max(1, _cpus() // n))
+    from .devices import available_cpus
+    threads = explicit if explicit.isdigit() and int(explicit) > 0 else str(max(1, available_cpus() // n))
     for t in handle.tasks:
         t.device = task_device
         t.env["CCKL_THREADS"] = threads

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cckl_core import evaluations, launch, profiles, runs
+from cckl_core import devices, evaluations, launch, profiles, runs
 from cckl_core.__main__ import main as cli_main
 
 pytest.importorskip("submitit")
@@ -331,7 +331,7 @@ def test_local_gives_each_task_its_gpus(monkeypatch):
     assert [(p["gpus_per_node"], p["visible_gpus"]) for p, _, _ in ex.submissions] == [(2, [0, 1]), (2, [2, 3])]
     first, second = (t for _, t, _ in ex.submissions)
     assert (first.device, first.env["CUDA_VISIBLE_DEVICES"], second.env["CUDA_VISIBLE_DEVICES"]) == ("cuda", "0,1", "2,3")
-    assert first.env["CCKL_THREADS"] == str(max(1, launch._cpus() // 2))
+    assert first.env["CCKL_THREADS"] == str(max(1, devices.available_cpus() // 2))
     assert not handle.poll()  # both slots busy, the third task waits
     ex.submissions[1][2].finished = True
     assert not handle.poll()  # it took the freed slot: GPUs 2,3
