@@ -67,9 +67,9 @@ def configure_threads(n: int | None = None) -> int:
             n = int(raw)
         except ValueError:
             raise DeviceError(f"CCKL_THREADS={raw!r} is not a whole number; set it to the number of CPU threads "
-                              "(e.g. CCKL_THREADS=2) or unset it to use every core") from None
+                              "(e.g. CCKL_THREADS=2) or unset it to use every CPU this process may use") from None
         if n < 0:
-            raise DeviceError(f"CCKL_THREADS={n} must be >= 0 (0 = every core)")
+            raise DeviceError(f"CCKL_THREADS={n} must be >= 0 (0 = every CPU this process may use)")
         n = n or available_cpus()
     torch.set_num_threads(max(1, n))
     return torch.get_num_threads()
