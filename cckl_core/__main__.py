@@ -8,7 +8,8 @@
 - ``launch --profile P --executor slurm|local [...]``: one job per (run, seed) through submitit,
   each training then evaluating into the shared artifacts root (see ``cckl_core.launch``).
 - ``bundle --profile P --out FILE.tar.gz`` / ``unbundle FILE.tar.gz``: results without weights, to render elsewhere.
-- ``list --profile P``: run names; ``deps --profile P``: Makefile rules (runs, evaluations, notebooks).
+- ``list --profile P``: run names; ``deps --profile P``: Makefile rules (runs, evaluations, notebooks);
+  ``jobs --profile P [--device D] [--jobs N]``: ``JOBS THREADS``, how ``make paper`` runs them side by side.
 
 A user's mistake (unknown profile, run or device, a bad setting, missing data) ends with one
 line on stderr and exit status 2.
@@ -85,6 +86,10 @@ def _parser() -> argparse.ArgumentParser:
     add("runs", "state of every run and seed in the cache")
     add("list", "run names")
     add("deps", "Makefile rules")
+    p = add("jobs", "print `JOBS THREADS`: the training/evaluation jobs `make paper` runs side by side here, "
+                    "and torch threads for each", device=True)
+    p.add_argument("--jobs", type=int, default=None, help="fix the number of jobs (default: one per CPU core, at most "
+                   "one per run; one on a GPU)")
     p = add("plan", "estimate the profile's training and evaluation time on this device", device=True)
     p.add_argument("--runs", default=None, help="comma-separated run names (default: all)")
     p.add_argument("--probe-batch", type=int, default=None, help="images per timed training step (default: the run's batch; 8 on the CPU when a full step would take > 20 s)")
@@ -98,7 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--gpus-per-job", type=int, default=1, help="GPUs per task (default 1)")
     p.add_argument("--cpus-per-task", type=int, default=None, help="Slurm CPUs per task (default: the cluster's)")
     p.add_argument("--max-parallel", type=int, default=None,
-                   help="tasks at a time (default: slurm all; local one per GPU, 1 on the CPU)")
+                   help="tasks at a time (default: slurm all; local one per GPU, on the CPU one per core)")
     p.add_argument("--time", default=None, help="time limit per task, HH:MM:SS (default: slurm 08:00:00, local none); "
                    "a task at its limit is requeued and resumes")
     p.add_argument("--runs", default=None, help="comma-separated run names (default: all)")
@@ -188,6 +193,16 @@ def _dispatch(args) -> int:
         print("\n".join(profile.runs))
     elif args.cmd == "deps":
         print(_deps(profile))
+    elif args.cmd == "jobs":
+        from . import devices
+        if args.jobs is not None and args.jobs < 1:
+            raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
+        if devices.resolve_device(args.device).type == "cuda":
+            jobs = args.jobs or 1
+            threads = devices.requested_threads() or max(1, devices.available_cpus() // jobs)
+        else:
+            jobs, threads = devices.cpu_job_layout(len(profile.runs) * len(profile.seeds), args.jobs)
+        print(jobs, threads)
     elif args.cmd == "plan":
         from .plan import plan
         names = args.runs.split(",") if args.runs else None
@@ -216,9 +231,11 @@ def _dispatch(args) -> int:
 
 def _deps(profile: profiles.Profile) -> str:
     """Makefile rules: a stamp per (run, seed) for training and one for evaluation; notebooks need the latter."""
+    from .plan import by_size
+
     p = profile.name
-    lines = []
-    stamps = [(n, s, stamp_name(n, s, profile)) for n in profile.runs for s in profile.seeds]
+    lines = ["# runs largest first (plan.by_size), so that `make -j` finishes them together"]
+    stamps = [(n, s, stamp_name(n, s, profile)) for n in by_size(profile) for s in profile.seeds]
     lines.append(f"RUNS_{p} := {' '.join(st for _, _, st in stamps)}")
     for name, seed, st in stamps:
         lines.append(f"build/{p}/runs/{st}.done: $(BUNDLE_DONE)\n\t$(PY) -m cckl_core train --profile {p} --run {name} "

@@ -19,7 +19,8 @@ progress from it, and the notebooks render from it.
   is still missing).
 - ``local`` runs at most ``max_parallel`` tasks at a time as local processes (submitit's
   ``LocalExecutor``), one GPU group each (``CUDA_VISIBLE_DEVICES``) when GPUs are visible,
-  else on the CPU with ``cores // max_parallel`` threads each; it waits for them.
+  else on the CPU (default: one task per core, at most one per task, with ``cores // jobs``
+  threads each: :func:`devices.cpu_job_layout`); it waits for them.
   ``slurm`` submits one job array (``--array=0-N%max_parallel``) and returns (``wait=True`` blocks).
 
 submitit is needed only here and imported lazily: ``pip install 'cckl-core[cluster]'``.
@@ -476,7 +477,7 @@ def launch(profile: str, executor: str = "local", run_names: list[str] | None = 
     """Train and evaluate every (run, seed) of ``profile`` not yet complete, one task each.
 
     ``executor="local"``: local processes, at most ``max_parallel`` at a time (default: one per
-    GPU group of ``gpus_per_job`` visible GPUs, else 1 on the CPU); ``wait`` defaults to True
+    GPU group of ``gpus_per_job`` visible GPUs, else one per CPU core: :func:`devices.cpu_job_layout`); ``wait`` defaults to True
     (with ``wait=False`` the first tasks are started and :meth:`Launch.wait` starts the rest).
     ``executor="slurm"``: one job array on ``partition``, ``gpus_per_job`` GPUs per task, at
     most ``max_parallel`` tasks at a time (default: all), time limit ``time_limit``
@@ -547,13 +548,13 @@ def launch(profile: str, executor: str = "local", run_names: list[str] | None = 
 
 def _launch_local(handle: Launch, submitit, device: str, gpus_per_job: int, max_parallel: int | None,
                   minutes: float | None) -> None:
-    from .devices import resolve_device
+    from . import devices
     if device not in ("auto", "cpu", "cuda"):
-        resolve_device(device)  # unknown device: one-line error
+        devices.resolve_device(device)  # unknown device: one-line error
         raise ValueError(f"--device {device} pins one GPU, but a local launch gives each task its own GPU(s) "
                          "through CUDA_VISIBLE_DEVICES: use --device cuda (or auto), or cpu")
     if device == "cuda":
-        resolve_device(device)  # no CUDA here: one-line error
+        devices.resolve_device(device)  # no CUDA here: one-line error
     gpus = [] if device == "cpu" else _visible_gpus()
     if gpus:
         per = max(1, gpus_per_job)
@@ -562,17 +563,15 @@ def _launch_local(handle: Launch, submitit, device: str, gpus_per_job: int, max_
         groups = [",".join(gpus[i:i + per]) for i in range(0, len(gpus) - per + 1, per)]
         n = max_parallel or len(groups)
         slots = [groups[k % len(groups)] for k in range(n)]
+        threads = devices.requested_threads() or max(1, devices.available_cpus() // n)
         task_device = "cuda"
     else:
-        n = max_parallel or 1
+        n, threads = devices.cpu_job_layout(len(handle.tasks), max_parallel)
         slots = [""] * n
         task_device = "cpu"
-    explicit = os.environ.get("CCKL_THREADS", "").strip()
-    from .devices import available_cpus
-    threads = explicit if explicit.isdigit() and int(explicit) > 0 else str(max(1, available_cpus() // n))
     for t in handle.tasks:
         t.device = task_device
-        t.env["CCKL_THREADS"] = threads
+        t.env["CCKL_THREADS"] = str(threads)
     ex = submitit.LocalExecutor(folder=handle.folder, max_num_timeout=MAX_TIMEOUTS)
     ex.update_parameters(timeout_min=minutes if minutes is not None else _LOCAL_NO_LIMIT_MIN,
                          signal_delay_s=min(90, max(1, int((minutes or 1e9) * 60 * 0.1))))

@@ -110,6 +110,35 @@ def unit_costs(cfg: dict, device: torch.device, probe: int | None = None, eval_p
     return costs
 
 
+def flop_costs(cfg: dict) -> dict[str, float]:
+    """:func:`unit_costs`' keys in floating-point operations per image instead of seconds, from
+    nothing but the model's forward cost ``F`` (``torch.utils.flop_counter`` on one image):
+    ``fwd = F``, ``fb = 3F`` (forward + backward), ``step`` = ``3F`` (standard),
+    ``(k + 1) 3F`` (PGD-AT) or ``k 3F + 7F`` (TRADES: ``k`` attack steps, the clean target,
+    a training pass over two branches), ``fisher = (1 + 2C) F`` (``C`` Jacobian rows),
+    ``pair = 2 fisher``, float64 variants 3x. A size for ordering runs (largest first, so
+    that parallel jobs finish together), not a time.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    num_classes = 100 if cfg["dataset"] == "cifar100" else 10
+    model, _ = runs.fresh_model(cfg, num_classes, torch.device("cpu"))
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model.eval()(torch.rand(1, 3, 32, 32))
+    f, k = float(counter.get_total_flops()), cfg["attack_steps"]
+    step = {"standard": 3 * f, "pgd_at": (k + 1) * 3 * f, "trades": k * 3 * f + 7 * f}[cfg["objective"]]
+    fisher_ = (1 + 2 * num_classes) * f
+    return {"step": step, "fwd": f, "fb": 3 * f, "fisher": fisher_, "pair": 2 * fisher_,
+            "fb64": 9 * f, "fisher64": 3 * fisher_, "pair64": 6 * fisher_}
+
+
+def by_size(profile: profiles.Profile, names: list[str] | None = None) -> list[str]:
+    """Run names by :func:`estimate` under :func:`flop_costs`, largest first (ties in profile order)."""
+    names = list(profile.runs) if names is None else names
+    size = {n: estimate(profile, n, flop_costs(profile.run(n)))["total"] for n in names}
+    return sorted(names, key=lambda n: -size[n])
+
+
 def estimate(profile: profiles.Profile, name: str, costs: dict[str, float]) -> dict[str, float]:
     """Estimated seconds of training, per-epoch evaluation and cached evaluations of run ``name``."""
     cfg = profile.run(name)
