@@ -69,23 +69,24 @@ evaluations: $(addprefix build/$(PROFILE)/evals/,$(addsuffix .done,$(RUNS_$(PROF
 # `paper` trains and evaluates JOBS runs side by side, each with THREADS torch threads, as
 # `python -m cckl_core jobs` says: on a CPU one job per core (one thread each; measured on 2 cores
 # 1.1-1.5x the throughput of one 2-thread job), on a GPU one job. JOBS=n fixes the number.
-# The notebooks only read cached results, so they render RENDER_JOBS at a time.
+# The notebooks only read cached results, so they render RENDER_JOBS at a time, sharing the
+# cores (OMP_NUM_THREADS = cores / RENDER_JOBS: oversubscribed threads slow the small tensor ops).
 RENDER_JOBS ?= 2
+RENDER_THREADS = $(shell n=$$(( $$(nproc 2>/dev/null || echo 1) / $(RENDER_JOBS) )); [ $$n -ge 1 ] && echo $$n || echo 1)
 paper: $(STAMP) build/$(PROFILE)/deps.mk
 	@$(MAKE) -q evaluations PROFILE=$(PROFILE) DEVICE=$(DEVICE) 2>/dev/null || { \
 	  set -- $$($(PY) -m cckl_core jobs --profile $(PROFILE) --device $(DEVICE) $(if $(JOBS),--jobs $(JOBS))) && [ $$# -eq 2 ] && \
 	  echo "[cckl] training and evaluating $$1 run(s) at a time, $$2 torch thread(s) each" && \
 	  CCKL_THREADS=$$2 $(MAKE) --no-print-directory -Oline -j$$1 evaluations PROFILE=$(PROFILE) DEVICE=$(DEVICE); }
 	@$(MAKE) --no-print-directory -j$(RENDER_JOBS) render PROFILE=$(PROFILE) DEVICE=$(DEVICE)
-	$(PY) -m cckl_core.costs --profile $(PROFILE)
-	$(PY) -m cckl_core.report --profile $(PROFILE)
+	$(PY) -m cckl_core.report --profile $(PROFILE) --costs
 	@echo "figures in figures/$(PROFILE)/, summary in figures/README.md, executed notebooks in build/$(PROFILE)/"
 
 render: $(addprefix build/$(PROFILE)/,$(addsuffix .ipynb,$(NOTEBOOKS)))
 
 build/$(PROFILE)/%.ipynb: notebooks/%.ipynb $(STAMP)
 	@mkdir -p $(@D)
-	CCKL_PROFILE=$(PROFILE) CCKL_DEVICE=$(DEVICE) $(PY) -m papermill --log-level WARNING --no-progress-bar $< $@ -p profile $(PROFILE) -p device $(DEVICE)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-$(RENDER_THREADS)} CCKL_PROFILE=$(PROFILE) CCKL_DEVICE=$(DEVICE) $(PY) -m papermill --log-level WARNING --no-progress-bar $< $@ -p profile $(PROFILE) -p device $(DEVICE)
 
 # ---------------------------------------------------------------- helpers
 lab: $(STAMP)

@@ -13,8 +13,8 @@ per finished (run, seed):
   when it was computed (``evaluations`` counts them, cached / needed);
 - ``device``: the GPU's name, or ``cpu (N threads)``, from ``environment.json``.
 
-``python -m cckl_core.costs --profile P`` writes the table (``make paper`` runs it before the report,
-which then lists it under the profile).
+``python -m cckl_core.costs --profile P`` writes the table; ``make paper`` writes it through
+``python -m cckl_core.report --profile P --costs``, just before the summary that lists it.
 """
 from __future__ import annotations
 

@@ -6,7 +6,9 @@
 - ``python -m cckl_core.report --profile P`` (the last step of ``make paper``): gathers every
   figure (PNG links), table and claims file found under ``figures_root()/<profile>/`` for
   each profile present into ``figures_root()/README.md``. It only reports what exists, in
-  a fixed order, with no time stamps, so the same files give the same summary.
+  a fixed order, with no time stamps, so the same files give the same summary. ``--costs``
+  first writes the compute-cost table (:mod:`cckl_core.costs`) in the same process, under
+  ``figures_root()``: ``make paper`` runs ``report --costs``, one interpreter instead of two.
 
 "holds" is one of :data:`VERDICTS`: ``yes`` / ``no`` when the row's criterion (stated in its
 note: an interval or a test, fixed before looking at results) decides, ``inconclusive`` when
@@ -257,9 +259,15 @@ def main(argv: list[str] | None = None) -> int:
                                      description="Gather figures, tables and claims into figures/README.md")
     parser.add_argument("--profile", required=True, help="the profile just run; its folder must exist")
     parser.add_argument("--root", default=None, help="figures root (default: $CCKL_FIGURES or <repo>/figures)")
+    parser.add_argument("--costs", action="store_true", help="first write the profile's compute_costs table from "
+                        "the run cache (python -m cckl_core.costs), in this process (`make paper` does)")
     args = parser.parse_args(argv)
     root = Path(args.root).expanduser() if args.root else figures_root()
     folder = root / args.profile
+    if args.costs:
+        from . import costs
+        if costs.main(["--profile", args.profile]) != 0:
+            return 2
     if not folder.is_dir() or folder not in _profile_dirs(root):
         print(f"error: no figures for profile {args.profile!r} under {root}; run the notebooks first "
               f"(make paper PROFILE={args.profile})", file=sys.stderr)

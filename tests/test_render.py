@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cckl_core import bundle, costs, profiles, runs
+from cckl_core import bundle, costs, profiles, report, runs
 
 NOTEBOOKS = ["01_theorem_check", "02_fisher_growth", "03_capacity_study", "04_appendix_c_table"]
 REPO = Path(__file__).resolve().parent.parent
@@ -98,6 +98,12 @@ def test_compute_costs_are_read_from_the_cache(first, tmp_path, monkeypatch):
         assert row.device == f"cpu ({env['threads']} thread{'' if env['threads'] == 1 else 's'})"
         assert row.run_wall_min >= row.train_min - 0.02
     assert costs.main(["--profile", "no-such-profile"]) == 2
+    # what `make paper` runs: the report writes the cost table first, then lists it
+    for f in (tmp_path / "smoke").glob("compute_costs.*"):
+        f.unlink()
+    assert report.main(["--profile", "smoke", "--costs"]) == 0
+    assert (tmp_path / "smoke" / "compute_costs.csv").read_text() == df.to_csv(index=False)
+    assert "#### compute_costs" in (tmp_path / "README.md").read_text()
 
 
 def test_bundle_refuses_to_overwrite_another_training(first, tmp_path, monkeypatch):
