@@ -67,8 +67,9 @@ runs: $(addprefix build/$(PROFILE)/runs/,$(addsuffix .done,$(RUNS_$(PROFILE))))
 evaluations: $(addprefix build/$(PROFILE)/evals/,$(addsuffix .done,$(RUNS_$(PROFILE))))
 
 # `paper` trains and evaluates JOBS runs side by side, each with THREADS torch threads, as
-# `python -m cckl_core jobs` says: on a CPU one job per core (one thread each; measured on 2 cores
-# 1.1-1.5x the throughput of one 2-thread job), on a GPU one job. JOBS=n fixes the number.
+# `python -m cckl_core jobs` says: on a CPU one job per core (one thread each; on 2 cores
+# 1.05-1.23x the training throughput of one 2-thread job: benchmarks/jobs.py), on a GPU one job.
+# JOBS=n fixes the number.
 # The notebooks only read cached results, so they render RENDER_JOBS at a time, sharing the
 # cores (OMP_NUM_THREADS = cores / RENDER_JOBS: oversubscribed threads slow the small tensor ops).
 RENDER_JOBS ?= 2

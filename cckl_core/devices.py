@@ -86,9 +86,8 @@ def cpu_job_layout(n_tasks: int, jobs: int | None = None) -> tuple[int, int]:
     Default: one job per CPU this process may use, at most ``n_tasks``, with
     ``cpus // jobs`` threads each; ``jobs`` fixes the number of jobs, ``$CCKL_THREADS`` the
     threads per job (then ``jobs = cpus // threads``). Small convolutional models use two
-    cores poorly: on the 2-core machine two one-thread jobs train 1.1-1.5x the images per
-    second of one two-thread job (``benchmarks/training.py --threads 1`` twice at once vs
-    ``--threads 2``), so side by side is the default.
+    cores poorly: on the 2-core machine two one-thread jobs train more images per second than
+    one two-thread job (``benchmarks/jobs.py`` measures it), so side by side is the default.
     """
     if jobs is not None and jobs < 1:
         raise ValueError(f"the number of jobs must be >= 1, got {jobs}")

@@ -11,6 +11,16 @@ import torch
 torch.set_num_threads(int(os.environ.get("CCKL_THREADS", "1")))
 
 
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    """Restore torch's thread count after every test: a CLI call (`train`, `evaluate`) sets it from
+    $CCKL_THREADS, and a test that unsets that variable would leave the worker at every core, which
+    changes the floating-point results of the tests that run after it in the same process."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 def train_smoke_once(tmp_path_factory, run: str) -> Path:
     """Train the smoke profile's run ``run`` into a fresh root (``<root>/artifacts``, ``<root>/data``); return the root."""
     from cckl_core import runs

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from cckl_core import devices, evaluations, launch, profiles, runs
 from cckl_core.__main__ import main as cli_main
@@ -42,10 +43,15 @@ def reference(tmp_path_factory):
 
     def get(name: str, seed: int = 0) -> str:
         if (name, seed) not in cache:
-            with pytest.MonkeyPatch.context() as mp:
-                mp.setenv("CCKL_ARTIFACTS", str(root / "artifacts"))
-                mp.setenv("CCKL_DATA_ROOT", str(root / "data"))
-                run = runs.get_or_train(SMOKE, name, device="cpu", progress=False, weights=False, seed=seed)
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)  # as every launched task (CCKL_THREADS=1 in `roots`): the sums' order matters
+            try:
+                with pytest.MonkeyPatch.context() as mp:
+                    mp.setenv("CCKL_ARTIFACTS", str(root / "artifacts"))
+                    mp.setenv("CCKL_DATA_ROOT", str(root / "data"))
+                    run = runs.get_or_train(SMOKE, name, device="cpu", progress=False, weights=False, seed=seed)
+            finally:
+                torch.set_num_threads(threads)
             cache[name, seed] = _numbers(run.history)
         return cache[name, seed]
     return get
