@@ -48,6 +48,14 @@ nbval: $(STAMP)
 # from the profile), so `make -j` trains and evaluates independent runs in parallel and a
 # notebook never calls a model. With BUNDLE=file.tar.gz the results are unpacked first and
 # nothing is trained or evaluated.
+# (BUNDLE_DONE is defined before deps.mk is read: make expands a rule's prerequisites as it reads it.)
+ifdef BUNDLE
+BUNDLE_DONE := build/$(PROFILE)/bundle.done
+$(BUNDLE_DONE): $(BUNDLE) $(STAMP)
+	$(PY) -m cckl_core unbundle --profile $(PROFILE) $(BUNDLE)
+	@mkdir -p $(@D) && touch $@
+endif
+
 ifneq ($(filter paper runs evaluations render,$(MAKECMDGOALS)),)
 -include build/$(PROFILE)/deps.mk
 endif
@@ -55,13 +63,6 @@ endif
 build/$(PROFILE)/deps.mk: $(STAMP) cckl_core/profiles/$(PROFILE).toml cckl_core/__main__.py
 	@mkdir -p $(@D)
 	$(PY) -m cckl_core deps --profile $(PROFILE) > $@
-
-ifdef BUNDLE
-BUNDLE_DONE := build/$(PROFILE)/bundle.done
-$(BUNDLE_DONE): $(BUNDLE) $(STAMP)
-	$(PY) -m cckl_core unbundle --profile $(PROFILE) $(BUNDLE)
-	@mkdir -p $(@D) && touch $@
-endif
 
 runs: $(addprefix build/$(PROFILE)/runs/,$(addsuffix .done,$(RUNS_$(PROFILE))))
 evaluations: $(addprefix build/$(PROFILE)/evals/,$(addsuffix .done,$(RUNS_$(PROFILE))))
