@@ -1,4 +1,5 @@
 """The Makefile's wiring, read with `make -n` in a scratch copy (nothing is trained or installed)."""
+import os
 import shutil
 import subprocess
 import sys
@@ -20,10 +21,12 @@ def _dry_run(tmp_path: Path, *args: str) -> list[str]:
     installed = tmp_path / "installed"  # stands in for the environment's stamp: nothing is installed
     installed.write_text("")
     common = ["--no-print-directory", f"PY={sys.executable}", f"STAMP={installed}"]
-    made = subprocess.run(["make", *common, "PROFILE=smoke", "build/smoke/deps.mk"], cwd=tmp_path,
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}  # not `make test`'s
+    made = subprocess.run(["make", *common, "PROFILE=smoke", "build/smoke/deps.mk"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=300)  # `make -n` would not make it
     assert made.returncode == 0, made.stderr
-    out = subprocess.run(["make", "-n", *common, *args], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(["make", "-n", *common, *args], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=300)
     assert out.returncode == 0, out.stderr
     return out.stdout.splitlines()
 
