@@ -199,7 +199,7 @@ def _dispatch(args) -> int:
             raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
         if devices.resolve_device(args.device).type == "cuda":
             jobs = args.jobs or 1
-            threads = devices.requested_threads() or max(1, devices.available_cpus() // jobs)
+            threads = devices.threads_per_job(jobs)
         else:
             jobs, threads = devices.cpu_job_layout(len(profile.runs) * len(profile.seeds), args.jobs)
         print(jobs, threads)

@@ -80,6 +80,11 @@ def configure_threads(n: int | None = None) -> int:
     return torch.get_num_threads()
 
 
+def threads_per_job(jobs: int) -> int:
+    """Torch threads for each of ``jobs`` jobs side by side: ``$CCKL_THREADS``, else ``cpus // jobs`` (at least 1)."""
+    return requested_threads() or max(1, available_cpus() // jobs)
+
+
 def cpu_job_layout(n_tasks: int, jobs: int | None = None) -> tuple[int, int]:
     """``(jobs, threads)``: how many CPU tasks to run side by side and torch threads for each.
 
@@ -91,11 +96,10 @@ def cpu_job_layout(n_tasks: int, jobs: int | None = None) -> tuple[int, int]:
     """
     if jobs is not None and jobs < 1:
         raise ValueError(f"the number of jobs must be >= 1, got {jobs}")
-    cpus, threads = available_cpus(), requested_threads()
     if jobs is None:
-        jobs = max(1, cpus // threads) if threads else cpus
-        jobs = max(1, min(jobs, n_tasks))
-    return jobs, threads or max(1, cpus // jobs)
+        cpus, threads = available_cpus(), requested_threads()
+        jobs = max(1, min(cpus // threads if threads else cpus, n_tasks))
+    return jobs, threads_per_job(jobs)
 
 
 def autocast(device: torch.device, precision: str = "fp32"):

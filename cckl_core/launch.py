@@ -563,7 +563,7 @@ def _launch_local(handle: Launch, submitit, device: str, gpus_per_job: int, max_
         groups = [",".join(gpus[i:i + per]) for i in range(0, len(gpus) - per + 1, per)]
         n = max_parallel or len(groups)
         slots = [groups[k % len(groups)] for k in range(n)]
-        threads = devices.requested_threads() or max(1, devices.available_cpus() // n)
+        threads = devices.threads_per_job(n)
         task_device = "cuda"
     else:
         n, threads = devices.cpu_job_layout(len(handle.tasks), max_parallel)

@@ -266,6 +266,10 @@ def main(argv: list[str] | None = None) -> int:
     folder = root / args.profile
     if args.costs:
         from . import costs
+        if root.resolve() != figures_root().resolve():  # costs write under figures_root(), not --root
+            print(f"error: --costs writes under the figures root {figures_root()}, not --root {root}; "
+                  "set CCKL_FIGURES instead of --root", file=sys.stderr)
+            return 2
         if costs.main(["--profile", args.profile]) != 0:
             return 2
     if not folder.is_dir() or folder not in _profile_dirs(root):

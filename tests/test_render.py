@@ -104,6 +104,7 @@ def test_compute_costs_are_read_from_the_cache(first, tmp_path, monkeypatch):
     assert report.main(["--profile", "smoke", "--costs"]) == 0
     assert (tmp_path / "smoke" / "compute_costs.csv").read_text() == df.to_csv(index=False)
     assert "#### compute_costs" in (tmp_path / "README.md").read_text()
+    assert report.main(["--profile", "smoke", "--costs", "--root", str(tmp_path / "elsewhere")]) == 2
 
 
 def test_bundle_refuses_to_overwrite_another_training(first, tmp_path, monkeypatch):
