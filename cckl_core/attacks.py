@@ -40,19 +40,24 @@ TRADES reference code; the first step clamps). ``True`` is ``"trades"`` for ``lo
 and ``"uniform"`` otherwise. Random draws come from a CPU generator seeded with ``seed``
 (the global RNG when ``seed`` is None) and are moved to ``x``'s device, so a seeded random
 start is the same on every device.
+
+Arguments are checked by :mod:`cckl_core.checks` (images in [0, 1] that fit the model,
+integer labels in [0, K), positive integer step counts, ...); a wrong one raises
+``ValueError`` or ``TypeError`` with one line saying how to fix it.
 """
 from __future__ import annotations
 
 import functools
 import math
-import numbers
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
+from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import checks
 from .fisher import check_images, eval_mode
 
 __all__ = [
@@ -92,8 +97,31 @@ def attack_loss(loss: str, logits: torch.Tensor, y: torch.Tensor | None = None,
     ``"ce"``: ``-log p_y``; ``"cw"``: ``min(max_{k!=y} z_k - z_y, kappa)``;
     ``"kl"``: ``KL(p || q) = sum_k p_k (log p_k - log q_k)`` with ``p = softmax(clean_logits)``
     and ``q = softmax(logits)`` (the gradient with respect to ``log q`` is ``-p``, as for
-    TRADES' ``nn.KLDivLoss(log q, p)``).
+    TRADES' ``nn.KLDivLoss(log q, p)``). ``logits`` (N, K); ``y`` (N,) integer labels in [0, K)
+    for ``"ce"`` / ``"cw"``; ``clean_logits`` of the shape of ``logits`` for ``"kl"``.
     """
+    loss = checks.choice(loss, "loss", _LOSSES)
+    _check_logits(logits, "logits")
+    if loss == "kl":
+        _check_logits(clean_logits, "clean_logits", logits.shape)
+    else:
+        check_labels(y, len(logits), logits.shape[1])
+    checks.number(kappa, "kappa (CW confidence)", low=0.0, finite=False)
+    return _attack_loss(loss, logits, y, clean_logits, kappa)
+
+
+def _check_logits(t: object, name: str, shape: torch.Size | None = None) -> None:
+    """Raise unless ``t`` is a floating tensor (N, K) (of ``shape`` when given)."""
+    if not isinstance(t, torch.Tensor) or not t.is_floating_point():
+        raise checks.ArgumentTypeError(f"{name} must be a floating tensor (N, K), got {checks.describe(t)}")
+    if t.ndim != 2 or (shape is not None and t.shape != shape):
+        want = f"of shape {tuple(shape)} like logits" if shape is not None else "(N, K)"
+        raise ValueError(f"{name} must be {want}, got shape {tuple(t.shape)}")
+
+
+def _attack_loss(loss: str, logits: torch.Tensor, y: torch.Tensor | None, clean_logits: torch.Tensor | None,
+                 kappa: float) -> torch.Tensor:
+    """:func:`attack_loss` on checked arguments (every PGD step: no device sync)."""
     if loss == "ce":
         return F.cross_entropy(logits, y, reduction="none")
     if loss == "cw":
@@ -105,46 +133,31 @@ def attack_loss(loss: str, logits: torch.Tensor, y: torch.Tensor | None = None,
 
 
 # --------------------------------------------------------------------------- validation
-def check_labels(y, n: int, num_classes: int | None = None, name: str = "y") -> None:
-    """Raise ``ValueError`` unless ``y`` is an integer tensor of ``n`` labels in ``[0, num_classes)``
-    (only ``>= 0`` when ``num_classes`` is None)."""
-    if not isinstance(y, torch.Tensor) or y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
-        kind = f"dtype {y.dtype}" if isinstance(y, torch.Tensor) else type(y).__name__
-        raise ValueError(f"{name} must be an integer label tensor of shape ({n},), got {kind}; "
-                         "pass class indices, e.g. y.long()")
-    if y.shape != (n,):
-        raise ValueError(f"{name} must be an integer label tensor of shape ({n},), one per image; got {tuple(y.shape)}")
-    if n:
-        low, high = torch.stack(torch.aminmax(y)).tolist()
-        if low < 0 or (num_classes is not None and high >= num_classes):
-            allowed = f"[0, {num_classes}) for a model with {num_classes} outputs" if num_classes is not None else ">= 0"
-            raise ValueError(f"{name} must be class indices in {allowed}; got values in [{low}, {high}]")
+def check_labels(y: object, n: int, num_classes: int | None = None, name: str = "y") -> None:
+    """Raise unless ``y`` is an integer label tensor of ``n`` labels in ``[0, num_classes)`` (only ``>= 0``
+    when ``num_classes`` is None): :func:`cckl_core.checks.labels` for a model's outputs."""
+    source = f"for a model with {num_classes} outputs" if num_classes is not None else None
+    checks.labels(y, n, num_classes, name, tensor=True, source=source)
 
 
-def _check(model, x, y, eps, step, steps, norm, loss, random_start, restarts, kappa) -> tuple[str, str, str | None]:
+def _check(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, eps: float, step: float, steps: int,
+           norm: str, loss: str, random_start: bool | str | None, restarts: int,
+           kappa: float) -> tuple[str, str, str | None]:
+    """Check :func:`pgd`'s arguments; return the norm and loss (lower case) and the random start (None: none)."""
     check_images(model, x)
-    norm_l = str(norm).lower()
-    if norm_l not in _NORMS:
-        raise ValueError(f"unknown norm {norm!r}; use 'linf' or 'l2'")
-    loss_l = str(loss).lower()
-    if loss_l not in _LOSSES:
-        raise ValueError(f"unknown loss {loss!r}; use 'ce' (cross-entropy), 'cw' (CW margin) or 'kl' (TRADES)")
-    if not isinstance(eps, numbers.Real) or isinstance(eps, bool) or not math.isfinite(eps) or eps < 0:
-        raise ValueError(f"eps must be a number >= 0 in pixel units, got {eps!r}")
+    norm_l = checks.choice(norm, "norm", _NORMS, hint="'linf' or 'l2'")
+    loss_l = checks.choice(loss, "loss", _LOSSES, hint="'ce' (cross-entropy), 'cw' (CW margin) or 'kl' (TRADES)")
+    checks.number(eps, "eps", low=0.0, hint="give it in pixel units (inputs in [0, 1]), e.g. 8/255")
     if norm_l == "linf" and eps > 1:
         raise ValueError(f"L-inf eps={eps} exceeds the [0, 1] pixel range; give it in pixel units, e.g. 8/255 not 8")
     max_l2 = math.sqrt(x.shape[1:].numel())
     if norm_l == "l2" and eps > max_l2:
         raise ValueError(f"L2 eps={eps} exceeds the diameter sqrt(d)={max_l2:.1f} of the image box; "
                          "give it in pixel units (inputs in [0, 1])")
-    if not isinstance(step, numbers.Real) or isinstance(step, bool) or not math.isfinite(step) or step <= 0:
-        raise ValueError(f"step must be a number > 0 in pixel units (e.g. 2/255), got {step!r}")
-    if not isinstance(steps, numbers.Integral) or isinstance(steps, bool) or steps < 1:
-        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-    if not isinstance(restarts, numbers.Integral) or isinstance(restarts, bool) or restarts < 1:
-        raise ValueError(f"restarts must be an integer >= 1, got {restarts!r}")
-    if not isinstance(kappa, numbers.Real) or isinstance(kappa, bool) or not kappa >= 0:
-        raise ValueError(f"kappa (CW confidence) must be a number >= 0, got {kappa!r}")
+    checks.number(step, "step", low=0.0, low_open=True, hint="give it in pixel units, e.g. 2/255")
+    checks.count(steps, "steps")
+    checks.count(restarts, "restarts")
+    checks.number(kappa, "kappa (CW confidence)", low=0.0, finite=False)
     if random_start is False or random_start is None:
         start = None
     elif random_start is True:
@@ -161,15 +174,14 @@ def _check(model, x, y, eps, step, steps, norm, loss, random_start, restarts, ka
                          "pass random_start=True (the TRADES start x + 0.001*N(0,1))")
     if loss_l != "kl":
         check_labels(y, len(x))
-    if len(x) and (x.min() < 0 or x.max() > 1):
-        raise ValueError(f"x must be images in [0, 1] (got range [{x.min().item():.3g}, {x.max().item():.3g}]); "
-                         "the models standardise internally, so pass unnormalised pixels")
     return norm_l, loss_l, start
 
 
 # --------------------------------------------------------------------------- PGD
 def _random_start(x: torch.Tensor, eps: float, norm: str, kind: str, gen: torch.Generator | None) -> torch.Tensor:
-    def draw(fn, *args):  # on the CPU with ``gen`` (device-independent), then to x's device
+    """The random start of kind ``"trades"`` or ``"uniform"`` (see the module docstring)."""
+    def draw(fn: Callable[..., torch.Tensor], *args: Any) -> torch.Tensor:
+        """``fn(shape)`` drawn on the CPU with ``gen`` (device-independent), then moved to x's device."""
         return fn(*args, x.shape, generator=gen, dtype=x.dtype).to(x.device)
 
     if kind == "trades":
@@ -183,7 +195,9 @@ def _random_start(x: torch.Tensor, eps: float, norm: str, kind: str, gen: torch.
     return (x + radius * eps * direction).clamp(0, 1)
 
 
-def _pgd_run(model, x, y, start, eps, step, steps, norm, loss, kappa, clean_logits) -> torch.Tensor:
+def _pgd_run(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, start: torch.Tensor, eps: float, step: float,
+             steps: int, norm: str, loss: str, kappa: float, clean_logits: torch.Tensor | None) -> torch.Tensor:
+    """One PGD run from ``start`` on checked arguments; the last iterate."""
     shape = (-1, *[1] * (x.ndim - 1))
     x_adv = start.detach()
     for t in range(steps):
@@ -191,7 +205,7 @@ def _pgd_run(model, x, y, start, eps, step, steps, norm, loss, kappa, clean_logi
         logits = model(x_adv)
         if t == 0 and loss != "kl":
             check_labels(y, len(x), logits.shape[1])
-        objective = attack_loss(loss, logits, y, clean_logits, kappa).sum()
+        objective = _attack_loss(loss, logits, y, clean_logits, kappa).sum()
         (grad,) = torch.autograd.grad(objective, x_adv)
         x_adv = x_adv.detach()
         with torch.no_grad():
@@ -239,6 +253,8 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, eps: float = 
         The adversarial examples, detached, same shape, dtype and device as ``x``.
     """
     norm, loss, start_kind = _check(model, x, y, eps, step, steps, norm, loss, random_start, restarts, kappa)
+    if seed is not None:
+        checks.integer(seed, "seed")
     if len(x) == 0:
         return x.detach().clone()
     x = x.detach()
@@ -257,7 +273,7 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, eps: float = 
                 return x_adv
             with torch.no_grad():
                 logits = model(x_adv)
-                value = attack_loss(loss, logits, y, clean_logits, kappa)
+                value = _attack_loss(loss, logits, y, clean_logits, kappa)
                 wrong = logits.argmax(1) != y if loss != "kl" else torch.zeros_like(value, dtype=torch.bool)
             if best is None:
                 best, best_wrong, best_loss = x_adv, wrong, value
@@ -288,12 +304,12 @@ def autoattack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = 
     except ImportError as err:  # pragma: no cover - depends on the environment
         raise ImportError("autoattack needs torchattacks: pip install torchattacks "
                           "(or pip install 'cckl-core[attacks]')") from err
-    norms = {"linf": "Linf", "l2": "L2"}
-    if str(norm).lower() not in norms:
-        raise ValueError(f"unknown norm {norm!r}; use 'Linf' or 'L2'")
-    norm = norms[str(norm).lower()]
-    if version not in ("standard", "plus", "rand"):
+    norm = {"linf": "Linf", "l2": "L2"}[checks.choice(norm, "norm", ("linf", "l2"), hint="'Linf' or 'L2'")]
+    if not isinstance(version, str) or version not in ("standard", "plus", "rand"):
         raise ValueError(f"unknown AutoAttack version {version!r}; use 'standard', 'plus' or 'rand'")
+    checks.integer(seed, "seed")
+    if n_classes is not None:
+        checks.count(n_classes, "n_classes")
     _check(model, x, y, eps, 1.0, 1, norm, "ce", False, 1, 0.0)
     if len(x) == 0:
         return x.detach().clone()
@@ -323,9 +339,10 @@ def autoattack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = 
 
 # --------------------------------------------------------------------------- evaluation
 AttackSpec = None | Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | Mapping
+_Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def as_attack(attack: AttackSpec) -> Callable | None:
+def as_attack(attack: AttackSpec) -> _Attack | None:
     """``None`` (clean), a callable ``(model, x, y) -> x_adv``, or a mapping of :func:`pgd` keyword arguments."""
     if attack is None or callable(attack):
         return attack
@@ -339,6 +356,7 @@ def as_attack(attack: AttackSpec) -> Callable | None:
 
 
 def _model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter (else buffer); the CPU if it has neither."""
     for t in model.parameters():
         return t.device
     for t in model.buffers():
@@ -347,7 +365,7 @@ def _model_device(model: nn.Module) -> torch.device:
 
 
 def correctness(model: nn.Module, batches: Iterable, attacks: Mapping[str, AttackSpec], progress: bool = True,
-                device=None) -> dict[str, torch.Tensor]:
+                device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
     """Per-sample correctness (bool CPU tensors, in batch order) under each attack, in one pass.
 
     ``attacks`` maps a name to an attack spec (see :func:`as_attack`); the clean prediction is
@@ -357,6 +375,11 @@ def correctness(model: nn.Module, batches: Iterable, attacks: Mapping[str, Attac
     """
     from .devices import resolve_device
 
+    checks.module(model)
+    if not isinstance(attacks, Mapping):
+        raise checks.ArgumentTypeError(f"attacks must be a mapping of names to attack specs, got "
+                                       f"{checks.describe(attacks)}; e.g. attacks.TABLE1 or {{}}")
+    checks.flag(progress, "progress")
     specs = {name: as_attack(spec) for name, spec in attacks.items()}
     device = _model_device(model) if device is None else resolve_device(device)
     out: dict[str, list[torch.Tensor]] = {"clean": [], **{name: [] for name in specs}}
@@ -368,7 +391,7 @@ def correctness(model: nn.Module, batches: Iterable, attacks: Mapping[str, Attac
     with eval_mode(model):
         for x, y in iterator:
             check_images(model, x)
-            x, y = x.to(device), torch.as_tensor(y).to(device)
+            x, y = x.to(device), checks.as_labels(y, "y").to(device)
             with torch.no_grad():
                 logits = model(x)
             check_labels(y, len(x), logits.shape[1])
@@ -388,7 +411,7 @@ def correctness(model: nn.Module, batches: Iterable, attacks: Mapping[str, Attac
 
 
 def accuracies(model: nn.Module, batches: Iterable, attacks: Mapping[str, AttackSpec], progress: bool = True,
-               device=None) -> dict[str, float]:
+               device: torch.device | str | None = None) -> dict[str, float]:
     """Accuracy (fraction in [0, 1]) clean (key ``"clean"``) and under each named attack, in one
     pass over ``batches`` (clean predictions computed once). E.g. Table 1:
     ``accuracies(model, Batches(test), TABLE1)`` -> ``{"clean", "PGD-20", "CW-20"}``.
@@ -398,7 +421,7 @@ def accuracies(model: nn.Module, batches: Iterable, attacks: Mapping[str, Attack
 
 
 def robust_accuracy(model: nn.Module, batches: Iterable, attack: AttackSpec = None, progress: bool = True,
-                    device=None) -> float:
+                    device: torch.device | str | None = None) -> float:
     """Accuracy (fraction in [0, 1]) on ``attack(model, x, y)`` over the ``(x, y)`` batches.
 
     ``attack``: ``None`` (clean accuracy), a callable ``(model, x, y) -> x_adv``, or a dict of

@@ -16,20 +16,38 @@ Sources, by name:
   and ``test/`` beneath ``<path>``; both splits must have the same class folders.
 - ``"synthetic"``: a small learnable dataset generated in code (tests, ``smoke``).
 
-Decoding happens once; the decoded tensors are cached at ``<root>/cache/``, keyed by
-the source's content: an image folder by its resolved path and the (name, size,
-modification time) of every file, a zip by its resolved path, size and modification time.
-An empty class folder or an unreadable image is one :class:`DataError` naming it.
+Sources are not trusted. The offline CIFAR-10 copy, zip or folder, is named CIFAR-10 only once it
+is checked to be it: exactly CIFAR-10's ten class folders, with 5,000 training and 1,000 test
+images in each (:data:`CIFAR10_CLASSES`, :data:`CIFAR10_PER_CLASS`). A file that is not a zip
+(truncated, damaged), an empty class folder, an unreadable image, an image of more than
+4,096 x 4,096 pixels (refused from its header, before it is decoded) and an image file of more
+than 128 MiB (refused before it is read) are each one
+:class:`DataError` naming the file and saying how to fix it; a missing data set is one
+:class:`DataNotFoundError`.
+
+Decoding happens once; the decoded tensors are cached at ``<root>/cache/`` as safetensors (no
+pickle, written atomically through :mod:`.store`) beside a JSON sidecar recording the source's
+sha256, the cache file's sha256, the class names and the per-class counts. The cache is keyed by
+the source's content: a zip by the sha256 of its bytes, an image folder by the relative path and
+sha256 of every image, torchvision's files by the sha256 of each, so touching a file decodes
+nothing again and changing one always does. Every read checks the entry (its checksum, source
+digest, shapes, label range, counts and, for image sources, the labels themselves, which the file
+listing gives); an entry that does not agree is ignored with one printed line and decoded again.
+A read-only data root works without a cache.
 """
 from __future__ import annotations
 
 import hashlib
 import io
+import json
+import math
 import numbers
 import os
+import struct
 import sys
-import tempfile
+import warnings
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -39,6 +57,7 @@ import torch
 import torch.nn.functional as F
 
 from .paths import SHARED_CIFAR10_ZIP, cifar10_zip, data_root
+from .store import CorruptedFileError, atomic_write_json, load_state, read_json, save_state, sha256_file
 
 SYNTHETIC_CLASSES = [f"pattern{k}" for k in range(10)]
 _SPLITS = ("train", "test")
@@ -50,7 +69,8 @@ class DataNotFoundError(FileNotFoundError):
 
 class DataError(ValueError):
     """The data on disk cannot be used as it is: an empty class folder, a file that is not a
-    readable image, or train and test splits with different class folders."""
+    readable image or is too large to decode, train and test splits with different class
+    folders, a CIFAR-10 copy that is not a zip or not CIFAR-10."""
 
 
 @dataclass(frozen=True)
@@ -167,9 +187,23 @@ def load(
     return data.subset(n, seed)
 
 
-_CACHE_VERSION = "2"  # part of every cache key: bump when decoding changes
+_CACHE_VERSION = "3"  # in every cache entry's name and sidecar: bump when decoding or the cache format changes
 _JPEG_NAME = "CIFAR-10 (JPEG q75 copy)"
 _announced: set[str] = set()
+
+#: The offline CIFAR-10 copy must hold exactly these class folders (CIFAR-10's label order, which is
+#: also the sorted order ``ImageFolder`` gives them) ...
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+#: ... with this many images in every class folder of each split (a test may shrink these).
+CIFAR10_PER_CLASS = {"train": 5000, "test": 1000}
+#: The sha256 of the original ``cifar10-jpeg.zip`` (``shared/data/README.md``), named in the fixes.
+CIFAR10_ZIP_SHA256 = "1f246f18ee1c4b008b72b11e5d912c2b6a325d41b34a6c0136bab1e640200198"
+#: An image with more pixels than this (4,096 x 4,096) is refused from its header, before it is decoded.
+MAX_IMAGE_PIXELS = 4096 * 4096
+#: An image file larger than this (a zip member: unpacked, as the zip declares it) is refused before it is read.
+MAX_IMAGE_BYTES = 128 * 2**20
+#: The number of images of each split of torchvision's CIFAR-10 and CIFAR-100 (a cache of them must agree).
+_TORCHVISION_SIZES = {"train": 50_000, "test": 10_000}
 
 
 def _announce(message: str) -> None:
@@ -179,90 +213,307 @@ def _announce(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
-def _digest(*parts) -> str:
-    h = hashlib.sha256(_CACHE_VERSION.encode())
-    for part in parts:
-        h.update(b"\0" + str(part).encode())
-    return h.hexdigest()[:16]
+def _other(split: str) -> str:
+    """The other split."""
+    return "test" if split == "train" else "train"
 
 
-def _listing_digest(folder: Path) -> str:
-    """Hash of the resolved path and of every file below ``folder`` as (relative path, size, mtime_ns).
+@dataclass(frozen=True)
+class _Listing:
+    """One split of an image source before anything is decoded: its class names and its samples
+    (file paths or zip members) with their labels, in ``ImageFolder``'s order."""
 
-    Cheap (``os.scandir``, no file is read) and changes whenever a file is added, removed,
-    replaced or touched, so a cache keyed by it never returns stale tensors.
+    classes: list[str]
+    samples: list[str]
+    labels: list[int]
+
+    def counts(self) -> list[int]:
+        """The number of images of each class, in class order."""
+        counts = [0] * len(self.classes)
+        for label in self.labels:
+            counts[label] += 1
+        return counts
+
+
+@dataclass(frozen=True)
+class _Expected:
+    """What a cache entry must agree with: its source (as messages name it, and the sha256 of its
+    content) and what is known of the source without decoding it (classes, labels, image count)."""
+
+    source: str
+    digest: str
+    classes: list[str] | None = None
+    labels: torch.Tensor | None = None
+    n: int | None = None
+
+
+# --------------------------------------------------------------------------- content digests
+_sha256_memo: dict[tuple, str] = {}
+
+
+def _file_sha256(path: Path, max_bytes: int | None = None) -> str:
+    """The sha256 of a file's bytes; a file that cannot be read, or of more than ``max_bytes``
+    (refused before it is read), is one :class:`DataError`.
+
+    Files of 1 MiB or more (a zip, torchvision's batches) are remembered for the process while
+    their (device, inode, size, mtime, ctime) stay the same, so loading both splits of a zip reads
+    it once; any write to a file changes its ctime.
     """
-    entries, stack = [], [folder]
-    while stack:
-        with os.scandir(stack.pop()) as it:
-            for entry in it:
-                if entry.is_dir():
-                    stack.append(Path(entry.path))
-                else:
-                    st = entry.stat()
-                    entries.append((os.path.relpath(entry.path, folder), st.st_size, st.st_mtime_ns))
-    return _digest(folder.resolve(), *sorted(entries))
-
-
-def _cache_file(root: Path, key: str, split: str, digest: str) -> Path:
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in key).strip("_")[:80]
-    return root / "cache" / f"{safe}-{digest}-{split}.pt"
-
-
-def _cached(root: Path, key: str, split: str, digest: str, build) -> ImageData:
-    """Decode once with ``build()`` and keep the tensors at ``<root>/cache/`` (atomic write).
-
-    ``digest`` identifies the source's content (see :func:`_listing_digest`); it is part of
-    the file name, so a changed source is decoded again.
-    """
-    path = _cache_file(root, key, split, digest)
-    if path.exists():
-        try:
-            blob = torch.load(path, weights_only=True)
-            return ImageData(blob["images"], blob["labels"], list(blob["classes"]), blob["name"], split)
-        except Exception:  # corrupted cache: decode again
-            path.unlink(missing_ok=True)
-    data = build()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        os.close(fd)
-        torch.save({"images": data.images, "labels": data.labels, "classes": data.classes, "name": data.name}, tmp)
-        os.replace(tmp, path)
-    except OSError:  # a read-only root still works, just without the cache
+        st = os.stat(path)
+        if max_bytes is not None and st.st_size > max_bytes:
+            raise DataError(f"{path} is {st.st_size:,} bytes, more than the {max_bytes:,} an image file may have "
+                            "here; it was not read: replace or delete it")
+        if st.st_size < 2**20:
+            return sha256_file(path)
+        key = (os.path.abspath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        if key not in _sha256_memo:
+            _sha256_memo[key] = sha256_file(path)
+        return _sha256_memo[key]
+    except OSError as err:
+        raise DataError(f"cannot read {path} ({err.strerror or err}); fix its permissions or remove it") from None
+
+
+def _files_digest(kind: str, base: Path, files, classes=(), max_bytes: int | None = None) -> str:
+    """The content key of a folder source: sha256 over ``kind``, the class names and, for every
+    file of ``files``, its path relative to ``base`` and the sha256 of its bytes (no file times).
+    A file over ``max_bytes`` is refused (:func:`_file_sha256`)."""
+    h = hashlib.sha256(f"cckl {kind}\0".encode())
+    h.update(json.dumps(list(classes)).encode())
+    for path in files:
+        h.update(f"\0{os.path.relpath(path, base)}\0{_file_sha256(Path(path), max_bytes)}".encode())
+    return h.hexdigest()
+
+
+def _tree_files(folder: Path) -> list[Path]:
+    """Every file below ``folder``, sorted."""
+    return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
+# --------------------------------------------------------------------------- the decoded-data cache
+class _BadCache(Exception):
+    """A cache entry that must not be used; the message says why."""
+
+
+def _cache_paths(root: Path, key: str, split: str, digest: str) -> tuple[Path, Path]:
+    """The tensors (``.safetensors``) and the sidecar (``.json``) of one cache entry. The name holds a
+    short hash of the cache version and the source digest: a changed source, or a new cache
+    version, never meets an old entry (old ``.pt`` caches are not read at all)."""
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in key).strip("_")[:80]
+    tag = hashlib.sha256((_CACHE_VERSION + "\0" + digest).encode()).hexdigest()[:16]
+    stem = root / "cache" / f"{safe}-{tag}-{split}"
+    return stem.parent / f"{stem.name}.safetensors", stem.parent / f"{stem.name}.json"
+
+
+_SIDECAR_FIELDS = {"version": str, "source_sha256": str, "sha256": str, "classes": list, "counts": list, "n": int}
+
+
+def _read_sidecar(sidecar: Path) -> dict:
+    """The sidecar's fields, each of the type it must have; else :class:`_BadCache`."""
+    try:
+        meta = read_json(sidecar)
+    except FileNotFoundError:
+        raise _BadCache(f"its sidecar {sidecar.name} is missing") from None
+    except (CorruptedFileError, OSError) as err:
+        raise _BadCache(f"its sidecar cannot be read ({err})") from None
+    if not isinstance(meta, dict):
+        raise _BadCache("its sidecar is not a JSON object")
+    for name, kind in _SIDECAR_FIELDS.items():
+        if not isinstance(meta.get(name), kind) or isinstance(meta.get(name), bool):
+            raise _BadCache(f"its sidecar has no valid {name!r}")
+    return meta
+
+
+def _check_sidecar(meta: dict, expected: _Expected) -> None:
+    """The sidecar must be of this cache version, made from this very source, and consistent."""
+    if meta["version"] != _CACHE_VERSION:
+        raise _BadCache(f"it is of cache version {meta['version']!r}, not {_CACHE_VERSION!r}")
+    if meta["source_sha256"] != expected.digest:
+        raise _BadCache("it was made from other data (its source sha256 is not this source's)")
+    if len(meta["sha256"]) != 64:
+        raise _BadCache("its sidecar records no valid sha256 of the cache file")
+    classes, counts = meta["classes"], meta["counts"]
+    if not classes or not all(isinstance(c, str) for c in classes) or len(set(classes)) != len(classes):
+        raise _BadCache("its sidecar's class names are not valid")
+    if expected.classes is not None and classes != list(expected.classes):
+        raise _BadCache(f"its classes {classes} are not the source's {list(expected.classes)}")
+    if (len(counts) != len(classes) or sum(counts) != meta["n"]
+            or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 0 for k in counts)):
+        raise _BadCache("its sidecar's image counts do not add up")
+    if expected.n is not None and meta["n"] != expected.n:
+        raise _BadCache(f"it holds {meta['n']:,} images, the source {expected.n:,}")
+
+
+def _check_tensors(state, meta: dict, expected: _Expected) -> tuple[torch.Tensor, torch.Tensor]:
+    """The cached images and labels: they must have the shapes, label range and per-class counts the
+    sidecar records, and, where the source's labels are known without decoding, be those labels."""
+    if not isinstance(state, dict) or not all(isinstance(state.get(k), torch.Tensor) for k in ("images", "labels")):
+        raise _BadCache("it holds no images and labels")
+    images, labels, n, k = state["images"], state["labels"], meta["n"], len(meta["classes"])
+    if images.dtype != torch.uint8 or tuple(images.shape) != (n, 3, 32, 32):
+        raise _BadCache(f"its images are {images.dtype} {tuple(images.shape)}, not uint8 {(n, 3, 32, 32)}")
+    if labels.dtype != torch.long or tuple(labels.shape) != (n,):
+        raise _BadCache(f"its labels are {labels.dtype} {tuple(labels.shape)}, not int64 ({n},)")
+    if n and (int(labels.min()) < 0 or int(labels.max()) >= k):
+        raise _BadCache(f"its labels are not all in 0..{k - 1}")
+    if torch.bincount(labels, minlength=k).tolist() != meta["counts"]:
+        raise _BadCache("its labels do not have the per-class counts its sidecar records")
+    if expected.labels is not None and not torch.equal(labels, expected.labels):
+        raise _BadCache("its labels are not the source's")
+    return images, labels
+
+
+def _read_cache(tensors: Path, sidecar: Path, expected: _Expected) -> tuple[torch.Tensor, torch.Tensor, list[str]] | None:
+    """The images, labels and classes of a cache entry, checked against its sidecar (which records
+    the cache file's sha256) and against ``expected``; None when nothing is cached; raises
+    :class:`_BadCache` when the entry must not be used."""
+    if not sidecar.exists() and not tensors.exists():
+        return None
+    meta = _read_sidecar(sidecar)
+    _check_sidecar(meta, expected)
+    try:
+        state = load_state(tensors, meta["sha256"])
+    except FileNotFoundError:
+        raise _BadCache(f"{tensors.name} is missing") from None
+    except CorruptedFileError as err:  # "<path> does not match the checksum ..." / "<path> is not a readable ..."
+        raise _BadCache(str(err).replace(str(tensors), "it", 1)) from None
+    except (OSError, KeyError, TypeError, ValueError) as err:
+        raise _BadCache(f"it cannot be read ({type(err).__name__}: {err})") from None
+    images, labels = _check_tensors(state, meta, expected)
+    return images, labels, list(meta["classes"])
+
+
+def _write_cache(tensors: Path, sidecar: Path, data: ImageData, expected: _Expected) -> None:
+    """Keep ``data`` as a cache entry: the tensors as safetensors, then the sidecar, both written
+    atomically through :mod:`.store`. A read-only data root simply goes without a cache."""
+    counts = torch.bincount(data.labels, minlength=len(data.classes)).tolist()
+    try:
+        sha = save_state(tensors, {"images": data.images, "labels": data.labels})
+        atomic_write_json(sidecar, {
+            "version": _CACHE_VERSION, "source": expected.source, "source_sha256": expected.digest,
+            "file": tensors.name, "sha256": sha, "name": data.name, "split": data.split,
+            "classes": list(data.classes), "counts": counts, "n": len(data), "shape": list(data.images.shape)})
+    except OSError:
         pass
+
+
+def _cached(root: Path, key: str, split: str, name: str, expected: _Expected, build) -> ImageData:
+    """One split of a source: from its cache entry at ``<root>/cache/`` when that agrees with the
+    source (:func:`_read_cache`), else decoded by ``build()`` and cached. An entry that does not
+    agree is never used: one printed line says so, and it is decoded again and replaced."""
+    tensors, sidecar = _cache_paths(root, key, split, expected.digest)
+    try:
+        found = _read_cache(tensors, sidecar, expected)
+    except _BadCache as why:
+        print(f"[cckl] ignoring the decoded-data cache {tensors}: {why}; decoding {expected.source} again",
+              file=sys.stderr, flush=True)
+        found = None
+    if found is not None:
+        images, labels, classes = found
+        return ImageData(images, labels, classes, name, split)
+    data = build()
+    _write_cache(tensors, sidecar, data, expected)
     return data
 
 
+# --------------------------------------------------------------------------- checking a source
 def _check_same_classes(where: str, split: str, classes: list[str], other: list[str] | None) -> None:
     """The two splits must have the same class folders, or labels would mean different classes."""
     if other is None or classes == other:
         return
-    other_split = "test" if split == "train" else "train"
+    other_split = _other(split)
     raise DataError(
         f"{where}: the class folders of '{split}' and '{other_split}' differ, so their labels would not match: "
         f"{split} has {classes}, {other_split} has {other}; only in {split}: {sorted(set(classes) - set(other))}, "
         f"only in {other_split}: {sorted(set(other) - set(classes))}. Give both splits the same class folders.")
 
 
+def _check_not_empty(where: str, listing: _Listing, folder_name, fix: str) -> None:
+    """Every class folder must hold at least one image (``folder_name(c)`` names class ``c``'s folder)."""
+    empty = [c for c, n in zip(listing.classes, listing.counts()) if n == 0]
+    if empty:
+        from torchvision.datasets.folder import IMG_EXTENSIONS
+
+        raise DataError(f"{where}: the class folder(s) {', '.join(folder_name(c) for c in empty)} hold no image "
+                        f"files ({', '.join(IMG_EXTENSIONS)}); {fix}")
+
+
+def _names(items: list[str], most: int = 12) -> str:
+    """``items`` for a one-line message: at most ``most`` of them, then how many in all."""
+    shown = ", ".join(items[:most])
+    return f"[{shown}, ... ({len(items):,} in all)]" if len(items) > most else f"[{shown}]"
+
+
+def _check_cifar10(where: str, split: str, listing: _Listing, fix: str) -> None:
+    """The offline CIFAR-10 copy must BE CIFAR-10 before it is named so: exactly the class folders
+    :data:`CIFAR10_CLASSES` and :data:`CIFAR10_PER_CLASS` images in each; else one :class:`DataError`."""
+    want = list(CIFAR10_CLASSES)
+    if listing.classes != want:
+        missing, extra = sorted(set(want) - set(listing.classes)), sorted(set(listing.classes) - set(want))
+        which = ("none of them CIFAR-10's" if not set(want) & set(listing.classes)
+                 else f"missing: {_names(missing)}, not CIFAR-10's: {_names(extra)}")
+        raise DataError(
+            f"{where} is not the CIFAR-10 copy: its {split}/ has {len(listing.classes)} class folder(s) "
+            f"{_names(listing.classes)} ({which}) where CIFAR-10 has the ten {', '.join(want)}; {fix}")
+    per_class = CIFAR10_PER_CLASS[split]
+    wrong = [f"{split}/{c}/ has {n:,}" for c, n in zip(listing.classes, listing.counts()) if n != per_class]
+    if wrong:
+        more = f" (and {len(wrong) - 3} more class folders)" if len(wrong) > 3 else ""
+        raise DataError(f"{where} is not the complete CIFAR-10 copy: CIFAR-10 has {per_class:,} {split} images in "
+                        f"each class, but {', '.join(wrong[:3])}{more}; {fix}")
+
+
+# --------------------------------------------------------------------------- image folders
 def _folder_classes(split_dir: Path) -> list[str] | None:
     """Class folder names under ``split_dir``, sorted as ``ImageFolder`` does; None if it is not a folder."""
     if not split_dir.is_dir():
         return None
-    with os.scandir(split_dir) as it:
-        return sorted(entry.name for entry in it if entry.is_dir())
+    try:
+        with os.scandir(split_dir) as it:
+            return sorted(entry.name for entry in it if entry.is_dir())
+    except OSError as err:
+        raise DataError(f"cannot read the folder {split_dir} ({err.strerror or err}); fix its permissions") from None
 
 
-def _load_folder(path: Path, split: str, name: str, root: Path, key: str) -> ImageData:
-    """An ``ImageFolder`` tree ``<path>/<split>/<class>/*``, decoded once and cached by its listing."""
+def _folder_listing(split_dir: Path, classes: list[str]) -> _Listing:
+    """The ``ImageFolder`` listing of ``split_dir`` (no image is opened); a split without class
+    folders, or a class folder without images, is one :class:`DataError`."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
+
+    if not classes:
+        raise DataError(f"{split_dir} holds no class folders: an image-folder data set needs "
+                        f"{split_dir}/<class>/<image files>; add them, or point at the right folder")
+    samples = make_dataset(str(split_dir), {c: k for k, c in enumerate(classes)}, IMG_EXTENSIONS, allow_empty=True)
+    listing = _Listing(list(classes), [path for path, _ in samples], [label for _, label in samples])
+    _check_not_empty(str(split_dir), listing, lambda c: str(split_dir / c), "add images or remove the folder")
+    return listing
+
+
+def _folder_fix(folder: Path) -> str:
+    """How to repair a broken unpacked CIFAR-10 copy."""
+    return (f"delete {folder} and unpack the offline copy there again (python -m zipfile -e cifar10-jpeg.zip {folder}), "
+            f"or remove it to read the zip itself")
+
+
+def _load_folder(path: Path, split: str, name: str, root: Path, key: str, cifar10_copy: bool = False) -> ImageData:
+    """An ``ImageFolder`` tree ``<path>/<split>/<class>/*``, decoded once and cached by its content
+    (every image's relative path and bytes). With ``cifar10_copy`` it is the unpacked offline
+    CIFAR-10 copy: checked to be CIFAR-10 (:func:`_check_cifar10`), then announced."""
     split_dir = path / split
     classes = _folder_classes(split_dir)
     if classes is None:
         raise DataNotFoundError(
             f"no '{split}' folder under {path}: an image-folder data set needs {path}/train/<class>/ and {path}/test/<class>/"
         )
-    _check_same_classes(str(path), split, classes, _folder_classes(path / ("test" if split == "train" else "train")))
-    return _cached(root, key, split, _listing_digest(split_dir), lambda: _decode_folder(split_dir, split, name))
+    _check_same_classes(str(path), split, classes, _folder_classes(path / _other(split)))
+    listing = _folder_listing(split_dir, classes)
+    if cifar10_copy:
+        _check_cifar10(str(path), split, listing, _folder_fix(path))
+        _announce(f"[cckl] CIFAR-10: using the offline JPEG q75 copy {path} (torchvision files not under {root})")
+    digest = _files_digest("image folder", split_dir, listing.samples, listing.classes, MAX_IMAGE_BYTES)
+    expected = _Expected(str(split_dir), digest, listing.classes, torch.tensor(listing.labels, dtype=torch.long),
+                         len(listing.samples))
+    return _cached(root, key, split, name, expected, lambda: _decode_folder(listing, split, name))
 
 
 def _load_cifar(name: str, split: str, root: Path, download: bool) -> ImageData:
@@ -274,10 +525,8 @@ def _load_cifar(name: str, split: str, root: Path, download: bool) -> ImageData:
     if not files.exists() and name == "cifar10":  # the offline copy first: no download attempt then
         folder, zip_path = root / "cifar10-jpeg", cifar10_zip()
         if (folder / split).is_dir():
-            _announce(f"[cckl] CIFAR-10: using the offline JPEG q75 copy {folder} (torchvision files not under {root})")
-            return _load_folder(folder, split, _JPEG_NAME, root, "cifar10-jpeg")
+            return _load_folder(folder, split, _JPEG_NAME, root, "cifar10-jpeg", cifar10_copy=True)
         if zip_path.is_file():
-            _announce(f"[cckl] CIFAR-10: using the offline JPEG q75 copy {zip_path} (torchvision files not under {root})")
             return _load_zip(zip_path, split, _JPEG_NAME, root, "cifar10-jpeg-zip")
     if not files.exists():
         if not download:
@@ -290,12 +539,13 @@ def _load_cifar(name: str, split: str, root: Path, download: bool) -> ImageData:
     def build() -> ImageData:
         try:
             ds = cls(str(root), train=(split == "train"), download=False)
-        except Exception as err:  # incomplete files
+        except Exception as err:  # incomplete files (torchvision checks their md5)
             raise DataNotFoundError(_missing_message(name, root, err)) from err
         images = torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)))
         return ImageData(images, torch.as_tensor(ds.targets, dtype=torch.long), list(ds.classes), display, split)
 
-    return _cached(root, name, split, _listing_digest(files), build)
+    digest = _files_digest(f"torchvision {name}", files, _tree_files(files))
+    return _cached(root, name, split, display, _Expected(str(files), digest, n=_TORCHVISION_SIZES[split]), build)
 
 
 def _missing_message(name: str, root: Path, err: Exception | None) -> str:
@@ -328,22 +578,57 @@ def _to_chw32(img) -> torch.Tensor:
     return t
 
 
-def _decode_all(sources: list[str], open_file, desc: str, where: str = "") -> torch.Tensor:
+def _pixel_limit() -> str:
+    """:data:`MAX_IMAGE_PIXELS` for a message: ``4,096 x 4,096`` when it is a square."""
+    side = math.isqrt(MAX_IMAGE_PIXELS)
+    return f"{side:,} x {side:,}" if side * side == MAX_IMAGE_PIXELS else f"{MAX_IMAGE_PIXELS:,}"
+
+
+def _check_pixels(size: tuple[int, int], label: str, fix: str) -> None:
+    """Refuse an image of more than :data:`MAX_IMAGE_PIXELS` pixels from the size in its header,
+    before anything is decoded (a small file can claim an enormous image)."""
+    w, h = size
+    if w * h > MAX_IMAGE_PIXELS:
+        raise DataError(f"the image {label} is {w:,} x {h:,} pixels, more than the {_pixel_limit()} an image may have "
+                        f"here (a decompression bomb?); it was not decoded: {fix}")
+
+
+#: What PIL raises on a file that is not an image, or a truncated or corrupt one.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError, struct.error, zlib.error)
+
+
+def _decode_one(open_file, source: str, label: str, fix: str) -> torch.Tensor:
+    """Decode one image (``open_file(source)`` gives a binary file) to uint8 (3, 32, 32); any
+    failure, a too-large image included, is one :class:`DataError` naming ``label``."""
+    from PIL import Image
+
+    try:
+        with open_file(source) as fh, Image.open(fh) as img:
+            _check_pixels(img.size, label, fix)
+            return _to_chw32(img)
+    except DataError:
+        raise
+    except Image.DecompressionBombError as err:
+        raise DataError(f"the image {label} is too large to decode ({err}); an image here may have at most "
+                        f"{_pixel_limit()} pixels: {fix}") from None
+    except _DECODE_ERRORS as err:
+        raise DataError(f"cannot decode the image {label} ({type(err).__name__}: {err}); {fix}") from None
+
+
+def _decode_all(sources: list[str], open_file, desc: str, where: str = "",
+                fix: str = "replace or delete that file") -> torch.Tensor:
     """Decode every source (``open_file(source)`` gives a binary file) into one (N, 3, 32, 32) uint8 tensor.
 
-    An unreadable file (not an image, truncated, corrupt) is one :class:`DataError` naming
-    ``where + source``.
+    An unreadable file (not an image, truncated, corrupt, more than :data:`MAX_IMAGE_PIXELS`
+    pixels) is one :class:`DataError` naming ``where + source`` and saying ``fix``.
     """
     from PIL import Image
 
     images = torch.empty(len(sources), 3, 32, 32, dtype=torch.uint8)
-    for i, source in enumerate(_progress(sources, desc)):
-        try:
-            with open_file(source) as fh, Image.open(fh) as img:
-                images[i] = _to_chw32(img)
-        except (OSError, SyntaxError, ValueError, zipfile.BadZipFile) as err:
-            raise DataError(f"cannot decode the image {where}{source} ({type(err).__name__}: {err}); "
-                            "replace or delete that file") from None
+    with warnings.catch_warnings():  # sizes are checked here, below PIL's own (warning) limit
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        for i, source in enumerate(_progress(sources, desc)):
+            images[i] = _decode_one(open_file, source, f"{where}{source}", fix)
     return images
 
 
@@ -355,23 +640,33 @@ def _progress(items, desc: str):
     return tqdm(items, desc=desc, mininterval=2.0)
 
 
-def _decode_folder(split_dir: Path, split: str, name: str) -> ImageData:
-    """Decode an ``ImageFolder`` tree (``<split_dir>/<class>/*``) into uint8 tensors, 32x32 RGB."""
-    import torchvision
-    from torchvision.datasets.folder import IMG_EXTENSIONS
-
-    ds = torchvision.datasets.ImageFolder(str(split_dir), allow_empty=True)
-    empty = sorted(set(ds.classes) - {ds.classes[t] for t in ds.targets})
-    if empty:
-        raise DataError(f"{split_dir}: the class folder(s) {', '.join(str(split_dir / c) for c in empty)} hold no image "
-                        f"files ({', '.join(IMG_EXTENSIONS)}); add images or remove the folder")
-    images = _decode_all([path for path, _ in ds.samples], lambda path: open(path, "rb"), f"decoding {name} {split}")
-    return ImageData(images, torch.as_tensor(ds.targets, dtype=torch.long), list(ds.classes), name, split)
+def _decode_folder(listing: _Listing, split: str, name: str) -> ImageData:
+    """Decode the images of an ``ImageFolder`` listing into uint8 tensors, 32x32 RGB."""
+    images = _decode_all(listing.samples, lambda path: open(path, "rb"), f"decoding {name} {split}")
+    return ImageData(images, torch.tensor(listing.labels, dtype=torch.long), list(listing.classes), name, split)
 
 
-def _zip_tree(names: list[str], split: str) -> tuple[list[str], list[tuple[str, int]]] | None:
-    """Classes and (member, label) samples of ``<split>/<class>/...`` in a zip's name list, in the
-    order ``ImageFolder`` gives on the unpacked tree (classes sorted; within a class, ``os.walk``
+# --------------------------------------------------------------------------- the offline zip
+def _zip_fix() -> str:
+    """How to repair a broken offline CIFAR-10 zip."""
+    return f"copy it again, or point CCKL_CIFAR10_ZIP at a good copy; sha256 of the original: {CIFAR10_ZIP_SHA256}"
+
+
+def _zip_names(zip_path: Path) -> list[str]:
+    """The member names of ``zip_path``; a file that is not a readable zip is one :class:`DataError`."""
+    try:
+        with zipfile.ZipFile(zip_path) as zf:
+            return zf.namelist()
+    except OSError as err:
+        raise DataError(f"cannot read {zip_path} ({err.strerror or err}): fix its permissions, or point "
+                        "CCKL_CIFAR10_ZIP at a readable copy") from None
+    except (zipfile.BadZipFile, EOFError, ValueError) as err:
+        raise DataError(f"{zip_path} is not a zip file (truncated or damaged? {err}): {_zip_fix()}") from None
+
+
+def _zip_tree(names: list[str], split: str) -> _Listing | None:
+    """The classes and samples of ``<split>/<class>/...`` in a zip's name list, in the order
+    ``ImageFolder`` gives on the unpacked tree (classes sorted; within a class, ``os.walk``
     folders sorted, then file names sorted). None if the zip has no ``<split>/`` folder."""
     from torchvision.datasets.folder import IMG_EXTENSIONS
 
@@ -388,37 +683,54 @@ def _zip_tree(names: list[str], split: str) -> tuple[list[str], list[tuple[str, 
     classes = sorted(classes)
     index = {c: k for k, c in enumerate(classes)}
     files.sort(key=lambda m: (index[m.split("/")[1]], m.rsplit("/", 1)[0], m.rsplit("/", 1)[1]))
-    return classes, [(m, index[m.split("/")[1]]) for m in files]
+    return _Listing(classes, files, [index[m.split("/")[1]] for m in files])
+
+
+def _zip_reader(zf: zipfile.ZipFile, zip_path: Path):
+    """``open_file`` for :func:`_decode_all`: a member's bytes, refused before they are read when the
+    zip declares more than :data:`MAX_IMAGE_BYTES`; a member that cannot be read (bad CRC, cut
+    short, encrypted) is one :class:`DataError` naming it."""
+    def open_member(member: str) -> io.BytesIO:
+        size = zf.getinfo(member).file_size
+        if size > MAX_IMAGE_BYTES:
+            raise DataError(f"{zip_path}:{member} is {size:,} bytes unpacked, more than the {MAX_IMAGE_BYTES:,} an "
+                            f"image may have here; it was not read: {_zip_fix()}")
+        try:
+            return io.BytesIO(zf.read(member))
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedError, RuntimeError, zlib.error) as err:
+            raise DataError(f"cannot read {zip_path}:{member} ({type(err).__name__}: {err}): the zip is damaged; "
+                            f"{_zip_fix()}") from None
+    return open_member
 
 
 def _load_zip(zip_path: Path, split: str, name: str, root: Path, key: str) -> ImageData:
-    """The ``<split>/<class>/*`` images of a zip, read with ``zipfile`` (no unpacking), decoded once
-    and cached by the zip's resolved path, size and modification time."""
-    with zipfile.ZipFile(zip_path) as zf:
-        names = zf.namelist()
-    tree = _zip_tree(names, split)
-    if tree is None:
-        raise DataNotFoundError(f"no '{split}/<class>/' folders in {zip_path}: "
-                                "the zip must hold train/<class>/ and test/<class>/")
-    classes, samples = tree
-    other = _zip_tree(names, "test" if split == "train" else "train")
-    _check_same_classes(str(zip_path), split, classes, None if other is None else other[0])
-    empty = sorted(set(classes) - {classes[label] for _, label in samples})
-    if empty:
-        from torchvision.datasets.folder import IMG_EXTENSIONS
-
-        raise DataError(f"{zip_path}: the class folder(s) {', '.join(f'{split}/{c}/' for c in empty)} hold no image "
-                        f"files ({', '.join(IMG_EXTENSIONS)})")
-    st = zip_path.stat()
+    """The ``<split>/<class>/*`` images of the offline CIFAR-10 zip, read with ``zipfile`` (no
+    unpacking), checked to be CIFAR-10 (:func:`_check_cifar10`), decoded once and cached by the
+    sha256 of the zip's bytes."""
+    names = _zip_names(zip_path)
+    listing = _zip_tree(names, split)
+    if listing is None:
+        raise DataNotFoundError(f"no '{split}/<class>/' folders in {zip_path}: the zip must hold train/<class>/ and "
+                                f"test/<class>/; {_zip_fix()}")
+    other = _zip_tree(names, _other(split))
+    _check_same_classes(str(zip_path), split, listing.classes, None if other is None else other.classes)
+    _check_not_empty(str(zip_path), listing, lambda c: f"{split}/{c}/", _zip_fix())
+    _check_cifar10(str(zip_path), split, listing, _zip_fix())
+    _announce(f"[cckl] CIFAR-10: using the offline JPEG q75 copy {zip_path} (torchvision files not under {root})")
+    digest = _file_sha256(zip_path)
+    if digest != CIFAR10_ZIP_SHA256:
+        _announce(f"[cckl] note: {zip_path} is not byte for byte the original copy (sha256 {digest}, the original's "
+                  f"{CIFAR10_ZIP_SHA256}); it has CIFAR-10's classes and image counts, so it is used")
+    labels = torch.tensor(listing.labels, dtype=torch.long)
 
     def build() -> ImageData:
         with zipfile.ZipFile(zip_path) as zf:
-            images = _decode_all([m for m, _ in samples], lambda member: io.BytesIO(zf.read(member)),
-                                 f"decoding {name} {split} from {zip_path.name}", where=f"{zip_path}:")
-        labels = torch.tensor([label for _, label in samples], dtype=torch.long)
-        return ImageData(images, labels, classes, name, split)
+            images = _decode_all(listing.samples, _zip_reader(zf, zip_path),
+                                 f"decoding {name} {split} from {zip_path.name}", where=f"{zip_path}:", fix=_zip_fix())
+        return ImageData(images, labels, listing.classes, name, split)
 
-    return _cached(root, key, split, _digest(zip_path.resolve(), st.st_size, st.st_mtime_ns), build)
+    expected = _Expected(str(zip_path), digest, listing.classes, labels, len(listing.samples))
+    return _cached(root, key, split, name, expected, build)
 
 
 # --------------------------------------------------------------------------- synthetic

@@ -16,19 +16,22 @@ and the top eigenvector of ``F`` is ``A^T u / ||A^T u||`` for the top eigenvecto
 ``G``. ``J`` costs one forward pass and ``K`` vector-Jacobian products (``torch.func.vjp``).
 Units: inputs in [0, 1] pixel scale; ``F`` in nats per (pixel unit)^2.
 
-Inputs are checked by :func:`check_images`: a floating batch ``(N, C, H, W)`` of finite
-values whose ``C`` matches the model's first convolution. An empty batch gives empty
+Inputs are checked by :func:`cckl_core.checks.images` (alias :func:`check_images`): a
+floating batch ``(N, C, H, W)`` of finite values in [0, 1] whose channels, size and dtype
+fit the model (``delta`` of :func:`g1` may leave [0, 1]). An empty batch gives empty
 results.
 """
 from __future__ import annotations
 
-import numbers
 import warnings
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
 import torch.nn as nn
 from torch.func import functional_call, jvp, vjp
+
+from . import checks
 
 # torch's forward-mode AD scripts its own JVP decompositions on first use, which warns that
 # torch.jit.script is deprecated: torch's internals, nothing a user of jvp can act on.
@@ -36,8 +39,9 @@ warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated",
 
 
 @contextmanager
-def eval_mode(model: nn.Module):
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     """Put ``model`` in eval mode for the block; restore the caller's mode afterwards."""
+    checks.module(model)
     was_training = model.training
     model.eval()
     try:
@@ -46,34 +50,19 @@ def eval_mode(model: nn.Module):
         model.train(was_training)
 
 
-def check_images(model: nn.Module, x, name: str = "x") -> None:
-    """Raise ``ValueError`` unless ``x`` is a floating batch ``(N, C, H, W)`` of finite values and ``C``
-    equals the ``in_channels`` of the model's first ``nn.Conv2d`` (if it has one)."""
-    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-        kind = f"a {x.dtype} tensor" if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"{name} must be a floating-point image batch (N, C, H, W) in [0, 1], got {kind}; "
-                         "uint8 images: use data.to_float(x) or ImageData.float()")
-    if x.ndim != 4:
-        hint = "; for one image add a batch dimension: x[None] or x.unsqueeze(0)" if x.ndim == 3 else ""
-        raise ValueError(f"{name} must be a batch of images (N, C, H, W), got shape {tuple(x.shape)}{hint}")
-    conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
-    if conv is not None and x.shape[1] != conv.in_channels:
-        hint = "; channels-last (N, H, W, C) images need x.permute(0, 3, 1, 2)" if x.shape[-1] == conv.in_channels else ""
-        raise ValueError(f"{name} has {x.shape[1]} channels (shape {tuple(x.shape)}) but the model's first "
-                         f"convolution takes {conv.in_channels}{hint}")
-    if len(x) and not torch.isfinite(x).all():
-        raise ValueError(f"{name} contains NaN or inf values; pass finite images in [0, 1]")
+#: Raise unless ``x`` is an image batch the model takes (kept for callers of ``fisher.check_images``).
+check_images = checks.images
 
 
-def _chunks(n: int, batch_size) -> range:
+def _chunks(n: int, batch_size: int) -> range:
     """Chunk starts; one (empty) chunk for ``n = 0`` so that empty inputs give empty, well-shaped results."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    checks.count(batch_size, "batch_size")
     return range(0, max(n, 1), batch_size)
 
 
-def as_function(model: nn.Module):
+def as_function(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
     """``x -> model(x)`` with the parameters detached, so torch.func transforms build no graph to them."""
+    checks.module(model)
     state = {k: v.detach() for k, v in model.state_dict(keep_vars=True).items()}
     return lambda inp: functional_call(model, state, (inp,))
 
@@ -84,8 +73,14 @@ def logit_jacobian(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, tor
     One forward pass (``torch.func.vjp``) and ``K`` calls of its pullback with the one-hot
     cotangents ``e_k`` for every sample at once. Valid because samples do not interact in
     eval mode. (``vmap`` over the pullback gives the same numbers but measured 2-4x slower
-    on the CPU, see ``benchmarks/fisher.py``.)
+    on the CPU, see ``benchmarks/fisher.py``.) ``x`` is checked by :func:`check_images`.
     """
+    check_images(model, x)
+    return _logit_jacobian(model, x)
+
+
+def _logit_jacobian(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`logit_jacobian` on a checked ``x``."""
     x = x.detach()
     logits, pullback = vjp(as_function(model), x)
     eye = torch.eye(logits.shape[1], dtype=logits.dtype, device=logits.device)
@@ -94,7 +89,16 @@ def logit_jacobian(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, tor
 
 
 def fisher_factor(logits: torch.Tensor, jac: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``p`` (B, K) and ``A = diag(sqrt p)(I - 1 p^T) J`` flattened to (B, K, d), so ``F = A^T A``."""
+    """``p`` (B, K) and ``A = diag(sqrt p)(I - 1 p^T) J`` flattened to (B, K, d), so ``F = A^T A``.
+
+    ``logits`` (B, K) and ``jac`` (B, K, ...) are floating tensors of :func:`logit_jacobian`.
+    """
+    for name, t in (("logits", logits), ("jac", jac)):
+        if not isinstance(t, torch.Tensor) or not t.is_floating_point():
+            raise checks.ArgumentTypeError(f"{name} must be a floating tensor, got {checks.describe(t)}")
+    if logits.ndim != 2 or jac.ndim < 3 or jac.shape[:2] != logits.shape:
+        raise ValueError(f"logits must be (B, K) and jac (B, K, ...) with the same B and K, got "
+                         f"{tuple(logits.shape)} and {tuple(jac.shape)}; pass the outputs of logit_jacobian")
     p = torch.softmax(logits, dim=1)
     jac = jac.flatten(2)
     g = jac - torch.einsum("bk,bkd->bd", p, jac)[:, None, :]  # g_k = grad log p_k
@@ -102,6 +106,7 @@ def fisher_factor(logits: torch.Tensor, jac: torch.Tensor) -> tuple[torch.Tensor
 
 
 def _stats_from_factor(a: torch.Tensor, eigenvector: bool) -> dict[str, torch.Tensor]:
+    """Frobenius norm, spectral norm, trace (and top eigenvector) of ``F = A^T A`` through ``G = A A^T``."""
     gram = (a @ a.transpose(1, 2)).double()  # (B, K, K)
     evals, evecs = torch.linalg.eigh(gram)
     evals = evals.clamp_min(0.0)
@@ -127,6 +132,8 @@ def fisher_stats(model: nn.Module, x: torch.Tensor, eigenvector: bool = False, b
     model in eval mode and the caller's mode restored.
     """
     check_images(model, x)
+    checks.flag(eigenvector, "eigenvector")
+    checks.flag(progress, "progress")
     parts: dict[str, list[torch.Tensor]] = {}
     chunks = _chunks(len(x), batch_size)
     if progress:
@@ -134,7 +141,7 @@ def fisher_stats(model: nn.Module, x: torch.Tensor, eigenvector: bool = False, b
         chunks = tqdm(chunks, desc="Fisher statistics", leave=False)
     with eval_mode(model):
         for s in chunks:
-            logits, jac = logit_jacobian(model, x[s:s + batch_size])
+            logits, jac = _logit_jacobian(model, x[s:s + batch_size])
             p, a = fisher_factor(logits, jac)
             stats = _stats_from_factor(a, eigenvector)
             stats["probs"] = p
@@ -152,7 +159,7 @@ def materialized_fisher(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The full ``d x d`` Fisher ``J^T (diag p - p p^T) J`` per sample (B, d, d). For checks and baselines only."""
     check_images(model, x)
     with eval_mode(model):
-        logits, jac = logit_jacobian(model, x)
+        logits, jac = _logit_jacobian(model, x)
     p = torch.softmax(logits, 1)
     jac = jac.flatten(2)
     middle = torch.diag_embed(p) - p[:, :, None] * p[:, None, :]
@@ -174,7 +181,7 @@ def g1(model: nn.Module, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
     mode, caller's mode restored.
     """
     check_images(model, x)
-    check_images(model, delta, "delta")
+    checks.images(model, delta, "delta", unit_range=False)
     if x.shape != delta.shape:
         raise ValueError(f"x and delta must have the same shape, got {tuple(x.shape)} and {tuple(delta.shape)}")
     with eval_mode(model):

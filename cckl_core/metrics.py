@@ -9,72 +9,40 @@ within ``1e-4 + K * eps`` (``eps`` the rounding unit of the input's dtype: 1.2e-
 float32, 9.8e-4 for float16), which admits the rounding of a float32 ``softmax`` and
 rejects logits, log-probabilities or a scaled copy; ``log_probs`` must equal
 ``log(probs)`` within the same tolerance (after ``exp``); labels must be integer class
-indices in ``[0, K)``, one per row.
+indices in ``[0, K)``, one per row (strings, floats, even whole ones, and bools are refused);
+``num_classes`` must be a positive ``int``. The checks live in :mod:`cckl_core.checks`; a
+wrong type raises a ``TypeError`` (that is also a ``ValueError``).
 """
 from __future__ import annotations
 
-import math
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
+from . import checks
 
-def _as_tensor(x) -> torch.Tensor:
-    """A tensor as it is (integers as float64); lists and numbers through numpy, i.e. float64."""
-    t = torch.as_tensor(x) if isinstance(x, (torch.Tensor, np.ndarray)) else torch.from_numpy(np.asarray(x))
-    return t if t.is_floating_point() else t.double()
-
-
-def _tolerance(dtype: torch.dtype, k: int) -> float:
-    """Allowed ``|row sum - 1|`` (and ``|exp(log_probs) - probs|``) for rows of ``k`` entries of ``dtype``."""
-    return 1e-4 + k * torch.finfo(dtype).eps
+#: Probability rows: a tensor, an array or (nested) lists of numbers.
+ArrayLike = torch.Tensor | np.ndarray | Sequence[Any]
+#: Integer class indices: a tensor, an array or a list of ints.
+LabelsLike = torch.Tensor | np.ndarray | Sequence[int]
 
 
-def _probs(x, name: str = "probs") -> torch.Tensor:
-    """``x`` as a floating tensor of probability rows (last axis), checked; see the module docstring."""
-    p = _as_tensor(x)
-    if p.ndim == 0:
-        raise ValueError(f"{name} must be probability rows (..., K), got a scalar")
-    if p.numel() == 0:
-        return p
-    sums = p.sum(-1)
-    # one pass each and one device sync; NaN propagates into amin and the sums, +-inf into the sums
-    low, s_min, s_max = torch.stack([p.amin(), *torch.aminmax(sums)]).tolist()
-    if not all(map(math.isfinite, (low, s_min, s_max))):
-        raise ValueError(f"{name} contains NaN or inf; check the model's outputs (a diverged model gives NaN logits)")
-    if low < 0:
-        raise ValueError(f"{name} has negative entries (min {low:.3g}): probabilities are >= 0; "
-                         "pass softmax(logits), not logits or log-probabilities")
-    tol = _tolerance(p.dtype, p.shape[-1])
-    if max(abs(s_min - 1), abs(s_max - 1)) > tol:
-        raise ValueError(f"{name} rows must sum to 1 (got row sums in [{s_min:.4g}, {s_max:.4g}], tolerance {tol:.1e}); "
-                         "pass softmax(logits) over the last axis, not logits or a scaled copy")
-    return p
-
-
-def _labels(labels, n: int | None = None, num_classes: int | None = None, name: str = "labels") -> torch.Tensor:
+def _labels(labels: LabelsLike, n: int | None = None, num_classes: int | None = None,
+            name: str = "labels") -> torch.Tensor:
     """``labels`` as a 1-D long tensor of class indices (``n`` of them, in ``[0, num_classes)`` when given), checked."""
-    y = torch.as_tensor(labels)
-    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
-        raise ValueError(f"{name} must be integer class indices, got dtype {y.dtype}; "
-                         "pass e.g. torch.as_tensor(y, dtype=torch.long) (float labels are not truncated silently)")
-    if y.ndim != 1 or (n is not None and len(y) != n):
-        want = f"({n},), one per probability row" if n is not None else "(N,)"
-        raise ValueError(f"{name} must have shape {want}; got {tuple(y.shape)}")
-    if len(y):
-        low, high = torch.stack(torch.aminmax(y)).tolist()
-        if low < 0 or (num_classes is not None and high >= num_classes):
-            allowed = f"[0, {num_classes}) (K = {num_classes} classes)" if num_classes is not None else ">= 0"
-            raise ValueError(f"{name} must be class indices in {allowed}; got values in [{low}, {high}]")
-    return y.long()
+    return checks.labels(labels, n, num_classes, name).long()
 
 
 def _kl(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Row-wise ``KL(p || q)`` of checked rows."""
     return (torch.special.xlogy(p, p) - torch.special.xlogy(p, q)).sum(-1)
 
 
-def _pair(p, q) -> tuple[torch.Tensor, torch.Tensor]:
-    p, q = _probs(p, "p"), _probs(q, "q")
+def _pair(p: ArrayLike, q: ArrayLike) -> tuple[torch.Tensor, torch.Tensor]:
+    """``p`` and ``q`` checked as probability rows with the same classes and broadcastable shapes."""
+    p, q = checks.probabilities(p, "p"), checks.probabilities(q, "q")
     if p.shape[-1] != q.shape[-1]:
         raise ValueError(f"p and q must have the same number of classes, got {p.shape[-1]} and {q.shape[-1]}")
     try:
@@ -85,7 +53,7 @@ def _pair(p, q) -> tuple[torch.Tensor, torch.Tensor]:
     return p, q
 
 
-def kl(p, q) -> torch.Tensor:
+def kl(p: ArrayLike, q: ArrayLike) -> torch.Tensor:
     """``KL(p || q) = sum_k p_k (log p_k - log q_k)`` row-wise over the last axis, nats.
 
     ``p`` and ``q`` are probability rows (checked, see the module docstring); ``inf`` where
@@ -94,7 +62,7 @@ def kl(p, q) -> torch.Tensor:
     return _kl(*_pair(p, q))
 
 
-def js(p, q) -> torch.Tensor:
+def js(p: ArrayLike, q: ArrayLike) -> torch.Tensor:
     """``JS(p || q) = 1/2 KL(p || m) + 1/2 KL(q || m)``, ``m = (p + q) / 2``, nats (at most log 2)."""
     p, q = _pair(p, q)
     m = 0.5 * (p + q)
@@ -102,25 +70,24 @@ def js(p, q) -> torch.Tensor:
 
 
 def _class_counts(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Number of samples of each class."""
     return torch.bincount(labels, minlength=num_classes)
 
 
-def _num_classes(num_classes, default: int) -> int:
-    if num_classes is None:
-        return default
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
-    return int(num_classes)
+def _num_classes(num_classes: int | None, default: int | None) -> int | None:
+    """``num_classes`` checked to be a positive int; ``default`` when it is None."""
+    return default if num_classes is None else checks.count(num_classes, "num_classes")
 
 
-def cross_partner_counts(labels, num_classes: int | None = None) -> torch.Tensor:
+def cross_partner_counts(labels: LabelsLike, num_classes: int | None = None) -> torch.Tensor:
     """For each sample ``i``, the number of samples ``j`` with ``y_j != y_i``: ``N - n_{y_i}``."""
     labels = _labels(labels, num_classes=_num_classes(num_classes, None))
     k = num_classes or (int(labels.max()) + 1 if len(labels) else 1)
     return len(labels) - _class_counts(labels, k)[labels]
 
 
-def cckl(probs, labels, num_classes: int | None = None, log_probs=None) -> float:
+def cckl(probs: ArrayLike, labels: LabelsLike, num_classes: int | None = None,
+         log_probs: ArrayLike | None = None) -> float:
     """Exact Cross-Category KL: the mean of ``KL(p_i || p_j)`` over ALL ordered pairs with ``y_i != y_j``.
 
     With ``S = sum_j log p_j`` and ``S_c`` its part over samples of class ``c``,
@@ -133,7 +100,7 @@ def cckl(probs, labels, num_classes: int | None = None, log_probs=None) -> float
     ``[0, num_classes)`` (default ``K``); both are checked (module docstring), so
     logits, a scaled copy or float labels raise ``ValueError``.
     """
-    p = _probs(probs)
+    p = checks.probabilities(probs)
     if p.ndim != 2:
         raise ValueError(f"probs must be (N, K), got shape {tuple(p.shape)}")
     num_classes = _num_classes(num_classes, p.shape[1])
@@ -142,10 +109,10 @@ def cckl(probs, labels, num_classes: int | None = None, log_probs=None) -> float
     if log_probs is None:
         logp = p.log()
     else:
-        logp = _as_tensor(log_probs)
+        logp = checks.as_float_tensor(log_probs, "log_probs")
         if logp.shape != p.shape:
             raise ValueError(f"log_probs must have the shape of probs {tuple(p.shape)}, got {tuple(logp.shape)}")
-        tol = _tolerance(logp.dtype, p.shape[1])
+        tol = checks.tolerance(logp.dtype, p.shape[1])
         logp = logp.double().to(p.device)
         if len(p):
             nan, gap = torch.stack([(torch.isnan(logp) | (logp == torch.inf)).any().double(),
@@ -178,15 +145,15 @@ def _cckl(p: torch.Tensor, logp: torch.Tensor, labels: torch.Tensor, num_classes
     return float(((m * neg_entropy - cross).sum() / total_pairs).item())
 
 
-def sample_cross_pairs(labels, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def sample_cross_pairs(labels: LabelsLike, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """``n`` ordered pairs ``(i, j)`` drawn uniformly (with replacement) from all pairs with ``y_i != y_j``.
 
     ``i`` is drawn with probability proportional to its number of cross-class partners,
     then ``j`` uniformly among them: that is uniform over the ordered cross-class pairs.
     """
     labels = _labels(labels).cpu().numpy()
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-        raise ValueError(f"n must be an integer >= 0, got {n!r}")
+    checks.count(n, "n", minimum=0)
+    checks.integer(seed, "seed", minimum=0)
     rng = np.random.default_rng(seed)
     classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
     if len(classes) < 2:
@@ -202,16 +169,16 @@ def sample_cross_pairs(labels, n: int, seed: int = 0) -> tuple[np.ndarray, np.nd
     return i.astype(np.int64), order[position].astype(np.int64)
 
 
-def smooth_labels(labels, num_classes: int, alpha: float) -> torch.Tensor:
+def smooth_labels(labels: LabelsLike, num_classes: int, alpha: float) -> torch.Tensor:
     """Label smoothing ``y_LS = alpha * onehot(y) + (1 - alpha) / K`` (float64 rows)."""
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-    num_classes = _num_classes(num_classes, None)
+    checks.number(alpha, "alpha", 0.0, 1.0)
+    num_classes = checks.count(num_classes, "num_classes")
     onehot = torch.nn.functional.one_hot(_labels(labels, num_classes=num_classes), num_classes).double()
     return alpha * onehot + (1.0 - alpha) / num_classes
 
 
-def theorem_terms(probs, labels, alpha: float = 0.9, num_classes: int | None = None) -> dict[str, float]:
+def theorem_terms(probs: ArrayLike, labels: LabelsLike, alpha: float = 0.9,
+                  num_classes: int | None = None) -> dict[str, float | bool]:
     """Both sides of Theorem 3.1 with label smoothing ``alpha``.
 
     Returns ``js`` = E over cross-class ordered pairs of ``JS(y_i || y_j)``, ``L`` =
@@ -223,7 +190,8 @@ def theorem_terms(probs, labels, alpha: float = 0.9, num_classes: int | None = N
     gives ``cckl >= bound_pair`` exactly; on a class-balanced set the weights are equal
     and both bounds coincide. ``holds`` / ``holds_pair`` compare against ``cckl``.
     """
-    p = _probs(probs)
+    checks.number(alpha, "alpha", 0.0, 1.0)
+    p = checks.probabilities(probs)
     if p.ndim != 2:
         raise ValueError(f"probs must be (N, K), got shape {tuple(p.shape)}")
     k = _num_classes(num_classes, p.shape[1])
@@ -254,7 +222,8 @@ def theorem_terms(probs, labels, alpha: float = 0.9, num_classes: int | None = N
     return out
 
 
-def pair_inequality_sides(p_i, p_j, y_i, y_j) -> tuple[torch.Tensor, torch.Tensor]:
+def pair_inequality_sides(p_i: ArrayLike, p_j: ArrayLike, y_i: ArrayLike,
+                          y_j: ArrayLike) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-pair inequality behind Theorem 3.1 (appendix eq. 22, corrected), row-wise.
 
     ``lhs = JS(y_i || y_j)``;

@@ -11,14 +11,22 @@ linear variants stay affine in the input.
 - ``resnet20``, ``resnet32`` (He et al. 2016, depth 6n+2): 16-channel stem, three stages of
   16w, 32w, 64w channels with basic blocks, 1x1 conv + BN projection when the shape
   changes. ``resnet20x1`` is width 1, ``resnet32x10`` width 10 (about 46M parameters).
+
+Each model says what input it takes, for :func:`cckl_core.checks.images`: a VGG has
+``input_shape = (3, 32, 32)`` (its head is sized for the 1x1 map left after five 2x2
+poolings), a ResNet ``min_input_shape = (3, 1, 1)`` (its pooling is adaptive: any size works).
+Arguments are checked by :mod:`cckl_core.checks`; a wrong one raises ``ValueError`` or
+``TypeError`` with one line saying how to fix it.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from . import checks
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
@@ -28,7 +36,12 @@ VGG13_CONFIG = (64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 5
 class Standardize(nn.Module):
     """``(x - mean) / std`` per channel, fixed (not learned): x in [0, 1] stays the model's input."""
 
-    def __init__(self, mean=CIFAR_MEAN, std=CIFAR_STD):
+    def __init__(self, mean: Sequence[float] = CIFAR_MEAN, std: Sequence[float] = CIFAR_STD) -> None:
+        for name, values in (("mean", mean), ("std", std)):
+            if len(values) != 3:
+                raise ValueError(f"{name} must have 3 entries, one per RGB channel, got {len(values)}")
+            for v in values:
+                checks.number(v, name, low=0.0, low_open=name == "std")
         super().__init__()
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
@@ -38,15 +51,30 @@ class Standardize(nn.Module):
 
 
 def _scaled(channels: int, width: float) -> int:
+    """``channels * width`` rounded, at least 1."""
     return max(1, int(round(channels * width)))
 
 
 class VGG(nn.Module):
-    """VGG13 family; ``relu`` and ``pool`` ('max' or 'avg') pick the variant."""
+    """VGG13 family; ``relu`` and ``pool`` ('max' or 'avg') pick the variant.
+
+    ``input_shape``: the ``(3, 2**p, 2**p)`` images it takes, ``p`` the number of poolings
+    (``(3, 32, 32)`` for VGG13): the head is a linear layer on the 1x1 map they leave.
+    """
 
     def __init__(self, num_classes: int = 10, width: float = 1.0, relu: bool = True, pool: str = "max",
-                 batch_norm: bool = False, config=VGG13_CONFIG):
+                 batch_norm: bool = False, config: Sequence[int | str] = VGG13_CONFIG) -> None:
+        checks.count(num_classes, "num_classes")
+        checks.number(width, "width", low=0.0, low_open=True)
+        checks.flag(relu, "relu")
+        pool = checks.choice(pool, "pool", ("max", "avg"))
+        checks.flag(batch_norm, "batch_norm")
+        for item in config:
+            if item != "M":
+                checks.count(item, "config entry")
         super().__init__()
+        side = 2 ** sum(1 for item in config if item == "M")
+        self.input_shape = (3, side, side)
         layers: list[nn.Module] = [Standardize()]
         c_in = 3
         for item in config:
@@ -79,7 +107,9 @@ class VGG(nn.Module):
 class BasicBlock(nn.Module):
     """Two 3x3 conv + BN layers with an identity or 1x1 conv + BN shortcut."""
 
-    def __init__(self, c_in: int, c_out: int, stride: int):
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        for value, name in ((c_in, "c_in"), (c_out, "c_out"), (stride, "stride")):
+            checks.count(value, name)
         super().__init__()
         self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(c_out)
@@ -96,9 +126,17 @@ class BasicBlock(nn.Module):
 
 
 class CifarResNet(nn.Module):
-    """CIFAR ResNet of depth ``6n + 2`` with stage widths 16w, 32w, 64w."""
+    """CIFAR ResNet of depth ``6n + 2`` with stage widths 16w, 32w, 64w.
 
-    def __init__(self, depth: int = 20, num_classes: int = 10, width: float = 1.0):
+    ``min_input_shape = (3, 1, 1)``: global average pooling makes any image size work (CIFAR: 32x32).
+    """
+
+    min_input_shape = (3, 1, 1)
+
+    def __init__(self, depth: int = 20, num_classes: int = 10, width: float = 1.0) -> None:
+        checks.count(depth, "depth", minimum=2)
+        checks.count(num_classes, "num_classes")
+        checks.number(width, "width", low=0.0, low_open=True)
         super().__init__()
         if (depth - 2) % 6:
             raise ValueError(f"CIFAR ResNet depth must be 6n+2, got {depth}")
@@ -122,13 +160,15 @@ class CifarResNet(nn.Module):
 
 
 def _vgg(relu: bool, pool: str) -> Callable[..., nn.Module]:
-    def make(num_classes=10, width=1.0, batch_norm=False):
+    """Registry entry: a VGG13 variant."""
+    def make(num_classes: int = 10, width: float = 1.0, batch_norm: bool = False) -> nn.Module:
         return VGG(num_classes, width, relu=relu, pool=pool, batch_norm=batch_norm)
     return make
 
 
 def _resnet(depth: int, fixed_width: float | None = None) -> Callable[..., nn.Module]:
-    def make(num_classes=10, width=1.0, batch_norm=True):
+    """Registry entry: a CIFAR ResNet of ``depth`` (width fixed by the name when ``fixed_width`` is given)."""
+    def make(num_classes: int = 10, width: float = 1.0, batch_norm: bool = True) -> nn.Module:
         if not batch_norm:
             raise ValueError("CIFAR ResNets always use BatchNorm; batch_norm=False is not supported")
         return CifarResNet(depth, num_classes, fixed_width if fixed_width is not None else width)
@@ -156,13 +196,13 @@ def build(name: str, num_classes: int = 10, width: float = 1.0, batch_norm: bool
 
     ``batch_norm`` defaults to False for VGG13 models (as in the paper) and is always on
     for ResNets. ``resnet20x1`` / ``resnet32x10`` have their width fixed by their name.
+    ``num_classes`` must be an int >= 2, ``width`` a number > 0, ``batch_norm`` True, False or None.
     """
-    if name not in _REGISTRY:
+    if not isinstance(name, str) or name not in _REGISTRY:
         raise ValueError(f"unknown model {name!r}; valid names: {', '.join(names())}")
-    if not width > 0:
-        raise ValueError(f"width must be positive, got {width}")
-    if num_classes < 2:
-        raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+    checks.number(width, "width", low=0.0, low_open=True)
+    checks.count(num_classes, "num_classes", minimum=2)
+    checks.flag(batch_norm, "batch_norm", allow_none=True)
     kwargs = {} if batch_norm is None else {"batch_norm": batch_norm}
     if name in ("resnet20x1", "resnet32x10") and width != 1.0:
         raise ValueError(f"{name} has its width fixed by its name; use 'resnet{name[6:8]}' with width={width}")
@@ -171,4 +211,5 @@ def build(name: str, num_classes: int = 10, width: float = 1.0, batch_norm: bool
 
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
+    checks.module(model)
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

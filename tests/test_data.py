@@ -227,7 +227,7 @@ def test_load_image_folder(tmp_path):
     for n in range(3):
         np.testing.assert_array_equal(d.images[4 + n].permute(1, 2, 0).numpy(), written[("train", "dog", n)])
     # decoded once, cached under <root>/cache, and the cache gives the same tensors
-    assert list((cache_root / "cache").glob("*-train.pt"))
+    assert list((cache_root / "cache").glob("*-train.safetensors")) and list((cache_root / "cache").glob("*-train.json"))
     again = data.load(f"folder:{tree}", "train", root=cache_root)
     assert torch.equal(again.images, d.images) and torch.equal(again.labels, d.labels)
     test = data.load(f"folder:{tree}", "test", root=cache_root, n=2)
@@ -241,10 +241,34 @@ def test_load_image_folder_missing_split(tmp_path):
         data.load(f"folder:{tmp_path / 'tree'}", "test", root=tmp_path / "root")
 
 
-def test_cifar10_falls_back_to_image_folder_copy(tmp_path):
+def test_user_folder_keeps_any_classes(tmp_path):
+    """Only the offline CIFAR-10 copy is checked to be CIFAR-10; a user's folder may hold any classes."""
+    for split, per_class in (("train", (1, 3, 2)), ("test", (1, 1, 1))):
+        for cls, n in zip(("apple", "pear", "plum"), per_class):
+            for k in range(n):
+                _write_png(tmp_path / "tree" / split / cls / f"{k}.png", np.full((32, 32, 3), k, dtype=np.uint8))
+    d = data.load(f"folder:{tmp_path / 'tree'}", "train", root=tmp_path / "root")
+    assert d.classes == ["apple", "pear", "plum"] and d.labels.tolist() == [0, 1, 1, 1, 2, 2]
+
+
+def test_unwritable_cache_folder_still_loads(tmp_path, capfd):
+    """Where the cache cannot be written (a read-only data root) the data is decoded each time, silently."""
+    tree, root = tmp_path / "tree", tmp_path / "root"
+    _make_folder(tree)
+    root.mkdir()
+    (root / "cache").write_text("a file where the cache folder would be: nothing can be written under it")
+    first = data.load(f"folder:{tree}", "test", root=root)
+    again = data.load(f"folder:{tree}", "test", root=root)
+    assert len(first) == 4 and torch.equal(first.images, again.images) and torch.equal(first.labels, again.labels)
+    assert "ignoring" not in capfd.readouterr().err
+
+
+def test_cifar10_falls_back_to_image_folder_copy(tmp_path, monkeypatch):
     _make_folder(tmp_path / "cifar10-jpeg")
+    monkeypatch.setattr(data, "CIFAR10_CLASSES", ("cat", "dog"))  # what the CIFAR-10 check expects of this copy
+    monkeypatch.setattr(data, "CIFAR10_PER_CLASS", {"train": 3, "test": 2})
     d = data.load("cifar10", "test", root=tmp_path, download=False)
-    assert len(d) == 4 and d.classes == ["cat", "dog"]
+    assert len(d) == 4 and d.classes == ["cat", "dog"] and d.name == "CIFAR-10 (JPEG q75 copy)"
 
 
 @pytest.mark.parametrize("name", ["cifar10", "cifar100"])

@@ -213,7 +213,8 @@ def test_g1_is_limit_of_kl_over_t_squared(setup):
 
 def test_kl_g1_g2(setup):
     model, x, f, _ = setup
-    xj = x + 0.05 * torch.randn(x.shape, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    # clamped: kl_g1_g2 takes images in [0, 1]
+    xj = (x + 0.05 * torch.randn(x.shape, generator=torch.Generator().manual_seed(9), dtype=torch.float64)).clamp(0, 1)
     out = fisher.kl_g1_g2(model, x, xj)
     with torch.no_grad():
         ref_kl = metrics.kl(torch.softmax(model(x), 1), torch.softmax(model(xj), 1))

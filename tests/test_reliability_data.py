@@ -176,16 +176,23 @@ def test_synthetic_that_cannot_fit_is_refused(monkeypatch):
 
 
 # --------------------------------------------------------------------------- offline CIFAR-10 zip
+def _expect_cifar10(monkeypatch, classes, train: int, test: int) -> None:
+    """Make the loader's CIFAR-10 check expect a small fake copy: these classes, so many images each."""
+    monkeypatch.setattr(data, "CIFAR10_CLASSES", tuple(classes))
+    monkeypatch.setattr(data, "CIFAR10_PER_CLASS", {"train": train, "test": test})
+
+
 def _write_zip(path: Path, seed: int = 0, classes=("bird", "airplane", "cat"), per_class=(4, 2)) -> Path:
     """A small CIFAR-like zip: directory entries, members in scrambled order, a nested folder,
-    a non-image file, one 40x48 image (resized like the loader does), a top-level file."""
+    a non-image file, one 40x48 image (resized like the loader does), a top-level file; every
+    class holds ``per_class + 1`` images of each split."""
     rng = np.random.default_rng(seed)
     members = []
     for s, (split, n) in enumerate(zip(("train", "test"), per_class)):
         members += [(f"{split}/", None), (f"{split}/README.txt", b"top-level file, not a class")]
         for c, cls in enumerate(classes):
             members.append((f"{split}/{cls}/", None))
-            for k in range(n):
+            for k in range(n if c < 2 else n + 1):  # the first two classes get their extra image below
                 members.append((f"{split}/{cls}/{k:04d}.jpg", _jpeg_bytes(seed * 997 + s * 100 + c * 10 + k)))
         members.append((f"{split}/{classes[0]}/sub/0000.jpg", _jpeg_bytes(seed * 997 + 77 + s)))
         members.append((f"{split}/{classes[1]}/notes.txt", b"ignored: not an image extension"))
@@ -206,6 +213,7 @@ def offline_zip(tmp_path, monkeypatch):
     zip_path = _write_zip(tmp_path / "cifar10-jpeg.zip")
     monkeypatch.setenv("CCKL_CIFAR10_ZIP", str(zip_path))
     monkeypatch.setattr(data, "_announced", set())
+    _expect_cifar10(monkeypatch, ("airplane", "bird", "cat"), train=5, test=3)
     return zip_path
 
 
@@ -223,7 +231,7 @@ def test_zip_gives_the_same_tensors_as_the_unpacked_folder(tmp_path, offline_zip
         assert from_zip.classes == other.classes == ["airplane", "bird", "cat"]
     assert from_zip.name == from_folder.name == "CIFAR-10 (JPEG q75 copy)"
     n = 4 if split == "train" else 2
-    assert len(from_zip) == 3 * n + 2 and torch.bincount(from_zip.labels).tolist() == [n + 1, n + 1, n]
+    assert len(from_zip) == 3 * (n + 1) and torch.bincount(from_zip.labels).tolist() == [n + 1] * 3
     err = capfd.readouterr().err
     assert err.count(f"using the offline JPEG q75 copy {offline_zip}") == 1
     assert "torchvision files not under" in err
@@ -232,7 +240,7 @@ def test_zip_gives_the_same_tensors_as_the_unpacked_folder(tmp_path, offline_zip
 def test_zip_is_announced_once_and_cached(tmp_path, offline_zip, capfd, monkeypatch):
     root = tmp_path / "root"
     first = data.load("cifar10", "test", root=root, download=False)
-    assert list((root / "cache").glob("cifar10-jpeg-zip-*-test.pt"))
+    assert list((root / "cache").glob("cifar10-jpeg-zip-*-test.safetensors"))
     monkeypatch.setattr(data, "_decode_all", lambda *a, **k: pytest.fail("decoded again"))
     again = data.load("cifar10", "test", root=root, download=False, n=6)
     assert len(again) == 6 and torch.equal(first.images[again.indices], again.images)
@@ -266,9 +274,11 @@ def test_zip_with_broken_member_or_other_classes(tmp_path, monkeypatch):
         for split in ("train", "test"):
             zf.writestr(f"{split}/cat/0000.jpg", _jpeg_bytes(1))
             zf.writestr(f"{split}/dog/0000.jpg", _jpeg_bytes(2))
+        zf.writestr("train/cat/0001.jpg", _jpeg_bytes(6))
         zf.writestr("train/dog/0001.jpg", _jpeg_bytes(3)[:200])
         zf.writestr("test/emu/", b"")
     monkeypatch.setenv("CCKL_CIFAR10_ZIP", str(bad))
+    _expect_cifar10(monkeypatch, ("cat", "dog", "emu"), train=2, test=1)
     with pytest.raises(DataError, match=r"only in test: \['emu'\]"):
         data.load("cifar10", "train", root=root, download=False)
     with zipfile.ZipFile(bad, "a") as zf:
@@ -277,6 +287,7 @@ def test_zip_with_broken_member_or_other_classes(tmp_path, monkeypatch):
         data.load("cifar10", "test", root=root, download=False)
     with zipfile.ZipFile(bad, "a") as zf:
         zf.writestr("train/emu/0000.jpg", _jpeg_bytes(4))
+        zf.writestr("train/emu/0001.jpg", _jpeg_bytes(7))
         zf.writestr("test/emu/0000.jpg", _jpeg_bytes(5))
     with pytest.raises(DataError) as err:
         data.load("cifar10", "train", root=root, download=False)
@@ -289,6 +300,7 @@ def test_zip_without_the_split_is_data_not_found(tmp_path, monkeypatch):
     with zipfile.ZipFile(only_train, "w") as zf:
         zf.writestr("train/cat/0000.jpg", _jpeg_bytes(1))
     monkeypatch.setenv("CCKL_CIFAR10_ZIP", str(only_train))
+    _expect_cifar10(monkeypatch, ("cat",), train=1, test=1)
     with pytest.raises(DataNotFoundError, match=r"no 'test/<class>/' folders in .*only-train.zip"):
         data.load("cifar10", "test", root=tmp_path / "root", download=False)
     assert len(data.load("cifar10", "train", root=tmp_path / "root", download=False)) == 1
