@@ -1,98 +1,132 @@
 # cckl: `make paper` regenerates every figure and table; `make test` runs pytest + nbval.
-#   make paper PROFILE=quick DEVICE=cpu     (PROFILE: paper | gpu | quick | smoke; default paper with CUDA, else quick)
-#   make paper JOBS=1                       (one run at a time; default: one per CPU core, one on a GPU)
-#   make runs evaluations PROFILE=gpu       (train + evaluate only: what a GPU node without Jupyter runs)
-#   make paper PROFILE=gpu BUNDLE=gpu.tar.gz (render results made elsewhere: `python -m cckl_core bundle`)
-#   make test | make lab | make data | make runs | make evaluations | make clean
+#   make paper                         trains + evaluates what the cache lacks, renders, publishes figures/<profile>/
+#   make paper PROFILE=quick           (paper | gpu | quick | smoke; default: paper with CUDA, quick without)
+#   make paper DEVICE=cpu JOBS=1       (device; runs side by side: default one per CPU core, on a GPU as many as fit)
+#   make paper PROFILE=gpu BUNDLE=f    render results made elsewhere (`cckl bundle`): nothing is trained
+#   make evaluations PROFILE=gpu       train + evaluate only (what a GPU node without Jupyter runs)
+#   make test | make lab | make data | make clean | make env
+# Variables come from the command line (or CCKL_PROFILE / CCKL_DEVICE); a PROFILE, DEVICE, JOBS, BUNDLE or
+# RENDER_JOBS in your shell environment is ignored, so that it cannot silently change what is built.
 
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-DEVICE ?= auto
-PROFILE ?= $(shell $(PY) -c "import torch; print('paper' if torch.cuda.is_available() else 'quick')" 2>/dev/null || echo quick)
-NOTEBOOKS := 01_theorem_check 02_fisher_growth 03_capacity_study 04_appendix_c_table
 SHARED_ZIP := ../shared/data/cifar10-jpeg.zip
+PROFILES := $(basename $(notdir $(wildcard cckl_core/profiles/*.toml)))
+NOTEBOOKS := $(basename $(notdir $(wildcard notebooks/[0-9]*.ipynb)))
 export PYTHONWARNINGS := ignore::FutureWarning,ignore::DeprecationWarning
 
-.PHONY: help env test pytest nbval paper runs evaluations render lab data clean
+# ---------------------------------------------------------------- variables, checked before anything runs
+q = '$(subst ','\'',$(1))'
+define from_command_line
+ifeq ($$(origin $(1)),environment)
+$$(info [cckl] ignoring $(1)=$$($(1)) from the shell environment; pass it on the command line: make ... $(1)=...)
+undefine $(1)
+endif
+endef
+$(foreach v,PROFILE DEVICE JOBS BUNDLE RENDER_JOBS,$(eval $(call from_command_line,$(v))))
+
+DEVICE ?= auto
+RENDER_JOBS ?= 2
+ifeq ($(filter paper evaluations render lab test nbval,$(or $(MAKECMDGOALS),help)),)
+else ifeq ($(origin PROFILE),undefined)
+PROFILE := $(shell $(PY) -m cckl_core default-profile 2>/dev/null || echo quick)
+endif
+ifneq ($(origin PROFILE),undefined)
+ifeq ($(filter $(PROFILE),$(PROFILES)),)
+$(error unknown PROFILE '$(PROFILE)'; valid: $(PROFILES))
+endif
+endif
+ifeq ($(shell printf '%s' $(call q,$(RENDER_JOBS)) | grep -Ex '[1-9][0-9]{0,2}'),)
+$(error RENDER_JOBS must be a whole number >= 1, got '$(RENDER_JOBS)')
+endif
+ifdef JOBS
+ifeq ($(shell printf '%s' $(call q,$(JOBS)) | grep -Ex '[1-9][0-9]{0,3}'),)
+$(error JOBS must be a whole number >= 1, got '$(JOBS)')
+endif
+endif
+ifdef BUNDLE
+ifeq ($(wildcard $(BUNDLE)),)
+$(error BUNDLE=$(BUNDLE): no such file; make one with `python -m cckl_core bundle --profile P --out FILE`)
+endif
+endif
+
+.PHONY: help env test pytest fixture nbval paper evaluations render report lab data clean rehearse
 .DEFAULT_GOAL := help
 
 help:
-	@sed -n '1,8p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '1,9p' Makefile | sed 's/^# \{0,1\}//'
 
 # ---------------------------------------------------------------- environment
+# The tested set of versions (requirements.lock), then the package itself without resolving anything.
 env: $(STAMP)
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	$(VENV)/bin/pip install --quiet -r requirements.lock
+	PYTHONWARNINGS=ignore $(VENV)/bin/pip install --quiet --no-deps --no-build-isolation -e .
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@touch $@
 
 # ---------------------------------------------------------------- tests
-# pytest (2 workers, one torch thread each) then the notebooks on the smoke profile under nbval.
+# pytest (2 workers, one torch thread each), then the notebooks under nbval, rendering a smoke fixture that the
+# test set-up trains once (build/test-fixture/; the notebooks train nothing).
+FIXTURE := $(CURDIR)/build/test-fixture
 test: pytest nbval
 
-pytest: $(STAMP)
-	CCKL_THREADS=1 $(PY) -m pytest -n 2 -q -p no:cacheprovider tests
+fixture: $(STAMP)
+	@CCKL_THREADS=1 $(PY) tests/fixture.py $(FIXTURE)
 
-nbval: $(STAMP)
-	CCKL_PROFILE=smoke CCKL_DEVICE=cpu CCKL_ARTIFACTS=$(CURDIR)/build/nbval/artifacts CCKL_FIGURES=$(CURDIR)/build/nbval/figures \
+pytest: fixture
+	CCKL_TEST_FIXTURE=$(FIXTURE) CCKL_THREADS=1 $(PY) -m pytest -n 2 -q -p no:cacheprovider tests
+
+nbval: fixture
+	CCKL_PROFILE=smoke CCKL_ARTIFACTS=$(FIXTURE)/artifacts CCKL_DATA_ROOT=$(FIXTURE)/no-data CCKL_FIGURES=$(CURDIR)/build/nbval/figures \
 	  $(PY) -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env $(addprefix notebooks/,$(addsuffix .ipynb,$(NOTEBOOKS)))
 
 # ---------------------------------------------------------------- the paper
-# runs (training) -> evaluations (attacks, pairs, Fisher: cached in each run's folder) ->
-# notebooks (render only). Runs and evaluations are targets of their own (rules generated
-# from the profile), so `make -j` trains and evaluates independent runs in parallel and a
-# notebook never calls a model. With BUNDLE=file.tar.gz the results are unpacked first and
-# nothing is trained or evaluated.
-# (BUNDLE_DONE is defined before deps.mk is read: make expands a rule's prerequisites as it reads it.)
+# evaluate (train what the cache lacks, then its evaluations, runs side by side: cckl_core.schedule) ->
+# render (the notebooks read the cache only, RENDER_JOBS at a time, into build/<profile>/) -> report
+# (figures/<profile>/index.html, compute_costs, figures/README.md). With BUNDLE=file the results are unpacked
+# first and nothing needs computing. Completion is read from the run cache: no stamps.
+paper: evaluations
+	@start=$$(date +%s); $(MAKE) --no-print-directory -j$(RENDER_JOBS) render PROFILE=$(PROFILE) && \
+	  $(MAKE) --no-print-directory report PROFILE=$(PROFILE) && \
+	  echo "[cckl] rendered and published in $$(( $$(date +%s) - start )) s: figures/$(PROFILE)/index.html, figures/README.md, executed notebooks in build/$(PROFILE)/"
+
+evaluations: $(STAMP)
 ifdef BUNDLE
-BUNDLE_DONE := build/$(PROFILE)/bundle.done
-$(BUNDLE_DONE): $(BUNDLE) $(STAMP)
-	$(PY) -m cckl_core unbundle --profile $(PROFILE) $(BUNDLE)
-	@mkdir -p $(@D) && touch $@
+	$(PY) -m cckl_core unbundle --profile $(PROFILE) $(call q,$(BUNDLE))
 endif
+	$(PY) -m cckl_core evaluate --profile $(PROFILE) --device $(call q,$(DEVICE)) $(if $(JOBS),--jobs $(call q,$(JOBS)))
 
-ifneq ($(filter paper runs evaluations render,$(MAKECMDGOALS)),)
--include build/$(PROFILE)/deps.mk
-endif
-
-build/$(PROFILE)/deps.mk: $(STAMP) cckl_core/profiles/$(PROFILE).toml cckl_core/__main__.py
-	@mkdir -p $(@D)
-	$(PY) -m cckl_core deps --profile $(PROFILE) > $@
-
-runs: $(addprefix build/$(PROFILE)/runs/,$(addsuffix .done,$(RUNS_$(PROFILE))))
-evaluations: $(addprefix build/$(PROFILE)/evals/,$(addsuffix .done,$(RUNS_$(PROFILE))))
-
-# `paper` trains and evaluates JOBS runs side by side, each with THREADS torch threads, as
-# `python -m cckl_core jobs` says: on a CPU one job per core (one thread each; on 2 cores
-# 1.05-1.23x the training throughput of one 2-thread job: benchmarks/jobs.py), on a GPU one job.
-# JOBS=n fixes the number.
-# The notebooks only read cached results, so they render RENDER_JOBS at a time, sharing the
-# cores (OMP_NUM_THREADS = cores / RENDER_JOBS: oversubscribed threads slow the small tensor ops).
-RENDER_JOBS ?= 2
 RENDER_THREADS = $(shell n=$$(( $$(nproc 2>/dev/null || echo 1) / $(RENDER_JOBS) )); [ $$n -ge 1 ] && echo $$n || echo 1)
-paper: $(STAMP) build/$(PROFILE)/deps.mk
-	@$(MAKE) -q evaluations PROFILE=$(PROFILE) DEVICE=$(DEVICE) 2>/dev/null || { \
-	  set -- $$($(PY) -m cckl_core jobs --profile $(PROFILE) --device $(DEVICE) $(if $(JOBS),--jobs $(JOBS))) && [ $$# -eq 2 ] && \
-	  echo "[cckl] training and evaluating $$1 run(s) at a time, $$2 torch thread(s) each" && \
-	  CCKL_THREADS=$$2 $(MAKE) --no-print-directory -Oline -j$$1 evaluations PROFILE=$(PROFILE) DEVICE=$(DEVICE); }
-	@$(MAKE) --no-print-directory -j$(RENDER_JOBS) render PROFILE=$(PROFILE) DEVICE=$(DEVICE)
-	$(PY) -m cckl_core.report --profile $(PROFILE) --costs
-	@echo "figures in figures/$(PROFILE)/, summary in figures/README.md, executed notebooks in build/$(PROFILE)/"
-
 render: $(addprefix build/$(PROFILE)/,$(addsuffix .ipynb,$(NOTEBOOKS)))
 
-build/$(PROFILE)/%.ipynb: notebooks/%.ipynb $(STAMP)
-	@mkdir -p $(@D)
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-$(RENDER_THREADS)} CCKL_PROFILE=$(PROFILE) CCKL_DEVICE=$(DEVICE) $(PY) -m papermill --log-level WARNING --no-progress-bar $< $@ -p profile $(PROFILE) -p device $(DEVICE)
+# A notebook's kernel log goes to a file, shown only when the notebook fails.
+build/$(PROFILE)/%.ipynb: notebooks/%.ipynb $(STAMP) FORCE
+	@mkdir -p $(@D) && echo "[cckl] rendering $* ($(PROFILE))"
+	@OMP_NUM_THREADS=$(RENDER_THREADS) CCKL_FIGURES=$(CURDIR)/figures $(PY) -m papermill --log-level ERROR \
+	  --no-progress-bar $< $@ -p profile $(PROFILE) > build/$(PROFILE)/$*.log 2>&1 || \
+	  { cat build/$(PROFILE)/$*.log; echo "[cckl] $* failed; its log: build/$(PROFILE)/$*.log"; exit 1; }
+
+report: $(STAMP)
+	@CCKL_FIGURES=$(CURDIR)/figures $(PY) -m cckl_core report --profile $(PROFILE) --notebooks build/$(PROFILE)
+
+FORCE:
 
 # ---------------------------------------------------------------- helpers
+# JupyterLab on this folder (notebooks/, build/, figures/), on localhost with a token, as root or not; the kernels
+# get PROFILE when given (else each notebook picks a profile whose results are present).
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks/
+	$(if $(filter command line,$(origin PROFILE)),CCKL_PROFILE=$(PROFILE)) $(VENV)/bin/jupyter lab --ip=127.0.0.1 \
+	  --no-browser $(if $(filter 0,$(shell id -u)),--allow-root) --ServerApp.root_dir=$(CURDIR) \
+	  --LabApp.default_url=/lab/tree/notebooks
+
+# The gpu profile's exact runs at a few images on this CPU: train, evaluate, bundle, unbundle, render.
+rehearse: $(STAMP)
+	$(PY) -m cckl_core rehearse --profile gpu
 
 # Unpack the offline CIFAR-10 copy (JPEG q75) where the loader finds it.
 data:

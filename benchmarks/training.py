@@ -7,7 +7,7 @@ For each model and precision, on random [0, 1] images of batch ``--batch`` (defa
   TRADES costs ``steps`` input-gradient passes plus one training pass over two branches),
   and the same for PGD-AT;
 - with ``--precisions fp32 bf16``: the speed-up of bf16 autocast over fp32 for each objective
-  (the training code's own autocast, ``cckl_core.devices.autocast``).
+  (the training code's own step, :func:`cckl_core.training.step`, with its autocast).
 Timings: ``time.perf_counter`` (CUDA synchronised), one warm-up step, median of ``--repeats`` steps.
 
     python benchmarks/training.py
@@ -20,21 +20,16 @@ import os
 
 import torch
 
-from cckl_core import profiles, runs, training
-from cckl_core.devices import autocast, resolve_device
+from dataclasses import replace
+
+from cckl_core import profiles, training
+from cckl_core.devices import resolve_device
 from timing import median_seconds
 
 
 def step_time(model, opt, x, y, cfg, repeats: int, device) -> float:
-    """Median seconds of one training step (attack, loss, backward, SGD step) after a warm-up."""
-    def one():
-        with autocast(device, cfg["precision"]):
-            loss = training.objective_loss(model, x, y, cfg)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    return median_seconds(one, repeats, device=device)[0]
+    """Median seconds of one :func:`cckl_core.training.step` (attack, loss, backward, SGD step) after a warm-up."""
+    return median_seconds(lambda: training.step(model, opt, None, x, y, cfg), repeats, device=device)[0]
 
 
 def main() -> None:
@@ -57,16 +52,17 @@ def main() -> None:
           f"{'PGD-AT/(s+1) std':>17s} {'TRADES/(s+1) std':>17s}")
     for spec in args.models:
         name, width = spec.split(":")
-        cfg = {**profiles.RUN_KEYS, "model": name, "width": float(width), "objective": "standard", "lr": 0.01,
-               "attack_steps": args.steps, "batch_norm": (float(width) < 1) if name.startswith("vgg") else None}
+        cfg = profiles.run_config("bench", "benchmark", {
+            "model": name, "width": float(width), "objective": "standard", "lr": 0.01, "attack_steps": args.steps,
+            "batch_norm": (float(width) < 1) if name.startswith("vgg") else None, "epochs": 2, "milestones": [1]})
         times = {}
         for precision in args.precisions:
-            model, channels_last = runs.fresh_model(cfg, None, device)
+            model, channels_last = training.fresh_model(cfg, None, device)
             opt, _ = training.make_optimizer(model, cfg)
             x = torch.rand(args.batch, 3, 32, 32, device=device)
             x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
             y = torch.randint(0, 10, (args.batch,), device=device)
-            t = {obj: step_time(model, opt, x, y, {**cfg, "objective": obj, "precision": precision}, args.repeats, device)
+            t = {obj: step_time(model, opt, x, y, replace(cfg, objective=obj, precision=precision), args.repeats, device)
                  for obj in ("standard", "pgd_at", "trades")}
             times[precision] = t
             base = (args.steps + 1) * t["standard"]

@@ -1,35 +1,20 @@
-"""Command line: ``python -m cckl_core <command>`` (also installed as ``cckl``).
+"""The command line: ``cckl <command>`` (also ``python -m cckl_core <command>``).
 
-- ``train --profile P --run NAME [--seed S] [--device D]``: train (or resume, or find cached) one run.
-- ``evaluate --profile P [--run NAME] [--seed S] [--device D]``: compute the missing cached
-  evaluations (Table 1 attacks, Figure 5 pairs, ...) of one run or of all; trains what is missing.
-- ``runs --profile P``: state, epochs, last accuracy / robust accuracy / Fisher norm of every run and seed.
-- ``plan --profile P [--device D]``: time a few steps per run here and estimate the profile's cost.
-- ``launch --profile P --executor slurm|local [...]``: one job per (run, seed) through submitit,
-  each training then evaluating into the shared artifacts root (see ``cckl_core.launch``).
-- ``bundle --profile P --out FILE.tar.gz`` / ``unbundle FILE.tar.gz``: results without weights, to render elsewhere.
-- ``list --profile P``: run names; ``deps --profile P``: Makefile rules (runs, evaluations, notebooks);
-  ``jobs --profile P [--device D] [--jobs N]``: ``JOBS THREADS``, how ``make paper`` runs them side by side.
-
-A user's mistake (unknown profile, run or device, a bad setting, missing data) ends with one
-line on stderr and exit status 2.
+A user's mistake (an unknown profile, run or device, a bad setting, missing data) ends with one
+line on stderr and exit status 2; an interrupted command keeps what it finished and exits 130.
 """
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
-from . import profiles
+from . import __version__, profiles
 
-#: Which roles (see the profiles' [roles]) each notebook reads.
-NOTEBOOK_ROLES = {
-    "01_theorem_check": ["fig2_standard", "fig6_cifar10", "fig6_cifar100"],
-    "02_fisher_growth": ["fig3_standard", "fig3_pgd_at", "fig3_trades", "fig8_standard", "fig8_pgd_at",
-                         "fig8_trades", "fig9_robust"],
-    "03_capacity_study": ["table1", "fig5"],
-    "04_appendix_c_table": ["table2"],
-}
+DESCRIPTION = ("cckl: reproduce 'Towards Disentangling Non-Robust and Robust Components in Performance Metric'. "
+               "Train and evaluate a profile's runs into the cache (evaluate), render the paper's notebooks from it "
+               "(make paper), move results between machines (bundle, unbundle).")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,19 +23,122 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def _runs_of(profile: profiles.Profile, notebook: str) -> list[str]:
-    out: list[str] = []
-    for role in NOTEBOOK_ROLES[notebook]:
-        names = profile.roles.get(role, [])
-        for n in [names] if isinstance(names, str) else names:
-            if n not in out:
-                out.append(n)
-    return out
+class _Once(argparse.Action):
+    """An option that may be given once: a second value is a mistake, not an override."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if getattr(namespace, f"_seen_{self.dest}", False):
+            parser.error(f"{option_string} given twice; give it once (a comma-separated list where it takes several)")
+        setattr(namespace, f"_seen_{self.dest}", True)
+        if isinstance(values, str) and not values.strip():
+            parser.error(f"{option_string} is empty; give a value or leave the option out")
+        setattr(namespace, self.dest, values)
 
 
-def stamp_name(run: str, seed: int, profile: profiles.Profile) -> str:
-    """Make's stamp for (run, seed): ``run`` for the profile's first seed, ``run.seedS`` for the others."""
-    return run if seed == profile.seeds[0] else f"{run}.seed{seed}"
+def _prog() -> str:
+    return "cckl" if Path(sys.argv[0]).name == "cckl" else "python -m cckl_core"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=_prog(), description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"cckl {__version__}")
+    sub = parser.add_subparsers(dest="cmd", required=True, parser_class=_Parser, metavar="command")
+    prof_help = (f"one of {', '.join(profiles.names())} (default: $CCKL_PROFILE, else paper where CUDA is available "
+                 "and quick where it is not)")
+
+    def add(name, help_, device=False, progress=False):
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.add_argument("--profile", default=None, action=_Once, help=prof_help)
+        if device:
+            p.add_argument("--device", default="auto", action=_Once, help="auto (CUDA if present), cpu, cuda or cuda:N")
+        if progress:
+            p.add_argument("--no-progress", action="store_true", help="no per-epoch progress lines")
+        return p
+
+    p = add("train", "train, resume or find one cached run (no evaluations)", device=True, progress=True)
+    p.add_argument("--run", required=True, action=_Once, help="run name from the profile (see `list`)")
+    p.add_argument("--seed", type=int, default=None, action=_Once, help="training seed (default: the profile's first)")
+    p = add("evaluate", "train what is missing and compute the cached evaluations; several runs side by side "
+                        "(the one local scheduler: what `make paper` runs)", device=True, progress=True)
+    p.add_argument("--run", default=None, action=_Once, help="one run (default: every run; see --runs)")
+    p.add_argument("--runs", default=None, action=_Once, help="comma-separated run names (default: all)")
+    p.add_argument("--seed", type=int, default=None, action=_Once, help="one training seed (default: the profile's seeds)")
+    p.add_argument("--seeds", default=None, action=_Once, help="comma-separated training seeds")
+    p.add_argument("--sample-seed", type=int, default=0, action=_Once,
+                   help="sampling seed of the evaluations (test subsets, pairs; default 0: what the notebooks read)")
+    p.add_argument("--jobs", type=int, default=None, action=_Once,
+                   help="runs side by side (default: one per CPU core; on a GPU as many as fit in its memory)")
+    p.add_argument("--no-plan", action="store_true", help="order runs by counted FLOPs instead of timing their steps "
+                                                          "first (no time estimate)")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one run in this process (the scheduler's)
+    add("runs", "state, epochs and last accuracy of every run and seed in the cache")
+    add("list", "the profile's run names")
+    add("notebooks", "the paper's notebooks")
+    add("default-profile", "the profile `make paper` uses when none is named")
+    p = add("jobs", "how many runs `evaluate` trains side by side here, and torch threads for each", device=True)
+    p.add_argument("--jobs", type=int, default=None, action=_Once, help="fix the number of jobs")
+    p = add("plan", "estimate the profile's training and evaluation time on this device (times a few steps per run)",
+            device=True)
+    p.add_argument("--runs", default=None, action=_Once, help="comma-separated run names (default: all)")
+    p.add_argument("--probe-batch", type=int, default=None, action=_Once,
+                   help="images per timed training step (default: the run's batch; 8 on the CPU when a step is slow)")
+    p.add_argument("--eval-probe", type=int, default=None, action=_Once,
+                   help="images per timed evaluation call (default: 256 on CUDA, 64 on the CPU)")
+    p = add("bundle", "pack configs, histories and evaluations (no weights) into one .tar.gz")
+    p.add_argument("--out", required=True, action=_Once, help="the bundle file to write, e.g. gpu-results.tar.gz")
+    p = sub.add_parser("unbundle", help="unpack a bundle into the artifacts root, verified",
+                       description="unpack a bundle into the artifacts root, verified")
+    p.add_argument("bundle", help="a file made by `bundle`")
+    p.add_argument("--profile", default=None, action=_Once, help="refuse a bundle of another profile")
+    p.add_argument("--replace", action="store_true", help="replace a local run folder that holds another training")
+    add("costs", "what each finished run cost, and on which device (from the cache)")
+    p = add("spread", "print the [seed_spread] section of a profile from the training seeds in the cache")
+    p.add_argument("--machine", default="", help="a few words on the machine, recorded with the numbers")
+    p = add("report", "write the compute-cost table, figures/README.md and the HTML report of a profile's figures")
+    p.add_argument("--root", default=None, help="figures root (default: $CCKL_FIGURES, else build/scratch/figures)")
+    p.add_argument("--notebooks", default=None, help="a folder of executed notebooks (build/<profile>/) to export to "
+                                                     "HTML beside the figures")
+    p = add("rehearse", "run a profile's exact runs end to end on the CPU at a few images: train, evaluate, bundle, "
+                        "unbundle, render (before a GPU session)")
+    p.add_argument("--out", default=None, help="folder for the rehearsal's cache and output (default: a temporary one)")
+    p = add("launch", "train and evaluate every (run, seed) not yet complete: a Slurm job array or the local scheduler",
+            device=True)
+    p.add_argument("--executor", required=True, choices=("slurm", "local"),
+                   help="slurm: one job array, returns after submission (see --wait); local: side by side here, waits")
+    p.add_argument("--partition", default=None, help="Slurm partition (default: the cluster's)")
+    p.add_argument("--gpus-per-job", type=int, default=1, help="GPUs per Slurm task (default 1)")
+    p.add_argument("--cpus-per-task", type=int, default=None, help="Slurm CPUs per task (default: the cluster's)")
+    p.add_argument("--max-parallel", type=int, default=None,
+                   help="tasks at a time (default: slurm all; local as `evaluate`)")
+    p.add_argument("--time", default=None, help="Slurm time limit per task, HH:MM:SS (default 08:00:00); a task at "
+                                                "its limit is requeued and resumes")
+    p.add_argument("--runs", default=None, action=_Once, help="comma-separated run names (default: all)")
+    p.add_argument("--seeds", default=None, action=_Once, help="comma-separated seeds (default: the profile's seeds)")
+    p.add_argument("--logs", default=None, help="submitit folder for logs (default: <artifacts root>/<profile>/.launch)")
+    p.add_argument("--wait", action="store_true", help="slurm: block until every task has finished, then summarise")
+    p.add_argument("--no-plan", action="store_true", help="local: order runs by counted FLOPs instead of timing them")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from . import runs, store
+    from .data import DataNotFoundError
+    from .evaluations import EvaluationMissingError
+    from .paper import ResultsMissing
+    from .training import NonFiniteLossError
+
+    try:
+        return _dispatch(args)
+    except (ValueError, KeyError, DataNotFoundError, NonFiniteLossError, runs.RunNotFoundError, EvaluationMissingError,
+            ResultsMissing, PermissionError, NotADirectoryError, store.DiskFullError) as err:
+        msg = err.args[0] if isinstance(err, KeyError) and err.args else (err.strerror or str(err)) \
+            if isinstance(err, store.DiskFullError) else str(err)
+        print("error: " + " ".join(line.strip() for line in str(msg).splitlines()), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished epochs and evaluations are kept; run the same command to resume", file=sys.stderr)
+        return 130
 
 
 def _check_artifacts_root() -> None:
@@ -64,77 +152,17 @@ def _check_artifacts_root() -> None:
             break
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m cckl_core", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
-    prof_help = f"one of {', '.join(profiles.names())} (default: $CCKL_PROFILE, else paper with CUDA, quick without)"
+def _selection(profile: profiles.Profile, args) -> list[profiles.RunConfig]:
+    from .launch import check_selection, parse_list
 
-    def add(name, help_, device=False, run=None, seed=False):
-        p = sub.add_parser(name, help=help_)
-        p.add_argument("--profile", default=None, help=prof_help)
-        if run is not None:
-            p.add_argument("--run", required=run, help="run name from the profile (see `list`)")
-        if seed:
-            p.add_argument("--seed", type=int, default=None, help="training seed (default: the profile's first)")
-        if device:
-            p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-            p.add_argument("--no-progress", action="store_true")
-        return p
-
-    add("train", "train, resume or find one cached run", device=True, run=True, seed=True)
-    add("evaluate", "compute the missing cached evaluations of one run (or all)", device=True, run=False, seed=True)
-    add("runs", "state of every run and seed in the cache")
-    add("list", "run names")
-    add("deps", "Makefile rules")
-    p = add("jobs", "print `JOBS THREADS`: the training/evaluation jobs `make paper` runs side by side here, "
-                    "and torch threads for each", device=True)
-    p.add_argument("--jobs", type=int, default=None, help="fix the number of jobs (default: one per CPU core, at most "
-                   "one per run; one on a GPU)")
-    p = add("plan", "estimate the profile's training and evaluation time on this device", device=True)
-    p.add_argument("--runs", default=None, help="comma-separated run names (default: all)")
-    p.add_argument("--probe-batch", type=int, default=None, help="images per timed training step (default: the run's batch; 8 on the CPU when a full step would take > 20 s)")
-    p.add_argument("--eval-probe", type=int, default=None, help="images per timed evaluation call (default: 256 on CUDA, 64 on the CPU; float64 costs use 1/8 of it)")
-    p = add("bundle", "pack configs, histories and evaluations (no weights) into one .tar.gz")
-    p.add_argument("--out", required=True, help="the bundle file to write, e.g. gpu-results.tar.gz")
-    p = add("launch", "train and evaluate every (run, seed) not yet complete: a Slurm job array or local processes")
-    p.add_argument("--executor", required=True, choices=("slurm", "local"),
-                   help="slurm: one job array, returns after submission (see --wait); local: processes here, waits")
-    p.add_argument("--partition", default=None, help="Slurm partition (default: the cluster's)")
-    p.add_argument("--gpus-per-job", type=int, default=1, help="GPUs per task (default 1)")
-    p.add_argument("--cpus-per-task", type=int, default=None, help="Slurm CPUs per task (default: the cluster's)")
-    p.add_argument("--max-parallel", type=int, default=None,
-                   help="tasks at a time (default: slurm all; local one per GPU, on the CPU one per core)")
-    p.add_argument("--time", default=None, help="time limit per task, HH:MM:SS (default: slurm 08:00:00, local none); "
-                   "a task at its limit is requeued and resumes")
-    p.add_argument("--runs", default=None, help="comma-separated run names (default: all)")
-    p.add_argument("--seeds", default=None, help="comma-separated seeds (default: the profile's seeds)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda (a local launch gives each task its own GPU)")
-    p.add_argument("--logs", default=None, help="submitit folder for logs (default: <artifacts root>/<profile>/.launch)")
-    p.add_argument("--wait", action="store_true", help="slurm: block until every task has finished, then summarise")
-    p = sub.add_parser("unbundle", help="unpack a bundle into the artifacts root and verify it")
-    p.add_argument("bundle", help="a file made by `bundle`")
-    p.add_argument("--profile", default=None, help="refuse a bundle of another profile")
-    p.add_argument("--replace", action="store_true", help="delete a local run folder that holds another training")
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    from . import runs
-    from .data import DataNotFoundError
-    from .evaluations import EvaluationMissingError
-    from .training import NonFiniteLossError
-
-    try:
-        return _dispatch(args)
-    except (ValueError, KeyError, DataNotFoundError, NonFiniteLossError, runs.RunNotFoundError,
-            EvaluationMissingError, PermissionError, NotADirectoryError) as err:
-        msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-        print("error: " + " ".join(line.strip() for line in str(msg).splitlines()), file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: finished epochs and evaluations are kept; run the same command to resume", file=sys.stderr)
-        return 130
+    if args.run is not None and args.runs is not None:
+        raise ValueError("give --run or --runs, not both")
+    if args.seed is not None and args.seeds is not None:
+        raise ValueError("give --seed or --seeds, not both")
+    names = [args.run] if args.run is not None else parse_list(args.runs, "--runs")
+    seeds = [args.seed] if args.seed is not None else parse_list(args.seeds, "--seeds", int)
+    names, seeds = check_selection(profile, names, seeds)
+    return profile.configs(names, seeds)
 
 
 def _dispatch(args) -> int:
@@ -147,39 +175,35 @@ def _dispatch(args) -> int:
         manifest = bundle.extract(args.bundle, args.profile, replace=args.replace)
         print(f"[cckl] unpacked {len(manifest['runs'])} runs of profile {manifest['profile']} from {args.bundle}")
         return 0
+    if args.cmd == "notebooks":
+        from .paper import NOTEBOOKS
+        print("\n".join(NOTEBOOKS))
+        return 0
+    if args.cmd == "default-profile":
+        print(profiles.check_name(args.profile) if args.profile else profiles.default_to_compute())
+        return 0
     profile = profiles.load(args.profile)
-    if args.cmd in ("train", "evaluate", "plan"):
+    if args.cmd in ("train", "evaluate", "plan", "rehearse"):
         _check_artifacts_root()
+    if getattr(args, "device", None) is not None:
         resolve_device(args.device)  # fail early, in one line, on a device this machine lacks
+    if args.cmd in ("train", "evaluate", "plan"):
         configure_threads()  # $CCKL_THREADS, else the CPUs this process may use
     if args.cmd == "train":
-        if args.run not in profile.runs:
-            raise ValueError(f"profile {profile.name!r} has no run {args.run!r}; its runs: {', '.join(profile.runs)}")
+        from .trainer import train
+        cfg = profile.run(args.run, args.seed)
         try:
-            run = runs.get_or_train(profile.name, args.run, device=args.device, progress=not args.no_progress,
-                                    weights=False, seed=args.seed)
+            run = train(cfg, device=args.device, progress=not args.no_progress)
         except runs.RunSkipped as skip:
             print(f"[cckl] {skip}")
             return 0
         last = run.history[-1]
-        print(f"[cckl] {profile.name}/{args.run} (seed {run.seed}): {last['epoch']} epochs, test acc {last['test_acc']:.4f}, "
-              f"robust acc {last.get('robust_acc', float('nan')):.4f}, mean ||F||_F {last['fisher_fro_mean']:.4g}, at {run.path}")
+        print(f"[cckl] {cfg.label}: {last['epoch']} epochs, test acc {last['test_acc']:.4f}, robust acc "
+              f"{last.get('robust_acc', float('nan')):.4f}, mean ||F||_F {last['fisher_fro_mean']:.4g}, at {run.path}")
     elif args.cmd == "evaluate":
-        from . import evaluations
-        names = [args.run] if args.run else list(profile.runs)
-        for name in names:
-            if name not in profile.runs:
-                raise ValueError(f"profile {profile.name!r} has no run {name!r}; its runs: {', '.join(profile.runs)}")
-            try:
-                done = evaluations.evaluate_run(profile.name, name, device=args.device, seed=args.seed,
-                                                progress=not args.no_progress)
-            except runs.RunSkipped as skip:
-                print(f"[cckl] {skip}")
-                continue
-            summary = ", ".join(f"{e} {how}" + (f" in {sec:.1f} s" if how == "computed" else "") for e, how, sec in done)
-            print(f"[cckl] {profile.name}/{name}: {summary or 'no evaluations needed'}")
+        return _evaluate(profile, args)
     elif args.cmd == "runs":
-        rows = runs.status(profile.name)
+        rows = runs.status(profile)
         print(f"{'run':28s} {'seed':>4s} {'model':18s} {'objective':9s} {'dataset':9s} {'epochs':8s} {'state':26s} "
               f"{'test_acc':>8s} {'rob_acc':>8s} {'mean|F|_F':>10s}")
         for r in rows:
@@ -191,62 +215,80 @@ def _dispatch(args) -> int:
                   f"{r['epochs']:8s} {state:26s} {acc:>8s} {rob:>8s} {fro:>10s}")
     elif args.cmd == "list":
         print("\n".join(profile.runs))
-    elif args.cmd == "deps":
-        print(_deps(profile))
     elif args.cmd == "jobs":
-        from . import devices
-        if args.jobs is not None and args.jobs < 1:
-            raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
-        if devices.resolve_device(args.device).type == "cuda":
-            jobs = args.jobs or 1
-            threads = devices.threads_per_job(jobs)
-        else:
-            jobs, threads = devices.cpu_job_layout(len(profile.runs) * len(profile.seeds), args.jobs)
-        print(jobs, threads)
+        from . import schedule
+        n = len(profile.runs) * len(profile.seeds)
+        slots, threads = (schedule.gpu_slots(args.jobs) if resolve_device(args.device).type == "cuda"
+                          else schedule.cpu_slots(n, args.jobs))
+        for s in slots:
+            mem = f", {s.memory / 2 ** 30:.0f} GiB shared by memory" if s.memory < float("inf") else ""
+            print(f"{s.device}: up to {s.capacity} runs side by side{mem}, {threads} torch thread(s) each")
     elif args.cmd == "plan":
+        from .launch import parse_list
         from .plan import plan
-        names = args.runs.split(",") if args.runs else None
+        names = parse_list(args.runs, "--runs")
         for n in names or []:
-            if n not in profile.runs:
-                raise ValueError(f"profile {profile.name!r} has no run {n!r}; its runs: {', '.join(profile.runs)}")
+            profile.run(n)
         for flag, value in (("--probe-batch", args.probe_batch), ("--eval-probe", args.eval_probe)):
             if value is not None and value < 1:
                 raise ValueError(f"{flag} must be >= 1, got {value}")
-        plan(profile.name, args.device, args.probe_batch, names, eval_probe=args.eval_probe)
+        plan(profile, args.device, args.probe_batch, names, eval_probe=args.eval_probe)
     elif args.cmd == "launch":
         from . import launch
         try:
-            return launch.run_cli(profile.name, args)
+            return launch.run_cli(profile, args)
         except launch.MissingExtraError as err:
             raise ValueError(str(err)) from None
     elif args.cmd == "bundle":
         from . import bundle
-        manifest = bundle.create(profile.name, Path(args.out))
+        manifest = bundle.create(profile, Path(args.out))
         print(f"[cckl] {args.out}: {len(manifest['runs'])} runs, {manifest['files']} files, "
               f"{manifest['bytes'] / 2 ** 20:.2f} MiB (no weights)")
         for m in manifest["missing"]:
             print(f"[cckl] not in the bundle (not finished): {m}")
+    elif args.cmd == "costs":
+        import pandas as pd
+
+        from . import costs, tables
+        rows = costs.rows(profile)
+        print(tables.markdown_table(pd.DataFrame(rows)) if rows else f"[cckl] no finished run of {profile.name} in the cache")
+    elif args.cmd == "spread":
+        from .paper.capacity_study import spread_toml
+        print(spread_toml(profile, machine=args.machine), end="")
+    elif args.cmd == "report":
+        from . import report
+        return report.main(profile, args.root, args.notebooks)
+    elif args.cmd == "rehearse":
+        from . import rehearsal
+        return rehearsal.main(profile, args.out)
     return 0
 
 
-def _deps(profile: profiles.Profile) -> str:
-    """Makefile rules: a stamp per (run, seed) for training and one for evaluation; notebooks need the latter."""
-    from .plan import by_size
+def _evaluate(profile: profiles.Profile, args) -> int:
+    from . import evaluations, runs, schedule
 
-    p = profile.name
-    lines = ["# runs largest first (plan.by_size), so that `make -j` finishes them together"]
-    stamps = [(n, s, stamp_name(n, s, profile)) for n in by_size(profile) for s in profile.seeds]
-    lines.append(f"RUNS_{p} := {' '.join(st for _, _, st in stamps)}")
-    for name, seed, st in stamps:
-        lines.append(f"build/{p}/runs/{st}.done: $(BUNDLE_DONE)\n\t$(PY) -m cckl_core train --profile {p} --run {name} "
-                     f"--seed {seed} --device $(DEVICE) --no-progress\n\t@mkdir -p $(@D) && touch $@")
-        lines.append(f"build/{p}/evals/{st}.done: build/{p}/runs/{st}.done\n\t$(PY) -m cckl_core evaluate --profile {p} "
-                     f"--run {name} --seed {seed} --device $(DEVICE) --no-progress\n\t@mkdir -p $(@D) && touch $@")
-    for nb in NOTEBOOK_ROLES:
-        need = " ".join(f"build/{p}/evals/{stamp_name(n, s, profile)}.done" for n in _runs_of(profile, nb)
-                        for s in profile.seeds)
-        lines.append(f"build/{p}/{nb}.ipynb: {need}")
-    return "\n".join(lines)
+    configs = _selection(profile, args)
+    if args.sample_seed < 0:
+        raise ValueError(f"--sample-seed must be >= 0, got {args.sample_seed}")
+    if args.worker or (len(configs) == 1 and args.jobs in (None, 1)):
+        cfg = configs[0]
+        try:
+            done = evaluations.evaluate_run(profile, cfg, device=args.device, sample_seed=args.sample_seed,
+                                            progress=not args.no_progress)
+        except runs.RunSkipped as skip:
+            print(f"[cckl] {skip}", flush=True)
+            return 0
+        summary = ", ".join(f"{e} {how}" + (f" in {sec:.1f} s" if how == "computed" else "") for e, how, sec in done)
+        print(f"[cckl] {cfg.label}: trained; {summary or 'no evaluations needed'}", flush=True)
+        return 0
+    start = time.perf_counter()
+    outcomes = schedule.run(profile, configs, device=args.device, jobs=args.jobs, sample_seed=args.sample_seed,
+                            plan_first=not args.no_plan)
+    if outcomes:
+        print(f"[cckl] {profile.name}: {schedule.summary(outcomes)} in {(time.perf_counter() - start) / 60:.1f} min",
+              flush=True)
+    failed = [o for o in outcomes if o.status == schedule.FAILED]
+    return 1 if failed else 0
 
 
 def cli() -> None:

@@ -13,20 +13,19 @@ per finished (run, seed):
   when it was computed (``evaluations`` counts them, cached / needed);
 - ``device``: the GPU's name, or ``cpu (N threads)``, from ``environment.json``.
 
-``python -m cckl_core.costs --profile P`` writes the table; ``make paper`` writes it through
-``python -m cckl_core.report --profile P --costs``, just before the summary that lists it.
+``python -m cckl_core report --profile P`` (the last step of ``make paper``) writes it beside the
+figures, before the summary that lists it.
 """
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from datetime import datetime
+from pathlib import Path
 
 import pandas as pd
 
-from . import evaluations, profiles, report, runs
-from .paths import figures_root
+from . import evaluations, runs, tables
+from .profiles import Profile
 
 TABLE = "compute_costs"
 _STAMP = "%Y-%m-%dT%H:%M:%S%z"
@@ -53,14 +52,14 @@ def _device(env: dict) -> str:
     return f"{env.get('device', '?')} ({threads} thread{'' if threads == 1 else 's'})"
 
 
-def rows(profile: str) -> list[dict]:
+def rows(profile: Profile) -> list[dict]:
     """One record per finished (run, seed) of ``profile`` in the cache (see the module docstring)."""
-    prof = profiles.load(profile)
+    prof = profile
     out = []
     for name in prof.runs:
-        for seed in sorted(set(prof.seeds) | set(runs.seeds_present(prof.name, name))):
+        for seed in sorted(set(prof.seeds) | set(runs.seeds_present(prof, name))):
             try:
-                run = runs.load(prof.name, name, weights=False, seed=seed)
+                run = runs.load(prof.run(name, seed))
             except runs.RunNotFoundError:
                 continue
             try:
@@ -72,7 +71,7 @@ def rows(profile: str) -> list[dict]:
                      if res is not None]
             out.append({
                 "run": name, "seed": seed, "model": run.display_name,
-                "precision": run.config.get("precision", "fp32"), "device": _device(env),
+                "precision": run.config.precision, "device": _device(env),
                 "epochs": len(run.history) - 1,
                 "train_min": _minutes(sum(rec.get("train_seconds") or 0.0 for rec in run.history)),
                 "run_wall_min": _minutes(_wall_seconds(env.get("started"), (run.manifest or {}).get("finished"))),
@@ -82,36 +81,16 @@ def rows(profile: str) -> list[dict]:
     return out
 
 
-def write(profile: str) -> pd.DataFrame | None:
-    """Write ``figures/<profile>/compute_costs.{csv,md}``; None (and nothing written) when no run is finished."""
+def write(profile: Profile, folder: Path) -> pd.DataFrame | None:
+    """Write ``folder/compute_costs.{csv,md}``; None (and nothing written) when no run is finished."""
     records = rows(profile)
     if not records:
         return None
     df = pd.DataFrame(records)
     total = df[["train_min", "run_wall_min", "evaluations_min"]].sum(min_count=1)
-    caption = (f"Compute per run ({profile}): SGD minutes, the finishing training session's wall minutes "
+    caption = (f"Compute per run ({profile.name}): SGD minutes, the finishing training session's wall minutes "
                f"(data loading and per-epoch evaluation included), cached evaluations' minutes. Totals: "
                f"{total['train_min']:.1f} min training, {total['run_wall_min']:.1f} min training sessions, "
                f"{total['evaluations_min']:.1f} min evaluations")
-    report.table(df, TABLE, profile, caption=caption, index=False, digits=4)
+    tables.write(df, TABLE, folder, caption=caption, index=False, digits=4)
     return df
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cckl_core.costs", description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", required=True)
-    args = parser.parse_args(argv)
-    try:
-        df = write(args.profile)
-    except profiles.ProfileError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    if df is None:
-        print(f"[cckl] no finished run of profile {args.profile!r} in the cache: no cost table written")
-    else:
-        print(f"[cckl] {figures_root() / args.profile / TABLE}.md: {len(df)} runs")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -12,6 +12,8 @@ import os
 import torch
 
 PRECISIONS = ("fp32", "bf16")
+#: More torch threads than this per CPU cannot help: a larger CCKL_THREADS is refused as a mistake.
+MAX_THREADS_PER_CPU = 4
 
 
 class DeviceError(ValueError):
@@ -24,26 +26,30 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     ``None`` and ``"auto"`` read ``$CCKL_DEVICE`` first, then pick CUDA if present. On CUDA,
     ``torch.backends.cudnn.benchmark`` is switched on (the input shape is fixed per run).
     """
+    source = ""
     if isinstance(device, torch.device):
         dev = device
     else:
         if device in (None, "auto"):
-            device = os.environ.get("CCKL_DEVICE", "auto") or "auto"
+            env = os.environ.get("CCKL_DEVICE")
+            if env is not None and not env.strip():
+                raise DeviceError("CCKL_DEVICE is set but empty; unset it or set it to auto, cpu, cuda or cuda:N")
+            device, source = (env.strip(), " (from $CCKL_DEVICE)") if env else ("auto", "")
         if device == "auto":
             dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         else:
             try:
                 dev = torch.device(device)
             except (RuntimeError, TypeError) as err:
-                raise DeviceError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from err
+                raise DeviceError(f"unknown device {device!r}{source}; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from err
             if dev.type not in ("cpu", "cuda"):
-                raise DeviceError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
+                raise DeviceError(f"unknown device {device!r}{source}; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise DeviceError(f"device {str(dev)!r} was asked for but CUDA is not available on this machine; "
+            raise DeviceError(f"device {str(dev)!r}{source} was asked for but CUDA is not available on this machine; "
                               "use 'cpu' or 'auto'")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise DeviceError(f"device {str(dev)!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+            raise DeviceError(f"device {str(dev)!r}{source}: this machine has {torch.cuda.device_count()} CUDA device(s)")
         torch.backends.cudnn.benchmark = True
     return dev
 
@@ -69,6 +75,9 @@ def requested_threads() -> int:
                           "(e.g. CCKL_THREADS=2) or unset it to use every CPU this process may use") from None
     if n < 0:
         raise DeviceError(f"CCKL_THREADS={n} must be >= 0 (0 = every CPU this process may use)")
+    if n > MAX_THREADS_PER_CPU * available_cpus():
+        raise DeviceError(f"CCKL_THREADS={n} is far more than the {available_cpus()} CPU(s) this process may use "
+                          f"(at most {MAX_THREADS_PER_CPU} per CPU make sense); lower it, or unset it to use every CPU")
     return n
 
 
@@ -94,15 +103,38 @@ def cpu_job_layout(n_tasks: int, jobs: int | None = None) -> tuple[int, int]:
     cores poorly: on the 2-core machine two one-thread jobs train more images per second than
     one two-thread job (``benchmarks/jobs.py`` measures it), so side by side is the default.
     """
-    if jobs is not None and jobs < 1:
-        raise ValueError(f"the number of jobs must be >= 1, got {jobs}")
+    if jobs is not None and (jobs < 1 or jobs > MAX_THREADS_PER_CPU * available_cpus()):
+        raise ValueError(f"the number of jobs must be in [1, {MAX_THREADS_PER_CPU * available_cpus()}] here "
+                         f"({available_cpus()} CPUs), got {jobs}")
     if jobs is None:
         cpus, threads = available_cpus(), requested_threads()
         jobs = max(1, min(cpus // threads if threads else cpus, n_tasks))
     return jobs, threads_per_job(jobs)
 
 
-def autocast(device: torch.device, precision: str = "fp32"):
+def machine_info() -> dict:
+    """What makes floating-point results differ between machines: the CPU model, the vector
+    extensions it has and the one torch dispatches to, the BLAS / oneDNN build, the intra- and
+    inter-op threads. Read from ``/proc/cpuinfo`` and ``torch.__config__`` (empty fields where absent)."""
+    model, flags = "", []
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name") and not model:
+                    model = line.split(":", 1)[1].strip()
+                elif line.startswith("flags") and not flags:
+                    flags = [f for f in line.split(":", 1)[1].split() if f.startswith(("avx", "amx", "fma", "sse4"))]
+    except OSError:
+        pass
+    build = torch.__config__.show()
+    libraries = [line.strip(" -") for line in build.splitlines()
+                 if any(k in line for k in ("Math Kernel Library", "MKL-DNN", "oneDNN", "OpenBLAS", "OpenMP"))]
+    blas = next((part.split("=", 1)[1] for part in build.replace(",", " ").split() if part.startswith("BLAS_INFO=")), "")
+    return {"cpu_model": model, "cpu_flags": sorted(flags), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "blas": blas, "libraries": libraries, "interop_threads": torch.get_num_interop_threads()}
+
+
+def autocast(device: torch.device, precision: str = "fp32") -> contextlib.AbstractContextManager:
     """``torch.autocast`` to bfloat16 on ``device`` when ``precision == "bf16"``, else a no-op context."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")

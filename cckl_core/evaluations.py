@@ -1,12 +1,13 @@
 """Cached evaluations of a trained run: every computation the notebooks need from a model.
 
-An evaluation is computed once per run by ``python -m cckl_core evaluate`` (or on a cache
-miss by :func:`get`) and stored in the run's folder as ``evaluations/<name>-<key>.npz``
-(arrays) beside ``<name>-<key>.json`` (settings, scalar values, the SHA-256 of the ``.npz``
-and of the model it was computed from). ``key`` hashes the evaluation's settings and code
-version; the model checksum is compared on every read, so a changed setting or a retrained
-model recomputes and nothing stale is reused. The notebooks read these files and never
-call a model, so they render anywhere, from a results bundle, without weights or data.
+An evaluation is computed once per run by ``python -m cckl_core evaluate`` (:func:`compute`) and
+stored in the run's folder as ``evaluations/<name>-<key>.npz`` (arrays) beside ``<name>-<key>.json``
+(settings, scalar values, the SHA-256 of the ``.npz``, the run's key and the SHA-256 of the model it
+was computed from; the record is sealed with the checksum of its own content). ``key`` hashes the
+evaluation's settings and code version; the run key, the model checksum and the seal are checked
+on every read, so a changed setting, a retrained model or an edited value is never reused. The
+notebooks read these files (:func:`read`, :func:`require`) and never call a model, so they render
+anywhere, from a results bundle, without weights or data.
 
 Evaluations (the profile role whose runs need them, the settings from ``[evaluation]``):
 
@@ -33,10 +34,11 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import attacks, fisher, metrics, profiles, runs, store
+from . import attacks, fisher, metrics, runs, store
 from .data import Batches
-from .devices import autocast, resolve_device
-from .training import predict, robust_correct
+from .devices import resolve_device
+from .profiles import Profile, RunConfig
+from .training import fresh_model, predict, robust_correct
 
 #: L2 radii of the eq. 12 check (pixel units; 8/255 in L-inf has the L2 norm 8/255 * sqrt(3072) = 1.74).
 EQ12_L2_RADII = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 8 / 255 * 3072 ** 0.5)
@@ -72,13 +74,13 @@ def names() -> list[str]:
     return list(_REGISTRY)
 
 
-def needed(profile: profiles.Profile, run_name: str) -> list[str]:
+def needed(profile: Profile, run_name: str) -> list[str]:
     """The evaluations run ``run_name`` needs, given the roles it plays in ``profile``."""
     roles = profile.roles_of(run_name)
     return [s.name for s in _REGISTRY.values() if s.role in roles]
 
 
-def settings(profile: profiles.Profile, name: str, sample_seed: int = 0) -> dict:
+def settings(profile: Profile, name: str, sample_seed: int = 0) -> dict:
     """The settings of evaluation ``name`` under ``profile``: its ``[evaluation]`` keys, the sampling seed
     and the code version (all of which key the cache)."""
     spec = _spec(name)
@@ -109,16 +111,16 @@ def _files(run: runs.Run, s: dict):
 
 
 def read(run: runs.Run, s: dict) -> Result | None:
-    """The cached result for settings ``s``, or None if absent, stale (other model) or damaged."""
+    """The cached result for settings ``s``, or None if absent, stale (other model or run), edited or damaged."""
     npz, meta_file = _files(run, s)
     try:
-        meta = store.read_json(meta_file)
-        if meta["model_sha256"] != run.model_sha256 or meta["settings"] != s:
+        meta = store.check_seal(store.read_json(meta_file), meta_file)
+        if meta["run_key"] != run.key or meta["model_sha256"] != run.model_sha256 or meta["settings"] != s:
             return None
         payload = store.read_verified(npz, meta["npz_sha256"])
         with np.load(io.BytesIO(payload), allow_pickle=False) as z:
             out = Result({k: z[k] for k in z.files})
-    except (FileNotFoundError, store.CorruptedFileError, KeyError, ValueError, OSError):
+    except (FileNotFoundError, store.CorruptedFileError, KeyError, ValueError, OSError, TypeError):
         return None
     out.update(meta.get("values", {}))
     out.meta = meta
@@ -133,35 +135,47 @@ def _write(run: runs.Run, s: dict, result: dict, seconds: float, device: torch.d
     np.savez_compressed(buf, **arrays)
     npz, meta_file = _files(run, s)
     digest = store.atomic_write_bytes(npz, buf.getvalue())
-    meta = {"settings": s, "model_sha256": run.model_sha256, "npz_sha256": digest, "values": values,
-            "seconds": seconds, "device": str(device), "torch": torch.__version__,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    meta = store.sealed({"settings": s, "run_key": run.key, "model_sha256": run.model_sha256, "npz_sha256": digest,
+                         "values": values, "seconds": seconds, "device": str(device), "torch": torch.__version__,
+                         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     store.atomic_write_json(meta_file, meta)
     out = Result({**arrays, **values})
     out.meta = meta
     return out
 
 
-def get(run: runs.Run, name: str, s: dict, device: str | torch.device = "auto", compute: bool = True,
-        progress: bool = False) -> Result:
-    """Evaluation ``name`` of ``run`` with settings ``s``: from the cache, else computed (loading the
-    run's weights) and stored. ``compute=False`` raises :class:`EvaluationMissingError` on a miss."""
+def command(cfg: RunConfig, sample_seed: int = 0) -> str:
+    """The command that computes the evaluations of run ``cfg``."""
+    return (f"python -m cckl_core evaluate --profile {cfg.profile} --run {cfg.name} --seed {cfg.seed}"
+            + (f" --sample-seed {sample_seed}" if sample_seed else ""))
+
+
+def require(run: runs.Run, name: str, s: dict) -> Result:
+    """The cached evaluation ``name`` of ``run`` with settings ``s``; :class:`EvaluationMissingError`
+    naming the command that computes it when it is not cached (nothing is computed)."""
+    cached = read(run, s)
+    if cached is None:
+        raise EvaluationMissingError(f"evaluation {name!r} of run {run.config.label} is not cached; compute it with "
+                                     f"`{command(run.config, s['sample_seed'])}`")
+    return cached
+
+
+def compute(run: runs.Run, name: str, s: dict, device: str | torch.device = "auto", progress: bool = False) -> Result:
+    """Evaluation ``name`` of ``run`` with settings ``s``: from the cache, else computed from the
+    run's weights and stored (under the run folder's lock)."""
     if s.get("name") != name:
         raise ValueError(f"settings are for {s.get('name')!r}, not {name!r}")
     cached = read(run, s)
     if cached is not None:
         return cached
-    fix = f"python -m cckl_core evaluate --profile {run.profile} --run {run.name}"
-    if not compute:
-        raise EvaluationMissingError(f"evaluation {name!r} of run {run.name!r} is not cached; compute it with `{fix}`")
     with store.locked(run.path):
         cached = read(run, s)
         if cached is not None:
             return cached
         try:
-            full = runs.load(run.profile, run.name, device=device, weights=True, seed=run.seed)
+            full = runs.load(run.config, weights=True, device=device)
         except runs.WeightsRemovedError as err:
-            raise EvaluationMissingError(f"evaluation {name!r} of run {run.name!r} is not cached and {err}") from None
+            raise EvaluationMissingError(f"evaluation {name!r} of run {run.config.label} is not cached and {err}") from None
         dev = resolve_device(device)
         start = time.perf_counter()
         result = _spec(name).compute(full, s, dev, progress)
@@ -170,28 +184,28 @@ def get(run: runs.Run, name: str, s: dict, device: str | torch.device = "auto", 
         return _write(full, s, result, time.perf_counter() - start, dev)
 
 
-def of(run: runs.Run, name: str, sample_seed: int = 0, device: str | torch.device = "auto",
-       compute: bool = True) -> Result:
-    """Evaluation ``name`` of ``run`` with its profile's settings (what the notebooks call)."""
-    return get(run, name, settings(profiles.load(run.profile), name, sample_seed), device=device, compute=compute)
+def missing(profile: Profile, run: runs.Run, sample_seed: int = 0) -> list[str]:
+    """The evaluations run ``run`` needs in ``profile`` that are not cached."""
+    return [e for e in needed(profile, run.name) if read(run, settings(profile, e, sample_seed)) is None]
 
 
-def evaluate_run(profile: str, run_name: str, device: str | torch.device = "auto", seed: int | None = None,
-                 sample_seed: int = 0, progress: bool = True, train: bool = True) -> list[tuple[str, str, float]]:
-    """Compute every missing evaluation of one run (training it first when ``train``).
+def evaluate_run(profile: Profile, cfg: RunConfig, device: str | torch.device = "auto", sample_seed: int = 0,
+                 progress: bool = True, train: bool = True,
+                 log: Callable[[str], None] | None = None) -> list[tuple[str, str, float]]:
+    """Compute every missing evaluation of run ``cfg`` (training it first when ``train``).
 
     Returns ``(evaluation, "cached" | "computed", seconds)`` per evaluation.
     """
-    prof = profiles.load(profile)
-    run = (runs.get_or_train(prof.name, run_name, device=device, progress=progress, weights=False, seed=seed) if train
-           else runs.load(prof.name, run_name, device=device, weights=False, seed=seed))
+    from .trainer import train as train_run
+
+    run = train_run(cfg, device=device, progress=progress, log=log) if train else runs.load(cfg)
     out = []
-    for name in needed(prof, run_name):
-        s = settings(prof, name, sample_seed)
+    for name in needed(profile, cfg.name):
+        s = settings(profile, name, sample_seed)
         if read(run, s) is not None:
             out.append((name, "cached", 0.0))
             continue
-        res = get(run, name, s, device=device, progress=progress)
+        res = compute(run, name, s, device=device, progress=progress)
         out.append((name, "computed", res.meta["seconds"]))
     return out
 
@@ -217,7 +231,7 @@ def _theorem(run: runs.Run, s: dict, dev: torch.device, progress: bool) -> dict:
     """Test-set logits at initialisation and after training (Theorem 3.1), and the Figure 1 pair."""
     test = _test_subset(run, s["n_theorem"], s["sample_seed"])
     batches = Batches(test, 500, device=dev)
-    init_model, _ = runs.fresh_model(run.config, test.num_classes, dev)
+    init_model, _ = fresh_model(run.config, test.num_classes, dev)
     logits_init, labels = predict(init_model, batches)
     logits_final, _ = predict(run.model, batches)
     h0, h_end = run.history[0], run.history[-1]
@@ -244,7 +258,7 @@ def _table1(run: runs.Run, s: dict, dev: torch.device, progress: bool) -> dict:
         out["correct_clean"] = torch.cat([(run.model(x[i:i + 500]).argmax(1) == y[i:i + 500]).cpu()
                                           for i in range(0, len(x), 500)])
     for key, spec in _attack_specs(s["pgd_steps"]).items():
-        out[f"correct_{key}"] = robust_correct(run.model, x, y, spec, run.config["precision"], batch_size=250)
+        out[f"correct_{key}"] = robust_correct(run.model, x, y, spec, run.config.precision, batch_size=250)
     if s["autoattack"] and s["n_autoattack"] > 0:
         n_aa = min(s["n_autoattack"], len(test))
         x_adv = attacks.autoattack(run.model, x[:n_aa], y[:n_aa], eps=attacks.EPS, seed=s["sample_seed"])
@@ -276,7 +290,7 @@ def _fig9(run: runs.Run, s: dict, dev: torch.device, progress: bool) -> dict:
     x, y = test.float(dev), test.labels.to(dev)
     with torch.no_grad(), fisher.eval_mode(run.model):
         correct = torch.cat([(run.model(x[i:i + 500]).argmax(1) == y[i:i + 500]).cpu() for i in range(0, len(x), 500)])
-    robust = robust_correct(run.model, x, y, _attack_specs(s["pgd_steps"])["pgd"], run.config["precision"], 250)
+    robust = robust_correct(run.model, x, y, _attack_specs(s["pgd_steps"])["pgd"], run.config.precision, 250)
     stats = fisher.fisher_stats(run.model, x, batch_size=128)
     return {"labels": test.labels, "index": _origin(test), "correct": correct, "correct_pgd": robust,
             "frobenius": stats["frobenius"], "spectral": stats["spectral"]}

@@ -19,12 +19,14 @@ from __future__ import annotations
 import copy
 import math
 import time
+from typing import Callable
 
 import torch
 
-from . import attacks, evaluations, fisher, profiles, runs
+from . import attacks, evaluations, fisher
 from .devices import autocast, resolve_device
-from .training import make_optimizer, objective_loss
+from .profiles import Profile, RunConfig
+from .training import fresh_model, make_optimizer, step
 
 #: Images in the full splits, for ``n_train = 0`` / ``n_test = 0`` (no data is read).
 FULL_SIZES = {"cifar10": (50000, 10000), "cifar100": (50000, 10000), "synthetic": (2000, 500)}
@@ -46,20 +48,22 @@ def _timeit(fn, device: torch.device, budget: float = 1.0, max_reps: int = 5) ->
     return (time.perf_counter() - start) / reps
 
 
-def unit_costs(cfg: dict, device: torch.device, probe: int | None = None, eval_probe: int | None = None,
+def unit_costs(cfg: RunConfig, device: torch.device, probe: int | None = None, eval_probe: int | None = None,
                max_step_seconds: float = 20.0) -> dict[str, float]:
-    """Seconds per image of a training step, a forward pass, an attack step (fp32/precision and fp64),
-    the Fisher statistics (fp32 and fp64) and a ``kl_g1_g2`` pair, for the run config ``cfg``.
+    """Seconds per image of a training step (:func:`cckl_core.training.step`), a forward pass, an
+    attack step (fp32/precision and fp64), the Fisher statistics (fp32 and fp64) and a ``kl_g1_g2``
+    pair, for the run config ``cfg``; on CUDA also ``peak_bytes``, the device memory a training
+    step at the run's batch size took (what :mod:`cckl_core.schedule` packs runs on a GPU by).
 
     The training step is timed at the run's batch size (``probe`` overrides), except on the CPU
     when a step at batch 8 predicts more than ``max_step_seconds`` for the full batch: then it is
     timed at batch 8 and scaled per image (an over-estimate: small batches cost more per image).
     Evaluation costs are timed at ``eval_probe`` images (default 256 on CUDA, 64 on the CPU).
     """
-    num_classes = 100 if cfg["dataset"] == "cifar100" else 10
-    model, channels_last = runs.fresh_model(cfg, num_classes, device)
+    num_classes = cfg.num_classes
+    model, channels_last = fresh_model(cfg, num_classes, device)
     opt, _ = make_optimizer(model, cfg)
-    precision = cfg["precision"]
+    precision = cfg.precision
 
     def batch(n: int, dtype=torch.float32):
         x = torch.rand(n, 3, 32, 32, device=device, dtype=dtype)
@@ -68,14 +72,10 @@ def unit_costs(cfg: dict, device: torch.device, probe: int | None = None, eval_p
         return x, torch.randint(0, num_classes, (n,), device=device)
 
     def train_step(x, y):
-        with autocast(device, precision):
-            loss = objective_loss(model, x, y, cfg)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        step(model, opt, None, x, y, cfg)
 
     if probe is None:
-        probe = cfg["batch_size"]
+        probe = cfg.batch_size
         if device.type == "cpu" and probe > 8:
             small = batch(8)
             start = time.perf_counter()
@@ -83,7 +83,11 @@ def unit_costs(cfg: dict, device: torch.device, probe: int | None = None, eval_p
             if (time.perf_counter() - start) * probe / 8 > max_step_seconds:
                 probe = 8
     x, y = batch(probe)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     costs = {"step": _timeit(lambda: train_step(x, y), device, max_reps=3) / probe}
+    if device.type == "cuda":
+        costs["peak_bytes"] = float(torch.cuda.max_memory_allocated(device)) * cfg.batch_size / probe
 
     n_eval = eval_probe or (256 if device.type == "cuda" else 64)
     x, y = batch(n_eval)
@@ -110,7 +114,7 @@ def unit_costs(cfg: dict, device: torch.device, probe: int | None = None, eval_p
     return costs
 
 
-def flop_costs(cfg: dict) -> dict[str, float]:
+def flop_costs(cfg: RunConfig) -> dict[str, float]:
     """:func:`unit_costs`' keys in floating-point operations per image instead of seconds, from
     nothing but the model's forward cost ``F`` (``torch.utils.flop_counter`` on one image):
     ``fwd = F``, ``fb = 3F`` (forward + backward), ``step`` = ``3F`` (standard),
@@ -121,43 +125,42 @@ def flop_costs(cfg: dict) -> dict[str, float]:
     """
     from torch.utils.flop_counter import FlopCounterMode
 
-    num_classes = 100 if cfg["dataset"] == "cifar100" else 10
-    model, _ = runs.fresh_model(cfg, num_classes, torch.device("cpu"))
+    num_classes = cfg.num_classes
+    model, _ = fresh_model(cfg, num_classes, torch.device("cpu"))
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model.eval()(torch.rand(1, 3, 32, 32))
-    f, k = float(counter.get_total_flops()), cfg["attack_steps"]
-    step = {"standard": 3 * f, "pgd_at": (k + 1) * 3 * f, "trades": k * 3 * f + 7 * f}[cfg["objective"]]
+    f, k = float(counter.get_total_flops()), cfg.attack_steps
+    train = {"standard": 3 * f, "pgd_at": (k + 1) * 3 * f, "trades": k * 3 * f + 7 * f}[cfg.objective]
     fisher_ = (1 + 2 * num_classes) * f
-    return {"step": step, "fwd": f, "fb": 3 * f, "fisher": fisher_, "pair": 2 * fisher_,
+    return {"step": train, "fwd": f, "fb": 3 * f, "fisher": fisher_, "pair": 2 * fisher_,
             "fb64": 9 * f, "fisher64": 3 * fisher_, "pair64": 6 * fisher_}
 
 
-def by_size(profile: profiles.Profile, names: list[str] | None = None) -> list[str]:
+def by_size(profile: Profile, names: list[str] | None = None) -> list[str]:
     """Run names by :func:`estimate` under :func:`flop_costs`, largest first (ties in profile order)."""
     names = list(profile.runs) if names is None else names
-    size = {n: estimate(profile, n, flop_costs(profile.run(n)))["total"] for n in names}
+    size = {n: estimate(profile, profile.run(n), flop_costs(profile.run(n)))["total"] for n in names}
     return sorted(names, key=lambda n: -size[n])
 
 
-def estimate(profile: profiles.Profile, name: str, costs: dict[str, float]) -> dict[str, float]:
-    """Estimated seconds of training, per-epoch evaluation and cached evaluations of run ``name``."""
-    cfg = profile.run(name)
-    full_train, full_test = FULL_SIZES.get(cfg["dataset"], (cfg["n_train"], cfg["n_test"]))
-    n_train, n_test = cfg["n_train"] or full_train, cfg["n_test"] or full_test
+def estimate(profile: Profile, cfg: RunConfig, costs: dict[str, float]) -> dict[str, float]:
+    """Estimated seconds of training, per-epoch evaluation and cached evaluations of run ``cfg``."""
+    full_train, full_test = FULL_SIZES.get(cfg.dataset, (cfg.n_train, cfg.n_test))
+    n_train, n_test = cfg.n_train or full_train, cfg.n_test or full_test
     ev = profile.evaluation
-    k = ev["pgd_steps"]
-    steps = math.ceil(n_train / cfg["batch_size"]) * cfg["epochs"]
-    train = steps * cfg["batch_size"] * costs["step"]
-    per_epoch = (min(cfg["fisher_n"], n_test) * costs["fisher"] + n_test * costs["fwd"]
-                 + min(cfg["robust_n"], n_test) * 10 * costs["fb"]) * (cfg["epochs"] + 1)
-    size = {"table1": ev["n_eval"] or n_test, "fig9": min(ev["n_fig9"], n_test), "table2": min(ev["n_table2"], n_test),
-            "eq12": min(ev["n_eq12"], n_test), "fig5": ev["n_pairs"], "theorem": ev["n_theorem"] or n_test}
+    k = ev.pgd_steps
+    steps = math.ceil(n_train / cfg.batch_size) * cfg.epochs
+    train = steps * cfg.batch_size * costs["step"]
+    per_epoch = (min(cfg.fisher_n, n_test) * costs["fisher"] + n_test * costs["fwd"]
+                 + min(cfg.robust_n, n_test) * 10 * costs["fb"]) * (cfg.epochs + 1)
+    size = {"table1": ev.n_eval or n_test, "fig9": min(ev.n_fig9, n_test), "table2": min(ev.n_table2, n_test),
+            "eq12": min(ev.n_eq12, n_test), "fig5": ev.n_pairs, "theorem": ev.n_theorem or n_test}
     per_image = {"table1": costs["fwd"] + 2 * k * costs["fb"], "fig5": costs["pair"],
                  "fig9": k * costs["fb"] + costs["fisher"] + costs["fwd"],
                  "eq12": costs["fisher64"] + (len(evaluations.EQ12_L2_RADII) + len(evaluations.EQ12_LINF_RADII)) * 20 * costs["fb64"],
                  "table2": len(evaluations.TABLE2_EPS) * (10 * costs["fb"] + costs["pair64"]),
                  "theorem": 2 * costs["fwd"]}
-    evals = sum(size[e] * per_image[e] for e in evaluations.needed(profile, name))
+    evals = sum(size[e] * per_image[e] for e in evaluations.needed(profile, cfg.name))
     return {"steps": steps, "train": train, "per_epoch_eval": per_epoch, "evaluations": evals,
             "total": train + per_epoch + evals}
 
@@ -167,25 +170,29 @@ def fmt_seconds(s: float) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
-def plan(profile_name: str, device: str = "auto", probe: int | None = None, runs_: list[str] | None = None,
-         out=print, eval_probe: int | None = None) -> list[dict]:
-    """Time each run's unit costs on ``device`` and print the estimate table; returns its rows."""
-    prof = profiles.load(profile_name)
+def plan(profile: Profile, device: str = "auto", probe: int | None = None, runs_: list[str] | None = None,
+         out: Callable[[str], None] = print, eval_probe: int | None = None) -> list[dict]:
+    """Time each run's unit costs on ``device`` and print the estimate table; returns its rows
+    (``run``, ``optional``, ``steps``, ``train``, ``per_epoch_eval``, ``evaluations``, ``total``
+    in seconds, and on CUDA ``peak_bytes``)."""
     dev = resolve_device(device)
-    names = runs_ or list(prof.runs)
+    names = runs_ or list(profile.runs)
     rows = []
-    out(f"plan for profile {prof.name} on {dev}" + (f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else
-                                                   f" ({torch.get_num_threads()} thread{'' if torch.get_num_threads() == 1 else 's'})"))
-    header = f"{'run':28s} {'model':12s} {'objective':9s} {'prec':4s} {'epochs':>6s} {'steps':>7s} {'train':>9s} {'epoch eval':>10s} {'evals':>9s} {'total':>9s}"
-    out(header)
+    threads = torch.get_num_threads()
+    out(f"plan for profile {profile.name} on {dev}" + (f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else
+                                                      f" ({threads} thread{'' if threads == 1 else 's'})"))
+    out(f"{'run':28s} {'model':12s} {'objective':9s} {'prec':4s} {'epochs':>6s} {'steps':>7s} {'train':>9s} "
+        f"{'epoch eval':>10s} {'evals':>9s} {'total':>9s}")
     for name in names:
-        cfg = prof.run(name)
-        est = estimate(prof, name, unit_costs(cfg, dev, probe, eval_probe))
-        rows.append({"run": name, "optional": cfg["optional"], **est})
-        out(f"{name[:28]:28s} {cfg['model'][:12]:12s} {cfg['objective']:9s} {cfg['precision']:4s} {cfg['epochs']:6d} "
+        cfg = profile.run(name)
+        costs = unit_costs(cfg, dev, probe, eval_probe)
+        est = estimate(profile, cfg, costs)
+        rows.append({"run": name, "optional": cfg.optional, **est,
+                     **({"peak_bytes": costs["peak_bytes"]} if "peak_bytes" in costs else {})})
+        out(f"{name[:28]:28s} {cfg.model[:12]:12s} {cfg.objective:9s} {cfg.precision:4s} {cfg.epochs:6d} "
             f"{est['steps']:7d} {fmt_seconds(est['train']):>9s} {fmt_seconds(est['per_epoch_eval']):>10s} "
             f"{fmt_seconds(est['evaluations']):>9s} {fmt_seconds(est['total']):>9s}"
-            + ("  (optional: skipped where its data is missing; not in the total)" if cfg["optional"] else ""))
+            + ("  (optional: skipped where its data is missing; not in the total)" if cfg.optional else ""))
     counted = [r for r in rows if not r["optional"]] or rows
     total = sum(r["total"] for r in counted)
     longest = max(counted, key=lambda r: r["total"])

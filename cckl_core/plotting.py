@@ -5,8 +5,7 @@ Every figure the notebooks make goes through three calls:
 1. :func:`set_style` once per notebook (one seaborn theme, font sizes and panel size);
 2. :func:`stamp` puts ``"<dataset> · profile <profile> · <model(s)>"`` on the figure itself,
    above the panels, so a figure found on its own still says what it shows;
-3. :func:`save` writes ``figures_root()/<profile>/<name>.pdf`` and ``.png`` (it refuses an
-   unstamped figure).
+3. :func:`save` writes ``<folder>/<name>.pdf`` and ``.png`` (it refuses an unstamped figure).
 
 The plot functions below are the reusable pieces of the paper's figures: per-epoch history
 curves of several runs (Figures 2, 3, 4, 7, 8), CCKL against test loss with Pearson's r
@@ -22,16 +21,18 @@ import textwrap
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
+from numpy.typing import ArrayLike
 import seaborn as sns
 from scipy import stats
 
-from .paths import figures_root
-
 #: Size of one panel in inches (width, height); figures are ``n`` panels side by side.
 PANEL = (3.7, 2.9)
+#: Resolution of the saved PNG files.
+SAVE_DPI = 150
 #: Attribute under which :func:`stamp` leaves its text on the figure (read by :func:`save`).
 _STAMP_ATTR = "_cckl_stamp"
 
@@ -49,7 +50,7 @@ def set_style() -> None:
 
 
 def panels(n: int = 1, rows: int = 1, width: float | None = None, height: float | None = None,
-           **kwargs) -> tuple[plt.Figure, np.ndarray]:
+           **kwargs: Any) -> tuple[plt.Figure, np.ndarray]:
     """A figure of ``rows x n`` panels of :data:`PANEL` size; the axes come back as a flat array."""
     fig, axes = plt.subplots(rows, n, figsize=(width or PANEL[0] * n, height or PANEL[1] * rows),
                              squeeze=False, **kwargs)
@@ -74,7 +75,7 @@ def _names(obj) -> list[str]:
     return out
 
 
-def stamp_text(dataset, profile: str, model) -> str:
+def stamp_text(dataset: Any, profile: str, model: Any) -> str:
     """``"<dataset> · profile <profile> · <model>"``; ``dataset`` may be an ``ImageData`` (its ``.name``),
     a string or a sequence of either; ``model`` a run (its ``display_name``), a string or a sequence."""
     datasets = " / ".join(_names(dataset)) or "dataset unknown"
@@ -82,7 +83,7 @@ def stamp_text(dataset, profile: str, model) -> str:
     return f"{datasets} · profile {profile} · {models}"
 
 
-def stamp(fig: plt.Figure, dataset, profile: str, model):
+def stamp(fig: plt.Figure, dataset: Any, profile: str, model: Any) -> Any:
     """Write ``"<dataset> · profile <profile> · <model>"`` on ``fig``, above its panels.
 
     ``dataset``: an ``ImageData`` (its ``.name``, e.g. ``"CIFAR-10 (JPEG q75 copy)"``,
@@ -102,8 +103,8 @@ def stamp(fig: plt.Figure, dataset, profile: str, model):
     return artist
 
 
-def save(fig: plt.Figure, name: str, profile: str) -> tuple[Path, Path]:
-    """Write ``fig`` to ``figures_root()/<profile>/<name>.pdf`` and ``.png``; return both paths.
+def save(fig: plt.Figure, name: str, folder: Path) -> tuple[Path, Path]:
+    """Write ``fig`` to ``folder/<name>.pdf`` and ``.png``; return both paths.
 
     The figure must have been stamped (:func:`stamp`): every figure names its dataset,
     profile and model. The stamp also goes into the files' metadata; the PDF carries no
@@ -114,16 +115,16 @@ def save(fig: plt.Figure, name: str, profile: str) -> tuple[Path, Path]:
         raise ValueError(f"figure {name!r} has no stamp: call plotting.stamp(fig, dataset, profile, model) before save()")
     if not name or any(ch in name for ch in "/\\ "):
         raise ValueError(f"figure name must be a plain file stem like 'fig3_fisher_vgg13', got {name!r}")
-    folder = figures_root() / profile
+    folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     pdf, png = folder / f"{name}.pdf", folder / f"{name}.png"
     fig.savefig(pdf, bbox_inches="tight", metadata={"Title": name, "Subject": text, "CreationDate": None})
-    fig.savefig(png, bbox_inches="tight", metadata={"Title": name, "Description": text})
+    fig.savefig(png, bbox_inches="tight", dpi=SAVE_DPI, metadata={"Title": name, "Description": text})
     return pdf, png
 
 
 # --------------------------------------------------------------------------- statistics helpers
-def pearson(x, y) -> tuple[float, float]:
+def pearson(x: ArrayLike, y: ArrayLike) -> tuple[float, float]:
     """Pearson's r and its two-sided p-value (``scipy.stats.pearsonr``); ``(nan, nan)`` when
     there are fewer than 3 finite points or either variable is constant (r is undefined)."""
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
@@ -135,7 +136,7 @@ def pearson(x, y) -> tuple[float, float]:
     return float(res.statistic), float(res.pvalue)
 
 
-def history_series(run_or_history, key: str) -> tuple[np.ndarray, np.ndarray]:
+def history_series(run_or_history: Any, key: str) -> tuple[np.ndarray, np.ndarray]:
     """``(epochs, values)`` of ``key`` from a run's history (or the history list); missing or ``None`` -> nan."""
     history = getattr(run_or_history, "history", run_or_history)
     epochs = np.array([rec.get("epoch", k) for k, rec in enumerate(history)], dtype=float)
@@ -147,7 +148,7 @@ def _is_seed_group(item) -> bool:
     return isinstance(item, (list, tuple)) and bool(item) and hasattr(item[0], "history")
 
 
-def seed_series(item, key: str, log: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+def seed_series(item: Any, key: str, log: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """``(epochs, mean, std, n_seeds)`` of ``history[key]`` over a run or a list of runs of several seeds.
 
     With ``log=True`` the natural log is taken per seed before averaging. ``std`` (ddof 1) is
@@ -173,7 +174,7 @@ def _ln(values: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- history curves
 def plot_history(ax: plt.Axes, runs: Sequence, key: str, labels: Sequence[str] | None = None,
                  ylabel: str | None = None, log: bool = False, band: tuple[str, str] | None = None,
-                 colors: Sequence | None = None, **line_kw) -> None:
+                 colors: Sequence | None = None, **line_kw: Any) -> None:
     """One line per run of ``history[key]`` against the epoch (epoch 0 = initialisation).
 
     An item of ``runs`` may be a list of runs of several seeds: its line is the mean over the
@@ -252,7 +253,7 @@ def fisher_growth(runs: Sequence, labels: Sequence[str] | None = None, title: st
     return fig, axes
 
 
-def accuracy_and_fisher(run, title: str | None = None) -> tuple[plt.Figure, np.ndarray]:
+def accuracy_and_fisher(run: Any, title: str | None = None) -> tuple[plt.Figure, np.ndarray]:
     """Figures 4 and 7 (one training run): accuracy and ln mean ||F_x||_F per epoch on twin y axes
     (ln mean ||F_x||_2 dashed), and beside it ln mean ||F_x||_F against test accuracy, epoch by epoch."""
     fig, axes = panels(2)
@@ -283,7 +284,7 @@ def accuracy_and_fisher(run, title: str | None = None) -> tuple[plt.Figure, np.n
 
 
 # --------------------------------------------------------------------------- Figure 6
-def cckl_vs_loss(ax: plt.Axes, run, title: str | None = None, paper_r: float | None = None,
+def cckl_vs_loss(ax: plt.Axes, run: Any, title: str | None = None, paper_r: float | None = None,
                  from_epoch: int = 1) -> dict:
     """Figure 6 panel: CCKL (y) against test cross-entropy (x), one point per epoch coloured by epoch,
     with Pearson's r over epochs ``from_epoch``..end written on the panel (default 1: the
@@ -324,7 +325,8 @@ def skipped_panel(ax: plt.Axes, message: str, title: str | None = None) -> None:
 
 
 # --------------------------------------------------------------------------- Figure 1
-def output_distributions(images, labels, probs_init, probs_trained, classes: Sequence[str],
+def output_distributions(images: ArrayLike, labels: ArrayLike, probs_init: ArrayLike, probs_trained: ArrayLike,
+                         classes: Sequence[str],
                          kl_init: float, kl_trained: float, paper_kl: tuple[float, float] | None = None,
                          title: str | None = None) -> tuple[plt.Figure, np.ndarray]:
     """Figure 1: two cross-class samples (rows) with their image, ground-truth label, and the network's
@@ -465,7 +467,7 @@ def quantile_lines(ax: plt.Axes, x: Sequence[float], series: Mapping[str, np.nda
     ax.legend()
 
 
-def scatter_diagonal(ax: plt.Axes, x, y, hue=None, hue_label: str | None = None, xlabel: str | None = None,
+def scatter_diagonal(ax: plt.Axes, x: ArrayLike, y: ArrayLike, hue: ArrayLike | None = None, hue_label: str | None = None, xlabel: str | None = None,
                      ylabel: str | None = None, log: bool = True) -> None:
     """Scatter ``y`` against ``x`` with the line ``y = x``; log-log by default (non-positive points dropped)."""
     x, y = np.asarray(x, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()
@@ -490,7 +492,7 @@ def scatter_diagonal(ax: plt.Axes, x, y, hue=None, hue_label: str | None = None,
 # --------------------------------------------------------------------------- measured vs paper
 def paper_vs_measured_bars(ax: plt.Axes, categories: Sequence[str], measured: Sequence[float],
                            paper: Sequence[float] | None = None, ylabel: str | None = None,
-                           title: str | None = None, color=None,
+                           title: str | None = None, color: Any = None,
                            interval: tuple[Sequence[float], Sequence[float]] | None = None) -> None:
     """Bars of our measured values per category (with ``interval = (lo, hi)`` as error bars, e.g.
     95% Wilson intervals), with the paper's values as black diamonds."""

@@ -1,189 +1,44 @@
-"""Claims tables, result tables and the summary of everything under ``figures/``.
+"""What ``make paper`` leaves to look at: ``figures/README.md`` and one HTML page per profile.
 
-- :func:`claims_table` (end of every notebook): the paper's claims beside what we
-  measured, written to ``figures_root()/<profile>/claims_<notebook>.{csv,md,json}``.
-- :func:`table`: any result table (Table 1, Table 2, ...) as ``<name>.csv`` and ``<name>.md``.
-- ``python -m cckl_core.report --profile P`` (the last step of ``make paper``): gathers every
-  figure (PNG links), table and claims file found under ``figures_root()/<profile>/`` for
-  each profile present into ``figures_root()/README.md``. It only reports what exists, in
-  a fixed order, with no time stamps, so the same files give the same summary. ``--costs``
-  first writes the compute-cost table (:mod:`cckl_core.costs`) in the same process, under
-  ``figures_root()``: ``make paper`` runs ``report --costs``, one interpreter instead of two.
+``python -m cckl_core report --profile P`` (the last step of ``make paper``) writes, from the files
+the notebooks wrote under ``<figures root>/<profile>/``:
 
-"holds" is one of :data:`VERDICTS`: ``yes`` / ``no`` when the row's criterion (stated in its
-note: an interval or a test, fixed before looking at results) decides, ``inconclusive`` when
-it cannot at this sample size, ``not informative`` when the criterion could not have failed,
-``n/a`` when there is nothing to assess. The numbers come from the executed notebooks.
+- ``compute_costs.{csv,md}`` (:mod:`cckl_core.costs`), from the run cache;
+- ``index.html``: the headline table (each claim: the paper's value, ours, the verdict in colour),
+  then each figure beside the claims it shows, linking the executed notebook (``notebooks/*.html``
+  beside it, when ``make paper`` exported them);
+- ``<figures root>/README.md``: the same headline table for every published profile present
+  (:data:`PUBLISHED`: not ``smoke``, whose page is written but which the repository does not carry),
+  then its notes, tables and figures.
+
+It reports only what exists, in a fixed order, with no time stamps: the same files give the same
+summary. The summary of every verdict is printed at the end.
 """
 from __future__ import annotations
 
-import argparse
+import html
 import json
-import math
-import os
+import re
 import sys
-import tempfile
-from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
+from . import costs, stats, store, tables
 from .paths import figures_root
+from .profiles import ORDER, Profile, names
 
-#: Columns of every claims table, in order.
-CLAIM_COLUMNS = ["claim", "paper value", "measured value", "holds", "note"]
-_ALIASES = {"paper": "paper value", "measured": "measured value", "ours": "measured value"}
-#: A hand-written file in a profile folder, placed at the top of its section.
+#: A hand-written file in a profile folder, placed under its headline table.
 NOTES_FILE = "NOTES.md"
-#: Profiles in the order the summary lists them (others follow alphabetically).
-_PROFILE_ORDER = ["paper", "gpu", "quick", "smoke"]
+HTML_FILE = "index.html"
+#: Colours of the verdicts in the HTML report.
+COLOURS = {stats.HOLDS: "#1a7f37", stats.DOES_NOT_HOLD: "#cf222e", stats.INCONCLUSIVE: "#9a6700",
+           stats.NOT_INFORMATIVE: "#6e7781", stats.NOT_ASSESSED: "#6e7781"}
 
 
-# --------------------------------------------------------------------------- formatting
-def fmt(value, digits: int = 4) -> str:
-    """A cell as text: floats to ``digits`` significant digits, bools as yes/no, None as ``n/a``."""
-    if value is None:
-        return "n/a"
-    if isinstance(value, (bool, np.bool_)):
-        return "yes" if value else "no"
-    if isinstance(value, (float, np.floating)):
-        v = float(value)
-        if math.isnan(v):
-            return "n/a"
-        if math.isinf(v):
-            return "inf" if v > 0 else "-inf"
-        return f"{v:.{digits}g}"
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    return str(value)
-
-
-#: Verdicts a claims row may carry. "inconclusive": the interval or test cannot tell at this size;
-#: "not informative": the criterion cannot fail here (e.g. a negative lower bound of a non-negative
-#: quantity); "n/a": nothing to assess (a skipped run, a number reported without a claim).
-VERDICTS = ("yes", "no", "inconclusive", "not informative", "n/a")
-_VERDICT_ALIASES = {"holds": "yes", "does not hold": "no"}
-
-
-def _holds(value) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    if isinstance(value, str):
-        v = value.strip().lower()
-        v = _VERDICT_ALIASES.get(v, v)
-        if v in VERDICTS:
-            return v
-        raise ValueError(f"holds must be True/False/None or one of {VERDICTS} (or 'holds'/'does not hold'), got {value!r}")
-    return "yes" if bool(value) else "no"
-
-
-def count_verdicts(verdicts) -> dict[str, int]:
-    """How many rows carry each verdict; ``assessed`` = yes + no + inconclusive."""
-    counts = {v: 0 for v in VERDICTS}
-    for v in verdicts:
-        counts[_holds(v)] += 1
-    counts["assessed"] = counts["yes"] + counts["no"] + counts["inconclusive"]
-    return counts
-
-
-def verdict_line(counts: dict[str, int]) -> str:
-    """``"12 of 20 assessed claims hold, 3 do not, 5 inconclusive; 2 not informative, 1 n/a"``."""
-    return (f"{counts['yes']} of {counts['assessed']} assessed claims hold, {counts['no']} do not, "
-            f"{counts['inconclusive']} inconclusive; {counts['not informative']} not informative, {counts['n/a']} n/a")
-
-
-def markdown_table(df: pd.DataFrame, index: bool = False, digits: int = 4) -> str:
-    """A GitHub-flavoured Markdown table of ``df`` (no tabulate needed); ``|`` in cells is escaped."""
-    frame = df.reset_index() if index else df
-    header = [str(c) for c in frame.columns]
-
-    def cell(v) -> str:
-        return fmt(v, digits).replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(h.replace("|", "\\|") for h in header) + " |",
-             "|" + "|".join("---" for _ in header) + "|"]
-    for row in frame.itertuples(index=False):
-        lines.append("| " + " | ".join(cell(v) for v in row) + " |")
-    return "\n".join(lines)
-
-
-def _write_text(path: Path, text: str) -> None:
-    """Write atomically (temporary file + rename): a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-# --------------------------------------------------------------------------- tables
-def claims_table(rows: Iterable[Mapping], notebook: str, profile: str, dataset: str) -> pd.DataFrame:
-    """Write the claims of one notebook and return them as a DataFrame (for display).
-
-    ``rows``: mappings with ``claim``, ``paper`` (or ``"paper value"``), ``measured`` (or
-    ``"measured value"``), ``holds`` (True / False / None = not assessable here) and
-    ``note`` (the criterion used, caveats). Files: ``figures_root()/<profile>/claims_<notebook>``
-    ``.csv`` and ``.md`` (the five columns) and ``.json`` (the same plus notebook, profile and
-    dataset, which the summary reads).
-    """
-    records = []
-    for k, row in enumerate(rows):
-        row = {_ALIASES.get(key, key): val for key, val in row.items()}
-        unknown = set(row) - set(CLAIM_COLUMNS)
-        if unknown or "claim" not in row:
-            raise ValueError(f"claims row {k}: needs 'claim' and may have {CLAIM_COLUMNS[1:]}; got {sorted(row)}")
-        records.append({"claim": str(row["claim"]), "paper value": fmt(row.get("paper value")),
-                        "measured value": fmt(row.get("measured value")), "holds": _holds(row.get("holds")),
-                        "note": "" if row.get("note") is None else str(row["note"])})
-    df = pd.DataFrame(records, columns=CLAIM_COLUMNS)
-    folder = figures_root() / profile
-    stem = folder / f"claims_{notebook}"
-    _write_text(stem.with_suffix(".csv"), df.to_csv(index=False))
-    md = (f"**Claims of `{notebook}`** · profile `{profile}` · dataset {dataset} · "
-          f"{verdict_line(count_verdicts(df['holds']))}\n\n{markdown_table(df)}\n")
-    _write_text(stem.with_suffix(".md"), md)
-    meta = {"notebook": notebook, "profile": profile, "dataset": dataset, "rows": records}
-    _write_text(stem.with_suffix(".json"), json.dumps(meta, indent=1, sort_keys=True) + "\n")
-    return df
-
-
-def table(df: pd.DataFrame, name: str, profile: str, caption: str | None = None, index: bool | None = None,
-          digits: int = 4) -> tuple[Path, Path]:
-    """Write ``df`` as ``figures_root()/<profile>/<name>.md`` (Markdown, with ``caption`` above)
-    and ``<name>.csv``; return ``(md_path, csv_path)``. ``index`` defaults to keeping a named index."""
-    if index is None:
-        index = any(n is not None for n in df.index.names)
-    folder = figures_root() / profile
-    md_path, csv_path = folder / f"{name}.md", folder / f"{name}.csv"
-    _write_text(csv_path, df.to_csv(index=index))
-    text = (f"**{caption}**\n\n" if caption else "") + markdown_table(df, index=index, digits=digits) + "\n"
-    _write_text(md_path, text)
-    return md_path, csv_path
-
-
-# --------------------------------------------------------------------------- summary
-def _profile_dirs(root: Path) -> list[Path]:
-    """Sub-folders of ``root`` holding at least one figure, table or claims file, in a fixed order."""
-    found = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
-             and any(f.suffix in (".png", ".csv", ".md") for f in p.iterdir())] if root.is_dir() else []
-    rank = {name: k for k, name in enumerate(_PROFILE_ORDER)}
-    return sorted(found, key=lambda p: (rank.get(p.name, len(rank)), p.name))
-
-
-def _profile_description(name: str) -> str:
-    try:
-        from . import profiles
-        return profiles.load(name).description if name in profiles.names() else ""
-    except Exception:  # a broken profile file must not stop the summary
-        return ""
-
-
-def _claims_of(folder: Path) -> list[dict]:
+# --------------------------------------------------------------------------- reading what the notebooks wrote
+def claims_of(folder: Path) -> list[dict]:
+    """The claims files (``claims_<notebook>.json``) of a profile folder, in notebook order."""
     out = []
     for path in sorted(folder.glob("claims_*.json")):
         try:
@@ -193,39 +48,74 @@ def _claims_of(folder: Path) -> list[dict]:
     return out
 
 
+#: Profiles the figures' README summarises (``smoke`` checks the plumbing; its page is written but not listed).
+PUBLISHED = ("paper", "gpu", "quick")
+
+
+def profile_dirs(root: Path, published: bool = False) -> list[Path]:
+    """Sub-folders of ``root`` holding at least one figure, table or claims file, largest profile first
+    (only the :data:`PUBLISHED` ones when ``published``)."""
+    found = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+             and any(f.suffix in (".png", ".csv", ".md") for f in p.iterdir())] if root.is_dir() else []
+    if published:
+        found = [p for p in found if p.name in PUBLISHED]
+    rank = {name: k for k, name in enumerate(ORDER)}
+    return sorted(found, key=lambda p: (rank.get(p.name, len(rank)), p.name))
+
+
+def _count(rows) -> dict[str, int]:
+    from .paper.result import count_verdicts
+    return count_verdicts(r.get("holds", stats.NOT_ASSESSED) for r in rows)
+
+
+def _verdict_line(rows) -> str:
+    from .paper.result import verdict_line
+    return verdict_line(_count(rows))
+
+
+def _description(name: str) -> str:
+    from . import profiles
+    try:
+        return profiles.load(name).description if name in names() else ""
+    except profiles.ProfileError:
+        return ""
+
+
+def headline(claims: list[dict]) -> pd.DataFrame:
+    """One row per claim: notebook, claim, the paper's value, ours, verdict."""
+    return pd.DataFrame([{"notebook": c.get("notebook"), "claim": r["claim"], "paper": r["paper value"],
+                          "ours": r["measured value"], "verdict": r["holds"]} for c in claims for r in c.get("rows", [])],
+                        columns=["notebook", "claim", "paper", "ours", "verdict"])
+
+
+# --------------------------------------------------------------------------- figures/README.md
 def profile_section(folder: Path, root: Path) -> str:
-    """The Markdown section of one profile folder: claims, tables, figures (links relative to ``root``)."""
-    name = folder.name
-    claims = _claims_of(folder)
-    datasets = sorted({c.get("dataset", "unknown") for c in claims}) or ["unknown (no claims file found)"]
+    """The Markdown section of one profile folder: headline, notes, tables, figures (links relative to ``root``)."""
+    name, rel = folder.name, folder.relative_to(root).as_posix()
+    claims = claims_of(folder)
+    datasets = sorted({c.get("dataset", "unknown") for c in claims if c.get("dataset") not in (None, "none")}) or ["none"]
     rows = [r for c in claims for r in c.get("rows", [])]
-    counts = count_verdicts(r.get("holds") for r in rows)
-    rel = folder.relative_to(root).as_posix()
-    lines = [f"## Profile `{name}`", ""]
-    desc = _profile_description(name)
-    lines.append(f"- profile: `{name}`" + (f" ({desc})" if desc else ""))
-    lines.append(f"- dataset: {', '.join(datasets)}")
-    lines.append(f"- numbers come from the executed notebooks in `build/{name}/` "
-                 f"(`make paper PROFILE={name}`); figures and tables in `{rel}/`")
-    lines.append(f"- claims: {verdict_line(counts)}")
-    lines.append("")
+    desc = _description(name)
+    lines = [f"## Profile `{name}`", "", f"- {desc}" if desc else "", f"- dataset: {', '.join(datasets)}",
+             f"- claims: {_verdict_line(rows)}",
+             f"- the page to look at: [{rel}/{HTML_FILE}]({rel}/{HTML_FILE}); executed notebooks in `build/{name}/`",
+             ""]
+    if rows:
+        lines += ["| notebook | claim | paper | ours | verdict |", "|---|---|---|---|---|"]
+        lines += [f"| {tables.fmt(r.notebook)} | {_md(r.claim)} | {_md(r.paper)} | {_md(r.ours)} | **{r.verdict}** |"
+                  for r in headline(claims).itertuples()]
+        lines.append("")
     notes = folder / NOTES_FILE
-    if notes.exists():  # written by a person who ran the profile: wall time, what did not hold and why
+    if notes.exists():  # written by a person who ran the profile: what did not hold and why
         lines += ["### Notes", "", notes.read_text(encoding="utf-8").strip(), ""]
-    if claims:
-        lines += ["### Claims", ""]
-        for c in claims:
-            lines.append(f"#### `{c.get('notebook')}` (dataset {c.get('dataset', 'unknown')})")
-            lines.append("")
-            if c.get("error"):
-                lines += ["(claims file unreadable)", ""]
-                continue
-            df = pd.DataFrame(c.get("rows", []), columns=CLAIM_COLUMNS)
-            lines += [markdown_table(df), ""]
-    tables = sorted(p for p in folder.glob("*.md") if not p.name.startswith("claims_") and p.name != NOTES_FILE)
-    if tables:
+    for c in claims:
+        if c.get("rows"):
+            lines += [f"### Claims of `{c.get('notebook')}` with their criteria", "",
+                      tables.markdown_table(pd.DataFrame(c["rows"])[["claim", "measured value", "holds", "note"]]), ""]
+    tables_ = sorted(p for p in folder.glob("*.md") if not p.name.startswith("claims_") and p.name != NOTES_FILE)
+    if tables_:
         lines += ["### Tables", ""]
-        for path in tables:
+        for path in tables_:
             csv = path.with_suffix(".csv")
             link = f" ([csv]({rel}/{csv.name}))" if csv.exists() else ""
             lines += [f"#### {path.stem}{link}", "", path.read_text(encoding="utf-8").strip(), ""]
@@ -233,57 +123,155 @@ def profile_section(folder: Path, root: Path) -> str:
     if figures:
         lines += ["### Figures", ""]
         for png in figures:
-            pdf = png.with_suffix(".pdf")
-            link = f" ([pdf]({rel}/{pdf.name}))" if pdf.exists() else ""
-            lines += [f"#### {png.stem}{link}", "", f"![{png.stem}]({rel}/{png.name})", ""]
-    return "\n".join(lines).rstrip() + "\n"
+            lines += [f"#### {png.stem}", "", f"![{png.stem}]({rel}/{png.name})", ""]
+    return "\n".join(line for line in lines if line is not None).rstrip() + "\n"
+
+
+def _md(text) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
 
 
 def summary(root: Path | None = None) -> str:
-    """The whole ``README.md`` text for the figures root (one section per profile folder present)."""
+    """The whole ``README.md`` text of the figures root (one section per profile folder present)."""
     root = Path(root) if root is not None else figures_root()
     head = ["# Figures, tables and claims", "",
-            "Generated by `python -m cckl_core.report` (the last step of `make paper`) from the files "
-            "the notebooks wrote; it lists only what exists. Reproduction of \"Towards Disentangling "
-            "Non-Robust and Robust Components in Performance Metric\". \"holds\" compares our measured "
-            "value with the paper's qualitative claim by the criterion in the note; reduced profiles "
-            "(`quick`, `smoke`) run smaller models on less data, so their numbers differ from the paper's.", ""]
-    sections = [profile_section(folder, root) for folder in _profile_dirs(root)]
+            "Written by `python -m cckl_core report` (the last step of `make paper`) from the files the notebooks wrote; "
+            "it lists only what exists. Reproduction of \"Towards Disentangling Non-Robust and Robust Components in "
+            "Performance Metric\". Each claim is judged by the criterion in its note (declared in "
+            "`cckl_core/paper/claims.toml`): yes / no when a test or an interval decides, inconclusive when it cannot "
+            "at this size, not informative when the criterion could not have failed, n/a when there is nothing to "
+            "judge. Reduced profiles (`quick`, `smoke`) run smaller models on less data, so their numbers differ "
+            "from the paper's.", ""]
+    sections = [profile_section(folder, root) for folder in profile_dirs(root, published=True)]
     if not sections:
         head.append("No figures yet: run `make paper`.")
     return "\n".join(head) + "\n" + "\n".join(sections)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cckl_core.report",
-                                     description="Gather figures, tables and claims into figures/README.md")
-    parser.add_argument("--profile", required=True, help="the profile just run; its folder must exist")
-    parser.add_argument("--root", default=None, help="figures root (default: $CCKL_FIGURES or <repo>/figures)")
-    parser.add_argument("--costs", action="store_true", help="first write the profile's compute_costs table from "
-                        "the run cache (python -m cckl_core.costs), in this process (`make paper` does)")
-    args = parser.parse_args(argv)
-    root = Path(args.root).expanduser() if args.root else figures_root()
-    folder = root / args.profile
-    if args.costs:
-        from . import costs
-        if root.resolve() != figures_root().resolve():  # costs write under figures_root(), not --root
-            print(f"error: --costs writes under the figures root {figures_root()}, not --root {root}; "
-                  "set CCKL_FIGURES instead of --root", file=sys.stderr)
-            return 2
-        if costs.main(["--profile", args.profile]) != 0:
-            return 2
-    if not folder.is_dir() or folder not in _profile_dirs(root):
-        print(f"error: no figures for profile {args.profile!r} under {root}; run the notebooks first "
-              f"(make paper PROFILE={args.profile})", file=sys.stderr)
+# --------------------------------------------------------------------------- the HTML page
+_CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#1f2328}
+table{border-collapse:collapse;margin:1em 0;font-size:0.9em}td,th{border:1px solid #d0d7de;padding:4px 8px;
+vertical-align:top;text-align:left}th{background:#f6f8fa}.v{font-weight:bold;color:white;border-radius:4px;
+padding:1px 6px;white-space:nowrap}.fig{display:flex;gap:1.5em;align-items:flex-start;margin:2em 0;
+border-top:1px solid #d0d7de;padding-top:1em}.fig img{max-width:62%;height:auto}.fig .claims{flex:1}
+.small{color:#57606a;font-size:0.85em}"""
+# After loading, mark every image that failed to load and say so in the page (read by scripts/check_report.py).
+_CHECK = """<script>window.addEventListener('load',function(){var bad=[];document.querySelectorAll('img').forEach(
+function(i){if(!(i.complete&&i.naturalWidth>0))bad.push(i.getAttribute('src'));});document.body.setAttribute(
+'data-images',String(document.images.length));document.body.setAttribute('data-broken-images',bad.join(' '));});
+</script>"""
+
+
+def _badge(verdict: str) -> str:
+    return f'<span class="v" style="background:{COLOURS.get(verdict, "#6e7781")}">{html.escape(verdict)}</span>'
+
+
+def html_page(folder: Path) -> str:
+    """The HTML report of one profile folder (links relative to it)."""
+    name = folder.name
+    claims = claims_of(folder)
+    rows = [r for c in claims for r in c.get("rows", [])]
+    e = html.escape
+    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>cckl: profile {e(name)}</title>"
+             f"<style>{_CSS}</style>{_CHECK}</head><body>",
+             f"<h1>Profile <code>{e(name)}</code></h1>",
+             f"<p>{e(_description(name))}</p>",
+             f"<p><b>{e(_verdict_line(rows))}</b>. Criteria: <code>cckl_core/paper/claims.toml</code>; "
+             f"every figure names its data set, profile and model. <a href='../README.md'>figures/README.md</a></p>",
+             "<h2 id='headline'>Headline</h2><table><tr><th>claim</th><th>paper</th><th>ours</th><th>verdict</th></tr>"]
+    for r in rows:
+        parts.append(f"<tr><td><a href='#{e(r.get('shows', ''))}'>{e(r['claim'])}</a></td><td>{e(r['paper value'])}"
+                     f"</td><td>{e(r['measured value'])}</td><td>{_badge(r['holds'])}</td></tr>")
+    parts.append("</table>")
+    notes = folder / NOTES_FILE
+    if notes.exists():
+        parts.append(f"<h2>Notes</h2><p class='small'>From <a href='{NOTES_FILE}'>{NOTES_FILE}</a>.</p>")
+    for c in claims:
+        nb = c.get("notebook", "")
+        exported = folder / "notebooks" / f"{nb}.html"
+        link = f" (<a href='notebooks/{e(nb)}.html'>executed notebook</a>)" if exported.exists() else ""
+        parts.append(f"<h2>{e(nb)}{link}</h2>")
+        shown = list(dict.fromkeys(c.get("figures", []) + [r.get("shows", "") for r in c.get("rows", [])]))
+        for stem in [s for s in shown if s]:
+            png, md = folder / f"{stem}.png", folder / f"{stem}.md"
+            mine = [r for r in c.get("rows", []) if r.get("shows") == stem]
+            claims_html = "".join(f"<p>{_badge(r['holds'])} {e(r['claim'])}: {e(r['measured value'])}<br>"
+                                  f"<span class='small'>{e(r['note'])}</span></p>" for r in mine)
+            if png.exists():
+                body = f"<a href='{e(png.name)}'><img src='{e(png.name)}' alt='{e(stem)}'></a>"
+            elif md.exists():
+                body = f"<p><a href='{e(md.name)}'>table {e(stem)}</a> (<a href='{e(stem)}.csv'>csv</a>)</p>"
+            else:
+                continue
+            parts.append(f"<div class='fig' id='{e(stem)}'>{body}<div class='claims'><h3>{e(stem)}</h3>"
+                         f"{claims_html or '<p class=small>no claim rests on this one alone</p>'}</div></div>")
+    tables_ = sorted(p for p in folder.glob("*.csv") if not p.name.startswith("claims_"))
+    if tables_:
+        parts.append("<h2>Tables</h2><ul>" + "".join(f"<li><a href='{e(p.with_suffix('.md').name)}'>{e(p.stem)}</a> "
+                                                    f"(<a href='{e(p.name)}'>csv</a>)</li>" for p in tables_) + "</ul>")
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+# --------------------------------------------------------------------------- executed notebooks as pages
+_FIGURE_CALL = re.compile(r"""result\.figure\(["']([\w.-]+)["']\)""")
+
+
+def export_notebook(executed: Path, out: Path) -> Path:
+    """``executed`` (a notebook papermill ran) as a small HTML page ``out``: code, text and tables as
+    they ran; each figure output replaced by the figure's PNG beside the page's folder (``../<stem>.png``,
+    the file the notebook saved), so the page carries no second copy of any image."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    nb = nbformat.read(executed, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        stem = _FIGURE_CALL.search(cell.source)
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if "image/png" in data:
+                data.pop("image/png")
+                data.pop("text/plain", None)
+                if stem:
+                    data["text/html"] = f"<img src='../{stem.group(1)}.png' alt='{stem.group(1)}' style='max-width:100%'>"
+    body, _ = HTMLExporter(template_name="basic").from_notebook_node(nb)
+    page = (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(executed.stem)}</title>"
+            f"<style>{_CSS} pre{{background:#f6f8fa;padding:6px;overflow:auto}}</style></head><body>"
+            f"<p><a href='../{HTML_FILE}'>back to the report</a></p>{body}</body></html>\n")
+    store.atomic_write_text(out, page)
+    return out
+
+
+def export_notebooks(executed_dir: Path, folder: Path) -> list[Path]:
+    """Every executed notebook of the paper found in ``executed_dir``, exported to ``folder/notebooks/``."""
+    from .paper import NOTEBOOKS
+    return [export_notebook(Path(executed_dir) / f"{nb}.ipynb", folder / "notebooks" / f"{nb}.html")
+            for nb in NOTEBOOKS if (Path(executed_dir) / f"{nb}.ipynb").is_file()]
+
+
+# --------------------------------------------------------------------------- the command
+def main(profile: Profile, root: str | None = None, notebooks: str | None = None) -> int:
+    """Write the cost table, the executed notebooks as pages (from ``notebooks``), the profile's HTML
+    page and the README of the figures root; print the verdicts."""
+    root_path = Path(root).expanduser() if root else figures_root()
+    folder = root_path / profile.name
+    if not folder.is_dir() or folder not in profile_dirs(root_path):
+        print(f"error: no figures for profile {profile.name!r} under {root_path}; render the notebooks first "
+              f"(make paper PROFILE={profile.name})", file=sys.stderr)
         return 2
-    text = summary(root)
-    _write_text(root / "README.md", text)
-    n_png = len(list(folder.glob("*.png")))
-    n_claims = len(list(folder.glob("claims_*.json")))
-    print(f"[cckl] {root / 'README.md'}: profile {args.profile}: {n_png} figures, {n_claims} claims files; "
-          f"sections: {', '.join(p.name for p in _profile_dirs(root))}")
+    if notebooks:
+        export_notebooks(Path(notebooks), folder)
+    costs.write(profile, folder)
+    store.atomic_write_text(folder / HTML_FILE, html_page(folder))
+    store.atomic_write_text(root_path / "README.md", summary(root_path))
+    rows = [r for c in claims_of(folder) for r in c.get("rows", [])]
+    print(f"[cckl] {folder / HTML_FILE} and {root_path / 'README.md'} written; profile {profile.name}: "
+          f"{_verdict_line(rows)}")
+    for c in claims_of(folder):
+        counts = _count(c.get("rows", []))
+        print(f"[cckl]   {c.get('notebook')}: {counts[stats.HOLDS]} yes, {counts[stats.DOES_NOT_HOLD]} no, "
+              f"{counts[stats.INCONCLUSIVE]} inconclusive, {counts[stats.NOT_INFORMATIVE] + counts[stats.NOT_ASSESSED]} "
+              "not judged")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -11,32 +11,45 @@ outcomes: it holds, it does not hold, or the data cannot tell (:func:`verdict`).
   for two independent (or paired) samples; :func:`bootstrap_ci` for one statistic of one
   or several (paired) samples, e.g. a ratio of means ``mean(G2) / mean(KL)`` over pairs.
 - :func:`rank_trend`: Spearman rank correlation with two- and one-sided p-values.
-- :func:`verdict`: "holds" / "does not hold" / "inconclusive" from an interval.
+- :func:`seed_interval`: t interval of the mean of a few per-seed effects (training noise).
+- :func:`verdict`: "yes" / "no" / "inconclusive" from an interval; :func:`test_verdict` from two
+  one-sided tests. :data:`VERDICTS` is the one vocabulary every claims table uses.
 
 Only numpy and scipy; the bootstrap uses :func:`scipy.stats.bootstrap` (percentile method)
-in bounded-memory batches.
+in bounded-memory batches. Arguments are checked by :mod:`cckl_core.checks` (a string where
+a number belongs raises a ``TypeError`` that is also a ``ValueError``).
 """
 from __future__ import annotations
 
 import inspect
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from scipy import stats as _st
 
+from . import checks
+
 __all__ = [
-    "HOLDS", "DOES_NOT_HOLD", "INCONCLUSIVE",
-    "z_value", "wilson_interval", "mcnemar", "bootstrap_ci", "bootstrap_diff", "rank_trend", "verdict", "test_verdict",
+    "HOLDS", "DOES_NOT_HOLD", "INCONCLUSIVE", "NOT_INFORMATIVE", "NOT_ASSESSED", "VERDICTS",
+    "z_value", "wilson_interval", "mcnemar", "bootstrap_ci", "bootstrap_diff", "rank_trend", "seed_interval",
+    "verdict", "test_verdict",
 ]
 
-HOLDS = "holds"
-DOES_NOT_HOLD = "does not hold"
+#: The verdicts of a claim, from here to every claims table: the claim holds, does not hold, the data
+#: cannot tell at this size, the criterion could not have failed here, nothing to judge.
+HOLDS = "yes"
+DOES_NOT_HOLD = "no"
 INCONCLUSIVE = "inconclusive"
+NOT_INFORMATIVE = "not informative"
+NOT_ASSESSED = "n/a"
+VERDICTS = (HOLDS, DOES_NOT_HOLD, INCONCLUSIVE, NOT_INFORMATIVE, NOT_ASSESSED)
 
 
 def _check_confidence(confidence: float) -> float:
-    confidence = float(confidence)
+    """``confidence`` as a float, checked to be a number in (0, 1)."""
+    confidence = checks.real(confidence, "confidence")
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     return confidence
@@ -48,7 +61,8 @@ def z_value(confidence: float = 0.95) -> float:
 
 
 # --------------------------------------------------------------------------- proportions
-def wilson_interval(successes, n, confidence: float = 0.95):
+def wilson_interval(successes: float | np.ndarray, n: float | np.ndarray,
+                    confidence: float = 0.95) -> tuple[float, float] | tuple[np.ndarray, np.ndarray]:
     """Wilson score interval ``(lo, hi)`` for a binomial proportion ``p = successes / n``.
 
     With ``p = s / n`` and ``z = z_value(confidence)``::
@@ -66,8 +80,8 @@ def wilson_interval(successes, n, confidence: float = 0.95):
     Example: 81 / 263 at 95% gives (0.2553, 0.3662).
     """
     z = z_value(confidence)
-    s = np.asarray(successes, dtype=float)
-    n_arr = np.asarray(n, dtype=float)
+    s = checks.float_array(successes, "successes")
+    n_arr = checks.float_array(n, "n")
     if np.any(~np.isfinite(s)) or np.any(~np.isfinite(n_arr)):
         raise ValueError("successes and n must be finite")
     if np.any(n_arr <= 0):
@@ -87,7 +101,8 @@ def wilson_interval(successes, n, confidence: float = 0.95):
 
 
 # --------------------------------------------------------------------------- paired classifiers
-def _as_bool(x, name: str) -> np.ndarray:
+def _as_bool(x: Any, name: str) -> np.ndarray:
+    """``x`` as a 1-d bool array (0/1 accepted), checked."""
     a = np.asarray(x)
     if a.ndim != 1:
         raise ValueError(f"{name} must be a 1-d array of per-image correctness, got shape {a.shape}")
@@ -98,7 +113,8 @@ def _as_bool(x, name: str) -> np.ndarray:
     return a
 
 
-def mcnemar(correct_a, correct_b, confidence: float = 0.95, ci: str = "wald") -> dict:
+def mcnemar(correct_a: Sequence[bool] | np.ndarray, correct_b: Sequence[bool] | np.ndarray,
+            confidence: float = 0.95, ci: str = "wald") -> dict[str, Any]:
     """Compare classifiers A and B on the SAME test images (``correct_*[i]``: image i right?).
 
     Counts over the N images: ``b`` = A right and B wrong, ``c`` = A wrong and B right
@@ -199,10 +215,15 @@ def _vectorise(statistic: Callable, samples: Sequence[np.ndarray]) -> Callable:
 
 
 def _batch(n_total: int, max_elements: int) -> int:
+    """Resamples per batch so that a batch holds about ``max_elements`` indices."""
     return max(1, int(max_elements // max(n_total, 1)))
 
 
-def _bootstrap(samples, stat, n_boot, confidence, seed, paired, max_elements):
+def _bootstrap(samples: Sequence[np.ndarray], stat: Callable, n_boot: int, confidence: float, seed: int,
+               paired: bool, max_elements: int) -> tuple[float, float, float]:
+    """``(lo, hi, se)`` of the percentile bootstrap of ``stat``; checks the resampling arguments."""
+    checks.count(n_boot, "n_boot")
+    checks.count(max_elements, "max_elements")
     n_total = sum(len(s) for s in samples)
     res = _st.bootstrap(tuple(samples), stat, n_resamples=int(n_boot), batch=_batch(n_total, max_elements),
                         vectorized=True, paired=paired, axis=-1, confidence_level=confidence,
@@ -210,21 +231,21 @@ def _bootstrap(samples, stat, n_boot, confidence, seed, paired, max_elements):
     return float(res.confidence_interval.low), float(res.confidence_interval.high), float(res.standard_error)
 
 
-def _as_samples(x) -> list[np.ndarray]:
+def _as_samples(x: Any) -> list[np.ndarray]:
     """One 1-d sample, or a tuple/list of them, as a list of float arrays."""
     if not (isinstance(x, (tuple, list)) and len(x) > 0 and all(np.ndim(s) == 1 for s in x)):
         x = (x,)
     out = []
     for s in x:
-        a = np.asarray(s, dtype=float)
+        a = checks.float_array(s, "samples")
         if a.ndim != 1 or a.size < 2:
             raise ValueError(f"each sample must be 1-d with at least 2 values, got shape {a.shape}")
         out.append(a)
     return out
 
 
-def bootstrap_ci(samples, statistic: Callable, n_boot: int = 2000, confidence: float = 0.95, seed: int = 0,
-                 paired: bool = True, max_elements: int = 4_000_000) -> dict:
+def bootstrap_ci(samples: Any, statistic: Callable[..., Any], n_boot: int = 2000, confidence: float = 0.95,
+                 seed: int = 0, paired: bool = True, max_elements: int = 4_000_000) -> dict[str, float]:
     """Percentile bootstrap interval of ``statistic(*samples)``.
 
     ``samples``: one 1-d array, or a tuple of them. With several samples and ``paired=True``
@@ -239,6 +260,8 @@ def bootstrap_ci(samples, statistic: Callable, n_boot: int = 2000, confidence: f
     ``axis=`` (np.mean, np.median) is vectorised; any other callable is applied per resample.
     """
     confidence = _check_confidence(confidence)
+    checks.function(statistic, "statistic")
+    checks.flag(paired, "paired")
     xs = _as_samples(samples)
     if paired and len({len(s) for s in xs}) > 1:
         raise ValueError("paired samples must have equal length")
@@ -247,8 +270,9 @@ def bootstrap_ci(samples, statistic: Callable, n_boot: int = 2000, confidence: f
     return {"value": float(statistic(*xs)), "lo": lo, "hi": hi, "se": se}
 
 
-def bootstrap_diff(x_a, x_b, statistic: Callable = np.mean, n_boot: int = 2000, confidence: float = 0.95,
-                   seed: int = 0, paired: bool = False, max_elements: int = 4_000_000) -> dict:
+def bootstrap_diff(x_a: Sequence[float] | np.ndarray, x_b: Sequence[float] | np.ndarray,
+                   statistic: Callable[..., Any] = np.mean, n_boot: int = 2000, confidence: float = 0.95,
+                   seed: int = 0, paired: bool = False, max_elements: int = 4_000_000) -> dict[str, float]:
     """Percentile bootstrap interval of ``diff = statistic(x_b) - statistic(x_a)``.
 
     ``paired=False`` (default): two INDEPENDENT samples (lengths may differ), each resampled
@@ -260,6 +284,8 @@ def bootstrap_diff(x_a, x_b, statistic: Callable = np.mean, n_boot: int = 2000, 
     Implemented with :func:`scipy.stats.bootstrap` (see :func:`bootstrap_ci` for memory).
     """
     confidence = _check_confidence(confidence)
+    checks.function(statistic, "statistic")
+    checks.flag(paired, "paired")
     xa, xb = _as_samples((x_a, x_b))
     if paired and len(xa) != len(xb):
         raise ValueError(f"paired samples must have equal length, got {len(xa)} and {len(xb)}")
@@ -270,7 +296,8 @@ def bootstrap_diff(x_a, x_b, statistic: Callable = np.mean, n_boot: int = 2000, 
 
 
 # --------------------------------------------------------------------------- trends
-def rank_trend(x, y, method: str = "asymptotic", n_resamples: int = 9999, seed: int = 0) -> dict:
+def rank_trend(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray, method: str = "asymptotic",
+               n_resamples: int = 9999, seed: int = 0) -> dict[str, Any]:
     """Spearman rank correlation of ``y`` with ``x``: is there a monotone trend?
 
     ``rho`` = Pearson correlation of the (average, for ties) ranks of x and y.
@@ -289,8 +316,9 @@ def rank_trend(x, y, method: str = "asymptotic", n_resamples: int = 9999, seed: 
     """
     if method not in ("asymptotic", "exact"):
         raise ValueError(f"method must be 'asymptotic' or 'exact', got {method!r}")
-    x = np.asarray(x, dtype=float).ravel()
-    y = np.asarray(y, dtype=float).ravel()
+    checks.count(n_resamples, "n_resamples")
+    x = checks.float_array(x, "x").ravel()
+    y = checks.float_array(y, "y").ravel()
     if x.shape != y.shape:
         raise ValueError(f"x and y must have the same length, got {x.size} and {y.size}")
     keep = np.isfinite(x) & np.isfinite(y)
@@ -312,7 +340,8 @@ def rank_trend(x, y, method: str = "asymptotic", n_resamples: int = 9999, seed: 
     else:
         rx = _st.rankdata(x)
 
-        def rho_of(yy, axis=-1):
+        def rho_of(yy: np.ndarray, axis: int = -1) -> np.ndarray:
+            """Spearman's rho of each resample ``yy`` with ``x``."""
             ry = _st.rankdata(yy, axis=axis)
             rxc = rx - rx.mean()
             ryc = ry - ry.mean(axis=axis, keepdims=True)
@@ -328,20 +357,42 @@ def rank_trend(x, y, method: str = "asymptotic", n_resamples: int = 9999, seed: 
     return out
 
 
+# --------------------------------------------------------------------------- training noise
+def seed_interval(effects: Sequence[float] | np.ndarray, confidence: float = 0.95) -> dict:
+    """t interval of the mean of per-seed effects ``d_1..d_n`` (e.g. accuracy of the larger model
+    minus the smaller, one value per training seed)::
+
+        mean +- t_{(1 + confidence) / 2, n - 1} * sd / sqrt(n),   sd with ddof 1
+
+    Returns ``dict(mean, lo, hi, sd, n)``; ``n < 2`` gives NaN bounds (one run says nothing about
+    training noise). Equals ``scipy.stats.t.interval(confidence, n - 1, mean, sd / sqrt(n))``.
+    """
+    confidence = _check_confidence(confidence)
+    d = np.asarray(effects, dtype=float).ravel()
+    if d.size == 0 or not np.all(np.isfinite(d)):
+        raise ValueError("seed_interval needs finite per-seed effects")
+    n, mean = int(d.size), float(d.mean())
+    if n < 2:
+        return {"mean": mean, "lo": math.nan, "hi": math.nan, "sd": math.nan, "n": n}
+    sd = float(d.std(ddof=1))
+    half = float(_st.t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
+    return {"mean": mean, "lo": mean - half, "hi": mean + half, "sd": sd, "n": n}
+
+
 # --------------------------------------------------------------------------- verdicts
 def verdict(lo: float, hi: float, expected_sign: int | str = 1, null: float = 0.0) -> str:
     """Three-way verdict of a claim from a confidence interval ``[lo, hi]`` for an effect.
 
     ``expected_sign``: +1 (or "+", "positive", ">") if the claim says the effect is above
     ``null`` (default 0; use 1 for a ratio), -1 (or "-", "negative", "<") if below.
-    - the interval lies entirely on the expected side of ``null`` -> "holds";
-    - it lies entirely on the other side -> "does not hold";
+    - the interval lies entirely on the expected side of ``null`` -> "yes" (:data:`HOLDS`);
+    - it lies entirely on the other side -> "no" (:data:`DOES_NOT_HOLD`);
     - it contains ``null`` (touching counts as containing), or a bound is NaN -> "inconclusive".
     """
     sign = {"+": 1, "positive": 1, ">": 1, "-": -1, "negative": -1, "<": -1}.get(expected_sign, expected_sign)
     if sign not in (1, -1):
         raise ValueError(f"expected_sign must be +1 or -1 (or '+'/'-'), got {expected_sign!r}")
-    lo, hi = float(lo), float(hi)
+    lo, hi = checks.real(lo, "lo"), checks.real(hi, "hi")
     if math.isnan(lo) or math.isnan(hi):
         return INCONCLUSIVE
     if lo > hi:
@@ -359,12 +410,12 @@ def test_verdict(p_expected: float, p_opposite: float, alpha: float = 0.05) -> s
     """Three-way verdict of a claim from two one-sided tests of the same data.
 
     ``p_expected``: one-sided p-value for the claimed direction (e.g. "B is more accurate");
-    ``p_opposite``: one-sided p-value for the other direction. "holds" if ``p_expected < alpha``,
-    "does not hold" if ``p_opposite < alpha``, else (or if either is NaN) "inconclusive".
+    ``p_opposite``: one-sided p-value for the other direction. "yes" if ``p_expected < alpha``,
+    "no" if ``p_opposite < alpha``, else (or if either is NaN) "inconclusive".
     """
-    if not 0.0 < alpha < 1.0:
+    if not 0.0 < checks.real(alpha, "alpha") < 1.0:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
-    p_expected, p_opposite = float(p_expected), float(p_opposite)
+    p_expected, p_opposite = checks.real(p_expected, "p_expected"), checks.real(p_opposite, "p_opposite")
     if math.isnan(p_expected) or math.isnan(p_opposite):
         return INCONCLUSIVE
     if p_expected < alpha:

@@ -17,6 +17,7 @@ import os
 import tempfile
 from collections import Counter
 from pathlib import Path
+from typing import Any, Iterator
 
 import torch
 
@@ -25,9 +26,18 @@ class CorruptedFileError(ValueError):
     """A cache file does not match the checksum recorded for it, or cannot be parsed."""
 
 
+class DiskFullError(OSError):
+    """A write failed for want of space; the file it would have replaced is intact."""
+
+
 # --------------------------------------------------------------------------- atomic files
 def atomic_write_bytes(path: Path, payload: bytes) -> str:
-    """Write ``payload`` to ``path`` atomically; return its SHA-256 (hex)."""
+    """Write ``payload`` to ``path`` atomically; return its SHA-256 (hex).
+
+    The bytes go to a temporary file in the same folder, are flushed to disk and renamed over
+    ``path``: a reader sees the old file or the new one, never half of one. A full disk raises
+    :class:`DiskFullError` naming the folder and the space needed, the old file left intact.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -37,19 +47,37 @@ def atomic_write_bytes(path: Path, payload: bytes) -> str:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFullError(err.errno, f"no space left to write {path.name} in {path.parent} "
+                                f"({free_bytes(path.parent) / 2 ** 20:.1f} MiB free, {len(payload) / 2 ** 20:.1f} MiB "
+                                f"needed); free some space and run the same command again") from None
         raise
     return sha256_bytes(payload)
 
 
-def json_bytes(obj) -> bytes:
+def atomic_write_text(path: Path, text: str) -> str:
+    """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`atomic_write_bytes`)."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def free_bytes(folder: Path) -> int:
+    """Bytes free to an unprivileged writer on the file system holding ``folder`` (0 if unknown)."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return 0
+    return st.f_bavail * st.f_frsize
+
+
+def json_bytes(obj: object) -> bytes:
     """The canonical JSON of ``obj`` (sorted keys, one-space indent): what every ``.json`` here holds."""
     return (json.dumps(obj, indent=1, sort_keys=True, allow_nan=True) + "\n").encode()
 
 
-def atomic_write_json(path: Path, obj) -> str:
+def atomic_write_json(path: Path, obj: object) -> str:
     """Write ``obj`` as canonical JSON atomically; return the file's SHA-256."""
     return atomic_write_bytes(path, json_bytes(obj))
 
@@ -78,7 +106,7 @@ def read_verified(path: Path, sha256: str | None) -> bytes:
     return payload
 
 
-def read_json(path: Path, sha256: str | None = None):
+def read_json(path: Path, sha256: str | None = None) -> Any:
     """Parse a JSON file, verified against ``sha256`` when given."""
     payload = read_verified(path, sha256)
     try:
@@ -87,9 +115,27 @@ def read_json(path: Path, sha256: str | None = None):
         raise CorruptedFileError(f"{path} is not valid JSON ({err})") from err
 
 
+# --------------------------------------------------------------------------- sealed records
+SEAL = "seal"
+
+
+def sealed(record: dict) -> dict:
+    """``record`` with ``"seal"``: the SHA-256 of its canonical JSON without the seal. A record that
+    no file's checksum covers (``complete.json``, an evaluation's ``.json``) carries its own."""
+    body = {k: v for k, v in record.items() if k != SEAL}
+    return {**body, SEAL: sha256_bytes(json_bytes(body))}
+
+
+def check_seal(record: object, path: Path) -> dict:
+    """``record`` if its seal matches its content, else :class:`CorruptedFileError` naming ``path``."""
+    if not isinstance(record, dict) or SEAL not in record or sealed(record)[SEAL] != record[SEAL]:
+        raise CorruptedFileError(f"{path} was changed after it was written (its seal does not match its content)")
+    return record
+
+
 # --------------------------------------------------------------------------- locks
 @contextlib.contextmanager
-def locked(folder: Path):
+def locked(folder: Path) -> Iterator[None]:
     """An exclusive ``fcntl`` lock on ``folder/.lock`` for the block: a second process waits.
 
     Only writers lock; reading a finished entry needs no lock (and works on a read-only root).
@@ -148,7 +194,7 @@ def _join(skeleton, tensors: dict[str, torch.Tensor]):
     return skeleton
 
 
-def save_state(path: Path, state) -> str:
+def save_state(path: Path, state: object) -> str:
     """Write a (nested) state of tensors and plain values to a ``.safetensors`` file atomically.
 
     Tensors go into the safetensors body; the structure and every non-tensor value into
@@ -161,7 +207,7 @@ def save_state(path: Path, state) -> str:
     return atomic_write_bytes(path, save(tensors, metadata={"skeleton": json.dumps(skeleton)}))
 
 
-def load_state(path: Path, sha256: str | None = None, device: str | torch.device = "cpu"):
+def load_state(path: Path, sha256: str | None = None, device: str | torch.device = "cpu") -> Any:
     """Read what :func:`save_state` wrote (verified against ``sha256`` when given)."""
     from safetensors import SafetensorError
     from safetensors.torch import load

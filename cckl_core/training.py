@@ -1,4 +1,4 @@
-"""Training objectives (standard, PGD-AT, TRADES), one epoch of SGD, and the per-epoch record.
+"""Training objectives (standard, PGD-AT, TRADES), the one SGD step, an epoch of it, and the per-epoch record.
 
 Objectives, for a batch (x, y) with model f (logits z, probabilities softmax(z)):
 
@@ -9,21 +9,25 @@ Objectives, for a batch (x, y) with model f (logits z, probabilities softmax(z))
   maximising ``KL(f(x) || f(x'))`` by L-inf PGD from ``x + 0.001 N(0, 1)``; the KL is
   averaged over the batch and the gradient flows through both branches.
 
-Attacks run with the model in eval mode; the loss and the step in train mode.
+Attacks run with the model in eval mode; the loss and the step in train mode. :func:`step` is
+the only SGD step in the package: the training loop (:mod:`cckl_core.trainer`), ``plan`` and the
+benchmarks all call it.
 """
 from __future__ import annotations
 
 import math
 import time
+from typing import Iterable
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import attacks, metrics
+from . import attacks, metrics, models
 from .data import Batches
 from .devices import autocast
 from .fisher import eval_mode, fisher_stats
+from .profiles import RunConfig
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -47,43 +51,62 @@ def trades_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float =
     return natural + beta * robust
 
 
-def objective_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: dict) -> torch.Tensor:
-    """The training loss of ``cfg['objective']`` on one batch; the model is put in train mode for it."""
-    objective = cfg["objective"]
-    if objective == "standard":
+def objective_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: RunConfig) -> torch.Tensor:
+    """The training loss of ``cfg.objective`` on one batch; the model is put in train mode for it."""
+    if cfg.objective == "standard":
         model.train()
         return F.cross_entropy(model(x), y)
-    if objective == "pgd_at":
-        x_adv = attacks.pgd(model, x, y, eps=cfg["eps"], step=cfg["step"], steps=cfg["attack_steps"],
+    if cfg.objective == "pgd_at":
+        x_adv = attacks.pgd(model, x, y, eps=cfg.eps, step=cfg.step, steps=cfg.attack_steps,
                             norm="linf", loss="ce", random_start="uniform")
         model.train()
         return F.cross_entropy(model(x_adv), y)
-    if objective == "trades":
-        x_adv = attacks.pgd(model, x, y, eps=cfg["eps"], step=cfg["step"], steps=cfg["attack_steps"],
+    if cfg.objective == "trades":
+        x_adv = attacks.pgd(model, x, y, eps=cfg.eps, step=cfg.step, steps=cfg.attack_steps,
                             norm="linf", loss="kl", random_start="trades")
         model.train()
-        return trades_loss(model, x, y, beta=cfg["beta"], x_adv=x_adv)
-    raise ValueError(f"unknown objective {objective!r}; valid: standard, pgd_at, trades")
+        return trades_loss(model, x, y, beta=cfg.beta, x_adv=x_adv)
+    raise ValueError(f"unknown objective {cfg.objective!r}; valid: standard, pgd_at, trades")
 
 
-def make_optimizer(model: nn.Module, cfg: dict):
-    """SGD (momentum, weight decay) and a step schedule dividing the lr by 10 at ``cfg['milestones']``."""
-    opt = torch.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(cfg["milestones"]), gamma=0.1)
+def step(model: nn.Module, opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler | None,
+         x: torch.Tensor, y: torch.Tensor,
+         cfg: RunConfig) -> torch.Tensor:
+    """One SGD step of ``cfg.objective`` on the batch ``(x, y)``: the loss (attack included) under
+    ``cfg.precision`` autocast, backward, ``opt.step()`` and ``sched.step()`` (the schedule counts
+    SGD steps). Returns the loss (a detached device tensor, nats). This is the step that trains,
+    and the one ``plan`` and the benchmarks time."""
+    with autocast(x.device, cfg.precision):
+        loss = objective_loss(model, x, y, cfg)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    if sched is not None:
+        sched.step()
+    return loss.detach()
+
+
+def make_optimizer(model: nn.Module, cfg: RunConfig, steps_per_epoch: int = 1
+                   ) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.MultiStepLR]:
+    """SGD (momentum, weight decay) and a step schedule dividing the lr by 10 after each of
+    ``cfg.milestones`` epochs (fractions allowed), counted in SGD steps: the lr of step ``t``
+    (0-based) is ``lr * 0.1 ** #{m : round(m * steps_per_epoch) <= t}``."""
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    at = [max(1, round(m * steps_per_epoch)) for m in cfg.milestones]
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=at, gamma=0.1)
     return opt, sched
 
 
-def train_epoch(model: nn.Module, opt, batches: Batches, cfg: dict, progress: bool = False, desc: str = "train",
-                check_every: int = 50) -> float:
-    """One pass of SGD over ``batches``; returns the mean training loss (nats).
+def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler | None,
+                batches: Batches, cfg: RunConfig, progress: bool = False,
+                desc: str = "train", check_every: int = 50) -> float:
+    """One pass of :func:`step` over ``batches``; returns the mean training loss (nats).
 
-    With ``cfg["precision"] == "bf16"`` the objective (attack included) runs under bf16
-    autocast. The loss is summed on the device and read back every ``check_every`` batches
-    (and at the end), so the host does not wait for the device after every step; a
-    non-finite loss raises :class:`NonFiniteLossError` at that check.
+    The loss is summed on the device and read back every ``check_every`` batches (and at the
+    end), so the host does not wait for the device after every step; a non-finite loss raises
+    :class:`NonFiniteLossError` at that check.
     """
     device = next(model.parameters()).device
-    precision = cfg.get("precision", "fp32")
     total = torch.zeros((), dtype=torch.float64, device=device)
     count, checked = 0, 0
     it = batches
@@ -95,18 +118,14 @@ def train_epoch(model: nn.Module, opt, batches: Batches, cfg: dict, progress: bo
         value = total.item()
         if not math.isfinite(value):
             raise NonFiniteLossError(
-                f"{cfg['objective']} loss became {value} between batch {checked} and batch {b}; lower the learning "
-                f"rate (lr={cfg['lr']}) or check the data. The cache keeps only the last finished epoch.")
+                f"{cfg.objective} loss became {value} between batch {checked} and batch {b}; lower the learning "
+                f"rate (lr={cfg.lr}) or check the data. The cache keeps only the last finished epoch.")
         return value
 
     b = -1
     for b, (x, y) in enumerate(it):
-        with autocast(device, precision):
-            loss = objective_loss(model, x, y, cfg)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        total += loss.detach().double() * len(y)
+        loss = step(model, opt, sched, x, y, cfg)
+        total += loss.double() * len(y)
         count += len(y)
         if (b + 1) % check_every == 0:
             value = check(b)
@@ -114,6 +133,31 @@ def train_epoch(model: nn.Module, opt, batches: Batches, cfg: dict, progress: bo
             if progress:
                 it.set_postfix(loss=f"{value / count:.3f}", refresh=False)
     return check(b) / max(count, 1)
+
+
+# --------------------------------------------------------------------------- models of a run
+def build_model(cfg: RunConfig, num_classes: int | None = None) -> nn.Module:
+    """The (untrained, unseeded) model of a run config."""
+    return models.build(cfg.model, num_classes=num_classes or cfg.num_classes, width=cfg.width,
+                        batch_norm=cfg.batch_norm)
+
+
+def _channels_last(model: nn.Module) -> bool:
+    """channels_last pays off on the CPU for real widths (1.15-1.25x) but is many times slower
+    for BatchNorm over a handful of channels (the tiny test models)."""
+    widths = [m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)]
+    return bool(widths) and min(widths) >= 16
+
+
+def fresh_model(cfg: RunConfig, num_classes: int | None, device: torch.device) -> tuple[nn.Module, bool]:
+    """The run's model at initialisation (seeded by ``cfg.seed``) on ``device``, in channels_last
+    memory format where that pays off; returns ``(model, channels_last)``."""
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg, num_classes).to(device)
+    channels_last = _channels_last(model)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model, channels_last
 
 
 def check_finite_weights(model: nn.Module, where: str = "") -> None:
@@ -135,7 +179,7 @@ def _summary(values: torch.Tensor, prefix: str) -> dict[str, float]:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, batches) -> tuple[torch.Tensor, torch.Tensor]:
+def predict(model: nn.Module, batches: Iterable) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits (float32, CPU) and labels over ``batches``, in eval mode (caller's mode restored)."""
     outs, labels = [], []
     with eval_mode(model):

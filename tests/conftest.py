@@ -1,14 +1,18 @@
-"""Shared test set-up: one torch thread per test process (``make test`` runs two pytest
-workers on two cores; oversubscribed threads make tiny ops many times slower), and the
-helpers that give a test a finished smoke run of its own."""
+"""Shared test set-up: one torch thread per test process (``make test`` runs two pytest workers on
+two cores; oversubscribed threads make tiny ops many times slower), the smoke fixture (every smoke
+run and evaluation, trained once), and helpers that give a test a cache of its own."""
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 torch.set_num_threads(int(os.environ.get("CCKL_THREADS", "1")))
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
@@ -21,15 +25,41 @@ def _keep_torch_threads():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(autouse=True)
+def _no_inherited_profile(monkeypatch):
+    """A CCKL_PROFILE or CCKL_DEVICE of the calling shell (or of `make nbval`) must not steer a test."""
+    monkeypatch.delenv("CCKL_PROFILE", raising=False)
+    monkeypatch.delenv("CCKL_DEVICE", raising=False)
+
+
+@pytest.fixture(scope="session")
+def smoke_fixture() -> Path:
+    """The folder of the smoke fixture (``artifacts/``, ``data/``): ``$CCKL_TEST_FIXTURE`` (made by
+    `make test` before pytest starts) or built here once (``build/test-fixture``)."""
+    import fixture
+    return fixture.build(Path(os.environ.get("CCKL_TEST_FIXTURE") or REPO / "build" / "test-fixture"))
+
+
+@pytest.fixture
+def smoke_cache(smoke_fixture, tmp_path, monkeypatch) -> Path:
+    """A private copy of the smoke fixture's artifacts (the test may change it), as the artifacts root;
+    the data root points at the fixture's data. Returns the artifacts root."""
+    root = tmp_path / "artifacts"
+    shutil.copytree(smoke_fixture / "artifacts", root)
+    monkeypatch.setenv("CCKL_ARTIFACTS", str(root))
+    monkeypatch.setenv("CCKL_DATA_ROOT", str(smoke_fixture / "data"))
+    return root
+
+
 def train_smoke_once(tmp_path_factory, run: str) -> Path:
     """Train the smoke profile's run ``run`` into a fresh root (``<root>/artifacts``, ``<root>/data``); return the root."""
-    from cckl_core import runs
+    from cckl_core import profiles, trainer
 
     root = tmp_path_factory.mktemp(run)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CCKL_ARTIFACTS", str(root / "artifacts"))
         mp.setenv("CCKL_DATA_ROOT", str(root / "data"))
-        runs.get_or_train("smoke", run, device="cpu", progress=False)
+        trainer.train(profiles.load("smoke").run(run), device="cpu", progress=False)
     return root
 
 

@@ -1,29 +1,27 @@
-"""The run cache: checksummed files, safetensors, removed weights, read-only reading, non-finite weights."""
+"""The run cache: checksummed and sealed files that must agree with the run's key, safetensors,
+removed weights, read-only reading, non-finite weights."""
 import json
+import shutil
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from cckl_core import profiles, runs, store, training
+from cckl_core import profiles, runs, store, trainer, training
 from cckl_core.__main__ import main as cli_main
-from conftest import private_copy, train_smoke_once
 
 TINY = dict(dataset="synthetic", n_train=96, n_test=48, fisher_n=8, robust_n=16, model="resnet20", width=0.125,
             objective="standard", epochs=2, milestones=[1], lr=0.05, batch_size=32, attack_steps=2)
 
 
-@pytest.fixture(scope="module")
-def smoke_root(tmp_path_factory):
-    """A finished smoke run (vgg13_standard) in an artifacts root of its own, made once."""
-    return train_smoke_once(tmp_path_factory, "vgg13_standard")
+SMOKE = profiles.load("smoke")
+CFG = SMOKE.run("vgg13_standard")
 
 
 @pytest.fixture
-def smoke(smoke_root, tmp_path, monkeypatch):
-    """A private copy of the finished smoke run; returns its folder."""
-    private_copy(smoke_root, tmp_path, monkeypatch)
-    return runs.run_path("smoke", "vgg13_standard", profiles.load("smoke").run("vgg13_standard"))
+def smoke(smoke_cache):
+    """The folder of the finished smoke run vgg13_standard, in a private copy of the smoke fixture."""
+    return runs.path_of(CFG)
 
 
 @pytest.fixture
@@ -71,7 +69,8 @@ def test_load_state_rejects_a_changed_file(tmp_path):
 # ------------------------------------------------------------------ checksums
 def test_weights_are_safetensors(smoke):
     weights = load_file(smoke / "model.safetensors")
-    run = runs.load("smoke", "vgg13_standard", device="cpu")
+    run = runs.load(CFG, weights=True, device="cpu")
+    assert runs.load(CFG).model is None  # weights only when asked for
     assert set(weights) == set(run.model.state_dict())
     for k, v in run.model.state_dict().items():
         assert torch.equal(weights[k], v)
@@ -79,14 +78,14 @@ def test_weights_are_safetensors(smoke):
 
 @pytest.mark.parametrize("name", runs.RECORDED)
 def test_a_changed_digit_is_detected_reported_and_rebuilt(smoke, name):
-    before = runs.load("smoke", "vgg13_standard", weights=False).history
+    before = runs.load(CFG).history
     _change_a_digit(smoke / name)
     assert runs.inspect(smoke).state == runs.CORRUPTED
     with pytest.raises(runs.RunCorruptedError, match=name):
-        runs.load("smoke", "vgg13_standard", weights=False)
-    assert [r["state"] for r in runs.status("smoke") if r["run"] == "vgg13_standard"] == [runs.CORRUPTED]
-    rebuilt = runs.get_or_train("smoke", "vgg13_standard", device="cpu", progress=False)
-    assert runs.inspect(smoke).state == runs.COMPLETE
+        runs.load(CFG)
+    assert [r["state"] for r in runs.status(SMOKE) if r["run"] == "vgg13_standard"] == [runs.CORRUPTED]
+    rebuilt = trainer.train(CFG, device="cpu", progress=False)
+    assert runs.inspect(smoke, CFG).state == runs.COMPLETE
     strip = lambda h: [{k: v for k, v in r.items() if not k.endswith("_seconds")} for r in h]  # noqa: E731
     assert strip(rebuilt.history) == strip(before)
 
@@ -96,20 +95,59 @@ def test_changed_weights_are_not_used(smoke):
     payload[-3] ^= 4
     (smoke / "model.safetensors").write_bytes(bytes(payload))
     with pytest.raises(runs.RunCorruptedError, match="model.safetensors"):
-        runs.load("smoke", "vgg13_standard")
+        runs.load(CFG, weights=True)
+
+
+def _reseal_with(folder, name, source):
+    """Put ``source`` (a file of another run) in place of ``folder/name`` and record its checksum in a
+    resealed complete.json: every checksum then agrees, only the run's key does not."""
+    shutil.copy(source, folder / name)
+    manifest = store.read_json(folder / "complete.json")
+    manifest["files"][name] = store.sha256_file(folder / name)
+    store.atomic_write_json(folder / "complete.json", store.sealed(manifest))
+
+
+@pytest.mark.parametrize("name, words", [("config.json", "hashes to"), ("environment.json", "another run"),
+                                         ("dataset.json", "another run"), ("history.json", "another run")])
+def test_a_file_of_another_run_is_detected(smoke, name, words):
+    """A swapped file whose checksum was rerecorded (and complete.json resealed) is still caught: every
+    file of a finished run names the run's key, and the config hashes to it."""
+    other = runs.path_of(SMOKE.run("vgg13_pgd_at"))
+    _reseal_with(smoke, name, other / name)
+    st = runs.inspect(smoke)
+    assert st.state == runs.CORRUPTED and words in st.detail and name.split(".")[0] in st.detail, st.detail
+    with pytest.raises(runs.RunCorruptedError):
+        runs.load(CFG)
+
+
+def test_an_edited_complete_json_is_detected(smoke):
+    text = (smoke / "complete.json").read_text().replace('"finished": "', '"finished": "x')
+    (smoke / "complete.json").write_text(text)
+    st = runs.inspect(smoke)
+    assert st.state == runs.CORRUPTED and "seal" in st.detail
+    store.atomic_write_json(smoke / "complete.json", store.sealed(store.read_json(smoke / "complete.json")))
+    assert runs.inspect(smoke).state == runs.COMPLETE  # resealed: valid again (only a seal was wrong)
+
+
+def test_a_folder_holding_another_config_is_not_served(smoke):
+    """inspect(path, expected): a valid run folder is not served for a config it was not trained with."""
+    assert runs.inspect(smoke, SMOKE.run("vgg13_pgd_at")).state == runs.CORRUPTED
+    assert runs.inspect(smoke, CFG).state == runs.COMPLETE
 
 
 def test_removed_weights_still_serve_history(smoke, capsys):
     runs.remove_weights(smoke)
     st = runs.inspect(smoke)
     assert st.state == runs.NO_WEIGHTS
-    run = runs.load("smoke", "vgg13_standard", weights=False)
+    assert not list(smoke.glob("*.safetensors")) and not (smoke / runs.CHECKPOINT_INDEX).exists()
+    run = runs.load(CFG)
     assert run.model is None and run.history and run.dataset_name == "synthetic"
+    assert (run.name, run.seed, run.key, run.path) == (CFG.name, CFG.seed, CFG.key, smoke)
     with pytest.raises(runs.WeightsRemovedError, match="weights were removed"):
-        runs.load("smoke", "vgg13_standard", weights=True)
+        runs.load(CFG, weights=True)
     with pytest.raises(runs.WeightsRemovedError):
-        runs.get_or_train("smoke", "vgg13_standard", device="cpu", progress=False)
-    assert runs.get_or_train("smoke", "vgg13_standard", device="cpu", weights=False).history == run.history
+        trainer.train(CFG, device="cpu", progress=False, weights=True)
+    assert trainer.train(CFG, device="cpu", progress=False).history == run.history
     assert cli_main(["runs", "--profile", "smoke"]) == 0
     line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("vgg13_standard "))
     assert runs.NO_WEIGHTS in line
@@ -122,8 +160,8 @@ def test_reading_takes_no_lock(smoke, monkeypatch):
         raise PermissionError(f"read-only: {folder}")
 
     monkeypatch.setattr(store, "locked", refuse)
-    assert runs.load("smoke", "vgg13_standard", device="cpu").model is not None
-    assert runs.get_or_train("smoke", "vgg13_standard", device="cpu", progress=False).complete
+    assert runs.load(CFG, weights=True, device="cpu").model is not None
+    assert trainer.train(CFG, device="cpu", progress=False, weights=True).complete
     assert not (smoke / ".lock").exists()
 
 
@@ -134,7 +172,7 @@ def test_read_only_root_serves_finished_runs(smoke):
     for p in [smoke, *smoke.rglob("*")]:
         p.chmod(0o555 if p.is_dir() else 0o444)
     try:
-        assert runs.load("smoke", "vgg13_standard", device="cpu").complete
+        assert runs.load(CFG, weights=True, device="cpu").complete
     finally:
         for p in [smoke, *smoke.rglob("*")]:
             p.chmod(0o755 if p.is_dir() else 0o644)
@@ -142,14 +180,14 @@ def test_read_only_root_serves_finished_runs(smoke):
 
 def test_status_agrees_with_load(smoke):
     def states():
-        return [r["state"] for r in runs.status("smoke") if r["run"] == "vgg13_standard"]
+        return [r["state"] for r in runs.status(SMOKE) if r["run"] == "vgg13_standard"]
     assert states() == [runs.COMPLETE]
     runs.remove_weights(smoke)
     assert states() == [runs.NO_WEIGHTS]
     (smoke / "complete.json").unlink()
     assert states() == [runs.PARTIAL]
     with pytest.raises(runs.RunNotFoundError, match="not trained"):
-        runs.load("smoke", "vgg13_standard", weights=False)
+        runs.load(CFG)
 
 
 # ------------------------------------------------------------------ non-finite weights
@@ -160,9 +198,10 @@ def test_non_finite_saved_weights_raise_at_load(smoke):
     digest = store.save_state(smoke / "model.safetensors", state)
     manifest = json.loads((smoke / "complete.json").read_text())
     manifest["files"]["model.safetensors"] = digest
-    store.atomic_write_json(smoke / "complete.json", manifest)
+    store.atomic_write_json(smoke / "complete.json", store.sealed(manifest))
+    assert runs.inspect(smoke, CFG).state == runs.COMPLETE  # every checksum agrees: only the values are bad
     with pytest.raises(training.NonFiniteLossError, match="non-finite"):
-        runs.load("smoke", "vgg13_standard", device="cpu")
+        runs.load(CFG, weights=True, device="cpu")
 
 
 def test_weights_that_become_infinite_stop_training_before_evaluation(tiny_env, monkeypatch):
@@ -175,23 +214,25 @@ def test_weights_that_become_infinite_stop_training_before_evaluation(tiny_env, 
         return loss
 
     called = []
-    monkeypatch.setattr(runs, "train_epoch", blow_up)
-    monkeypatch.setattr(runs, "evaluate", lambda *a, **k: called.append(1) or {})
+    monkeypatch.setattr(trainer, "train_epoch", blow_up)
+    monkeypatch.setattr(trainer, "evaluate", lambda *a, **k: called.append(1) or {})
+    cfg = profiles.run_config("inf", "test", TINY)
     with pytest.raises(training.NonFiniteLossError, match="non-finite after epoch 1"):
-        runs.train_config(dict(TINY), "inf", "test", device="cpu", progress=False)
+        trainer.train(cfg, device="cpu", progress=False)
     assert called == [1]  # only the initial evaluation ran, none after the bad epoch
+    assert runs.inspect(runs.path_of(cfg), cfg).state == runs.PARTIAL
 
 
 def test_bf16_training_step_on_cpu_is_finite():
-    cfg = {**profiles.RUN_KEYS, **TINY, "precision": "bf16", "objective": "trades"}
-    model, _ = runs.fresh_model(cfg, 10, torch.device("cpu"))
-    opt, _ = training.make_optimizer(model, cfg)
+    cfg = profiles.run_config("bf16", "test", {**TINY, "precision": "bf16", "objective": "trades"})
+    model, _ = training.fresh_model(cfg, 10, torch.device("cpu"))
+    opt, sched = training.make_optimizer(model, cfg)
     from cckl_core import data
     batches = data.Batches(data.load("synthetic", "train", n=64), 32, shuffle=True)
     dtypes = []
     handle = model.fc.register_forward_hook(lambda m, i, o: dtypes.append(o.dtype))
     before = [p.detach().clone() for p in model.parameters()]
-    loss = training.train_epoch(model, opt, batches, cfg)
+    loss = training.train_epoch(model, opt, sched, batches, cfg)
     handle.remove()
     assert torch.isfinite(torch.tensor(loss)) and loss > 0
     assert torch.bfloat16 in dtypes  # autocast was on

@@ -1,7 +1,9 @@
 """Command line: every user mistake ends with one line on stderr and exit status 2, never a traceback."""
+import dataclasses
 import os
 import subprocess
 import sys
+from types import MappingProxyType
 
 import pytest
 import torch
@@ -39,6 +41,20 @@ def _one_error_line(capsys, *words):
     (["frobnicate"], ["invalid choice"]),
     (["train", "--profile", "smoke", "--run", "vgg13_standard", "--seed", "x"], ["invalid int value"]),
     (["train", "--profile", "smoke", "--run", "vgg13_standard", "--seed", "-1"], ["seed must be >= 0"]),
+    # an option given twice is a mistake, not an override
+    (["train", "--profile", "smoke", "--profile", "quick", "--run", "x"], ["--profile given twice"]),
+    (["evaluate", "--profile", "smoke", "--run", "vgg13_standard", "--run", "vgg13_trades"], ["--run given twice"]),
+    (["evaluate", "--profile", "smoke", "--device", "cpu", "--device", "cpu"], ["--device given twice"]),
+    (["evaluate", "--profile", "smoke", "--run", ""], ["--run is empty"]),
+    # selections: both forms, empty items, duplicates
+    (["evaluate", "--profile", "smoke", "--run", "vgg13_standard", "--runs", "vgg13_trades"], ["--run or --runs"]),
+    (["evaluate", "--profile", "smoke", "--seed", "0", "--seeds", "0,1"], ["--seed or --seeds"]),
+    (["evaluate", "--profile", "smoke", "--runs", "vgg13_standard,,vgg13_trades"], ["empty item"]),
+    (["evaluate", "--profile", "smoke", "--runs", "vgg13_standard,vgg13_standard"], ["vgg13_standard given twice"]),
+    (["evaluate", "--profile", "smoke", "--seeds", "0,0"], ["seed 0 given twice"]),
+    (["evaluate", "--profile", "smoke", "--seeds", "0,x"], ["--seeds must be whole numbers"]),
+    (["evaluate", "--profile", "smoke", "--run", "vgg13_standard", "--sample-seed", "-1"], ["--sample-seed must be >= 0"]),
+    (["default-profile", "--profile", "nope"], ["unknown profile 'nope'"]),
 ])
 def test_mistakes_are_one_line(capsys, argv, words):
     with pytest.raises(SystemExit) as ex:
@@ -51,6 +67,41 @@ def test_mistakes_are_one_line(capsys, argv, words):
 def test_cuda_without_cuda(capsys):
     assert cli_main(["train", "--profile", "smoke", "--run", "vgg13_standard", "--device", "cuda"]) == 2
     _one_error_line(capsys, "CUDA is not available")
+
+
+@pytest.mark.parametrize("var", ["CCKL_ARTIFACTS", "CCKL_DATA_ROOT", "CCKL_PROFILE"])
+def test_a_setting_that_is_set_but_empty(capsys, monkeypatch, var):
+    """An empty CCKL_ARTIFACTS would put the cache in the current folder: a mistake, said in one line."""
+    monkeypatch.setenv(var, "")
+    argv = ["default-profile"] if var == "CCKL_PROFILE" else ["runs", "--profile", "smoke"]
+    if var == "CCKL_DATA_ROOT":
+        argv = ["train", "--profile", "smoke", "--run", "vgg13_standard", "--device", "cpu"]
+    assert cli_main(argv) == 2
+    _one_error_line(capsys, var, "set but empty")
+
+
+def test_information_commands(capsys, monkeypatch):
+    from cckl_core import __version__, paper, profiles
+    with pytest.raises(SystemExit) as ex:
+        cli_main(["--version"])
+    assert ex.value.code == 0 and capsys.readouterr().out.strip() == f"cckl {__version__}"
+    assert cli_main(["notebooks"]) == 0
+    assert capsys.readouterr().out.split() == list(paper.NOTEBOOKS)
+    assert cli_main(["list", "--profile", "smoke"]) == 0
+    assert capsys.readouterr().out.split() == list(profiles.load("smoke").runs)
+    monkeypatch.setenv("CCKL_PROFILE", "smoke")
+    assert cli_main(["default-profile"]) == 0
+    assert capsys.readouterr().out.strip() == "smoke"
+    assert cli_main(["default-profile", "--profile", "quick"]) == 0
+    assert capsys.readouterr().out.strip() == "quick"
+    monkeypatch.delenv("CCKL_PROFILE")
+    assert cli_main(["default-profile"]) == 0
+    assert capsys.readouterr().out.strip() == ("paper" if torch.cuda.is_available() else "quick")
+
+
+def test_report_without_figures(capsys, tmp_path):
+    assert cli_main(["report", "--profile", "smoke", "--root", str(tmp_path / "figures")]) == 2
+    _one_error_line(capsys, "no figures for profile 'smoke'", "make paper PROFILE=smoke")
 
 
 def test_bad_thread_count(capsys, monkeypatch):
@@ -91,15 +142,14 @@ def test_missing_data_is_one_line(capsys, monkeypatch, tmp_path):
     from cckl_core import profiles
     monkeypatch.setattr(profiles, "load", lambda name=None: _with_dataset(f"folder:{tmp_path / 'absent'}"))
     assert cli_main(["train", "--profile", "smoke", "--run", "vgg13_standard", "--device", "cpu"]) == 2
-    _one_error_line(capsys)
+    _one_error_line(capsys, "absent")
 
 
 def _with_dataset(dataset):
     from cckl_core import profiles
     prof = profiles.parse(profiles._DIR / "smoke.toml")
-    for cfg in prof.runs.values():
-        cfg["dataset"] = dataset
-    return prof
+    runs = {name: dataclasses.replace(cfg, dataset=dataset) for name, cfg in prof.runs.items()}
+    return dataclasses.replace(prof, runs=MappingProxyType(runs))
 
 
 def test_a_real_process_prints_no_traceback(tmp_path):

@@ -5,22 +5,23 @@ import numpy as np
 import pytest
 import torch
 
-from cckl_core import data, evaluations, fisher, metrics, profiles, runs, store
+from cckl_core import evaluations, fisher, metrics, profiles, runs, store
 from cckl_core.plan import plan
-from conftest import private_copy, train_smoke_once
 
 RUN = "resnet20_trades"  # smoke: plays table1 and fig5
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    return train_smoke_once(tmp_path_factory, RUN)
+SMOKE = profiles.load("smoke")
+CFG = SMOKE.run(RUN)
 
 
 @pytest.fixture
-def run(trained, tmp_path, monkeypatch):
-    private_copy(trained, tmp_path, monkeypatch)
-    return runs.load("smoke", RUN, device="cpu")
+def run(smoke_cache):
+    """The finished smoke run RUN with its weights, in a private copy of the smoke fixture (whose
+    evaluations are cached: a test that needs one computed asks for other settings, or deletes it)."""
+    return runs.load(CFG, weights=True, device="cpu")
+
+
+def _s(name, **changes):
+    return {**evaluations.settings(SMOKE, name), **changes}
 
 
 def _counting(monkeypatch, name):
@@ -36,16 +37,27 @@ def _counting(monkeypatch, name):
 
 
 def test_needed_follows_the_roles():
-    prof = profiles.load("smoke")
+    prof = SMOKE
     assert set(evaluations.needed(prof, RUN)) == {"table1", "fig5"}
     assert set(evaluations.needed(prof, "vgg13_trades")) >= {"table1", "fig9", "eq12", "table2"}
     assert evaluations.needed(prof, "vgg13_pgd_at") == []
+    gpu = profiles.load("gpu")  # roles of only some notebooks: only their evaluations
+    assert {e for n in gpu.runs for e in evaluations.needed(gpu, n)} <= {"table1", "fig5", "table2"}
+
+
+def test_settings_key_the_cache():
+    s = evaluations.settings(SMOKE, "fig5")
+    assert s == {"n_pairs": SMOKE.evaluation.n_pairs, "name": "fig5", "version": evaluations._spec("fig5").version,
+                 "sample_seed": 0}
+    assert evaluations.settings_key(s) != evaluations.settings_key(evaluations.settings(SMOKE, "fig5", sample_seed=1))
+    with pytest.raises(ValueError, match="unknown evaluation"):
+        evaluations.settings(SMOKE, "fig7")
 
 
 def test_table1_matches_an_independent_computation(run):
-    ev = evaluations.of(run, "table1", device="cpu")
+    ev = evaluations.compute(run, "table1", _s("table1"), device="cpu")
     test = run.dataset("test", seed=run.seed)
-    assert len(ev["index"]) == profiles.load("smoke").evaluation["n_eval"]
+    assert len(ev["index"]) == SMOKE.evaluation.n_eval
     sub = test.take(torch.as_tensor(ev["index"]))
     with torch.no_grad():
         clean = (run.model.eval()(sub.float()).argmax(1) == sub.labels).numpy()
@@ -55,7 +67,7 @@ def test_table1_matches_an_independent_computation(run):
 
 
 def test_fig5_matches_an_independent_computation(run):
-    ev = evaluations.of(run, "fig5", device="cpu")
+    ev = evaluations.compute(run, "fig5", _s("fig5"), device="cpu")
     test = run.dataset("test", seed=run.seed)
     x = test.float()
     i, j = torch.as_tensor(ev["i"]), torch.as_tensor(ev["j"])
@@ -68,69 +80,108 @@ def test_fig5_matches_an_independent_computation(run):
 
 
 def test_cached_result_is_reused(run, monkeypatch):
-    first = evaluations.of(run, "fig5", device="cpu")
     calls = _counting(monkeypatch, "fig5")
-    again = evaluations.of(run, "fig5", device="cpu")
+    first = evaluations.compute(run, "fig5", _s("fig5"), device="cpu")  # the fixture computed it
+    again = evaluations.compute(run, "fig5", _s("fig5"), device="cpu")
     assert calls == [] and np.array_equal(first["kl"], again["kl"])
+    assert np.array_equal(evaluations.read(runs.load(CFG), _s("fig5"))["kl"], first["kl"])  # no weights needed
     files = sorted(p.name for p in (run.path / "evaluations").iterdir())
     assert any(f.startswith("fig5-") and f.endswith(".npz") for f in files)
+    meta = first.meta
+    assert meta["run_key"] == CFG.key and meta["model_sha256"] == run.model_sha256 and meta["settings"] == _s("fig5")
+    store.check_seal(meta, "fig5")
 
 
 def test_changed_setting_recomputes(run, monkeypatch):
-    prof = profiles.load("smoke")
-    s = evaluations.settings(prof, "fig5")
-    evaluations.get(run, "fig5", s, device="cpu")
+    s = _s("fig5")
     calls = _counting(monkeypatch, "fig5")
-    other = evaluations.get(run, "fig5", {**s, "n_pairs": 10}, device="cpu")
+    other = evaluations.compute(run, "fig5", {**s, "n_pairs": 10}, device="cpu")
     assert calls == [1] and len(other["kl"]) == 10
-    evaluations.get(run, "fig5", {**s, "sample_seed": 1}, device="cpu")
+    evaluations.compute(run, "fig5", {**s, "sample_seed": 1}, device="cpu")
     assert calls == [1, 1]
-    evaluations.get(run, "fig5", s, device="cpu")  # the first is still cached beside them
+    evaluations.compute(run, "fig5", s, device="cpu")  # the first is still cached beside them
     assert calls == [1, 1]
+    with pytest.raises(ValueError, match="settings are for 'fig5'"):
+        evaluations.compute(run, "table1", s, device="cpu")
 
 
 def test_retrained_model_recomputes(run, monkeypatch):
-    before = evaluations.of(run, "fig5", device="cpu")
-    # a retrained model: other weights, recorded as the run's weights
+    before = evaluations.compute(run, "fig5", _s("fig5"), device="cpu")
+    # a retrained model: other weights, recorded as the run's weights (complete.json resealed)
     state = {k: (v + 0.05 * torch.randn_like(v) if v.is_floating_point() else v) for k, v in run.model.state_dict().items()}
     digest = store.save_state(run.path / runs.WEIGHTS, state)
     manifest = json.loads((run.path / "complete.json").read_text())
     manifest["files"][runs.WEIGHTS] = digest
-    store.atomic_write_json(run.path / "complete.json", manifest)
-    retrained = runs.load("smoke", RUN, device="cpu")
+    store.atomic_write_json(run.path / "complete.json", store.sealed(manifest))
+    retrained = runs.load(CFG, weights=True, device="cpu")
+    assert evaluations.read(retrained, _s("fig5")) is None  # stale: computed from other weights
+    assert evaluations.missing(SMOKE, retrained) == ["table1", "fig5"]
     calls = _counting(monkeypatch, "fig5")
-    after = evaluations.of(retrained, "fig5", device="cpu")
+    after = evaluations.compute(retrained, "fig5", _s("fig5"), device="cpu")
     assert calls == [1] and not np.allclose(before["kl"], after["kl"])
     assert after.meta["model_sha256"] == digest
 
 
 def test_damaged_result_is_recomputed(run, monkeypatch):
-    evaluations.of(run, "table1", device="cpu")
     npz = next((run.path / "evaluations").glob("table1-*.npz"))
     npz.write_bytes(npz.read_bytes()[:-10] + b"0123456789")
+    assert evaluations.read(run, _s("table1")) is None
     calls = _counting(monkeypatch, "table1")
-    evaluations.of(run, "table1", device="cpu")
-    assert calls == [1]
+    evaluations.compute(run, "table1", _s("table1"), device="cpu")
+    assert calls == [1] and evaluations.read(run, _s("table1")) is not None
+
+
+def _record(run, name):
+    return next(p for p in (run.path / "evaluations").glob(f"{name}-*.json"))
+
+
+def test_an_edited_value_is_not_served(run):
+    """An evaluation's record is sealed: a value edited by hand makes it unreadable (recomputed), and
+    a record resealed for another run's key is not served either."""
+    path = _record(run, "fig5")
+    record = json.loads(path.read_text())
+    record["values"]["n_test"] = record["values"]["n_test"] + 1
+    path.write_text(json.dumps(record))
+    assert evaluations.read(run, _s("fig5")) is None
+    path.write_text(json.dumps(store.sealed({**record, "values": {**record["values"], "n_test": record["values"]["n_test"] - 1},
+                                             "run_key": "0" * 12})))
+    assert evaluations.read(run, _s("fig5")) is None
+    path.write_text(json.dumps(store.sealed({**record, "values": {**record["values"], "n_test": record["values"]["n_test"] - 1}})))
+    assert evaluations.read(run, _s("fig5")) is not None  # the original content, resealed: valid
 
 
 def test_missing_result_without_weights_is_a_clear_error(run):
     runs.remove_weights(run.path)
-    light = runs.load("smoke", RUN, weights=False)
+    light = runs.load(CFG)
+    assert evaluations.require(light, "fig5", _s("fig5"))["kl"].shape == (SMOKE.evaluation.n_pairs,)  # cached: served
     with pytest.raises(evaluations.EvaluationMissingError, match="not cached and .*weights were removed"):
-        evaluations.of(light, "fig5", device="cpu")
-    with pytest.raises(evaluations.EvaluationMissingError, match="python -m cckl_core evaluate"):
-        evaluations.of(light, "fig5", device="cpu", compute=False)
+        evaluations.compute(light, "fig5", _s("fig5", n_pairs=10), device="cpu")
+    with pytest.raises(evaluations.EvaluationMissingError,
+                       match="python -m cckl_core evaluate --profile smoke --run resnet20_trades --seed 0 --sample-seed 3"):
+        evaluations.require(light, "fig5", _s("fig5", sample_seed=3))
+    assert list((run.path / "evaluations").glob("fig5-*.npz")) and len(list((run.path / "evaluations").glob("fig5-*"))) == 2
 
 
 def test_evaluate_run_then_everything_is_cached(run):
-    done = evaluations.evaluate_run("smoke", RUN, device="cpu", progress=False)
-    assert {name for name, _, _ in done} == {"table1", "fig5"}
-    again = evaluations.evaluate_run("smoke", RUN, device="cpu", progress=False)
+    for p in (run.path / "evaluations").iterdir():
+        p.unlink()
+    assert evaluations.missing(SMOKE, runs.load(CFG)) == ["table1", "fig5"]
+    done = evaluations.evaluate_run(SMOKE, CFG, device="cpu", progress=False)
+    assert {name: how for name, how, _ in done} == {"table1": "computed", "fig5": "computed"}
+    assert all(sec > 0 for _, _, sec in done)
+    again = evaluations.evaluate_run(SMOKE, CFG, device="cpu", progress=False, train=False)
     assert all(how == "cached" for _, how, _ in again)
+    assert evaluations.missing(SMOKE, runs.load(CFG)) == []
+
+
+def test_evaluate_run_without_training_needs_the_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("CCKL_ARTIFACTS", str(tmp_path / "artifacts"))
+    with pytest.raises(runs.RunNotFoundError, match="not trained"):
+        evaluations.evaluate_run(SMOKE, CFG, device="cpu", progress=False, train=False)
 
 
 def test_plan_prints_an_estimate_per_run(capsys):
-    rows = plan("smoke", "cpu", probe=4, runs_=["vgg13_standard", "resnet20_trades"])
+    rows = plan(SMOKE, "cpu", probe=4, runs_=["vgg13_standard", "resnet20_trades"])
     out = capsys.readouterr().out
     assert [r["run"] for r in rows] == ["vgg13_standard", "resnet20_trades"]
     assert all(r["train"] > 0 and r["total"] >= r["train"] for r in rows)

@@ -1,32 +1,33 @@
-"""`launch`: every (run, seed) as a task on local processes (submitit's LocalExecutor) or a Slurm
-job array; finished work is not resubmitted, a killed or preempted task resumes to the same numbers."""
+"""`launch`: --executor local is the one local scheduler (cckl_core.schedule): it trains and evaluates
+what the cache lacks, skips the optional run whose data set is missing and reruns no finished work; a
+killed worker resumes to the numbers of an uninterrupted run; Ctrl-C stops the workers, even from a
+launcher started in the background. --executor slurm submits one submitit job array (a fake sbatch)."""
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
-import torch
 
-from cckl_core import devices, evaluations, launch, profiles, runs
+from cckl_core import evaluations, launch, profiles, runs, schedule, store
 from cckl_core.__main__ import main as cli_main
 
-pytest.importorskip("submitit")
-
-SMOKE = "smoke"
+SMOKE = profiles.load("smoke")
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
 def roots(tmp_path, monkeypatch):
-    """A fresh artifacts root and data root; one torch thread per task (what the references use)."""
+    """A fresh artifacts root and data root; one torch thread per worker (what the smoke fixture used)."""
     monkeypatch.setenv("CCKL_ARTIFACTS", str(tmp_path / "artifacts"))
     monkeypatch.setenv("CCKL_DATA_ROOT", str(tmp_path / "data"))
     monkeypatch.setenv("CCKL_THREADS", "1")
-    monkeypatch.delenv("CCKL_DEVICE", raising=False)
     return tmp_path / "artifacts"
 
 
@@ -35,189 +36,276 @@ def _numbers(history: list[dict]) -> str:
     return json.dumps([{k: v for k, v in rec.items() if not k.endswith("_seconds")} for rec in history], sort_keys=True)
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    """The history of an uninterrupted `runs.get_or_train` of a smoke run, in a root of its own (trained once)."""
-    root = tmp_path_factory.mktemp("reference")
-    cache = {}
-
-    def get(name: str, seed: int = 0) -> str:
-        if (name, seed) not in cache:
-            threads = torch.get_num_threads()
-            torch.set_num_threads(1)  # as every launched task (CCKL_THREADS=1 in `roots`): the sums' order matters
-            try:
-                with pytest.MonkeyPatch.context() as mp:
-                    mp.setenv("CCKL_ARTIFACTS", str(root / "artifacts"))
-                    mp.setenv("CCKL_DATA_ROOT", str(root / "data"))
-                    run = runs.get_or_train(SMOKE, name, device="cpu", progress=False, weights=False, seed=seed)
-            finally:
-                torch.set_num_threads(threads)
-            cache[name, seed] = _numbers(run.history)
-        return cache[name, seed]
-    return get
-
-
-def _history(name: str, seed: int = 0) -> list[dict]:
-    prof = profiles.load(SMOKE)
-    path = runs.run_path(SMOKE, name, prof.run(name, seed)) / "history.json"
+def _history(cfg, root: Path | None = None) -> list[dict]:
+    folder = (root / cfg.profile / cfg.folder) if root is not None else runs.path_of(cfg)
     try:
-        return json.loads(path.read_text())
+        return json.loads((folder / "history.json").read_text())
     except (OSError, ValueError):
         return []
 
 
-def _state(name: str, seed: int = 0) -> str:
-    prof = profiles.load(SMOKE)
-    return runs.inspect(runs.run_path(SMOKE, name, prof.run(name, seed))).state
+def _fixture_weights(smoke_fixture: Path, cfg) -> str:
+    """The checksum of the weights the smoke fixture's uninterrupted training of ``cfg`` ended with."""
+    return store.read_json(smoke_fixture / "artifacts" / cfg.profile / cfg.folder / "complete.json")["files"][runs.WEIGHTS]
 
 
 # --------------------------------------------------------------------------- the local executor end to end
 @pytest.mark.slow
-def test_local_launch_trains_evaluates_skips_and_does_not_resubmit(capsys, reference):
-    names = ["resnet20_trades", "vgg13_standard", "resnet20_standard_cifar100"]
-    rc = cli_main(["launch", "--profile", SMOKE, "--executor", "local", "--max-parallel", "2", "--device", "cpu",
+def test_local_launch_trains_evaluates_skips_and_does_not_rerun(smoke_fixture, roots, capsys, monkeypatch):
+    """From a cache holding part of the smoke results: one run is missing (trained, then evaluated, to the
+    fixture's numbers), one lacks an evaluation (computed, the run untouched), one is finished (not run
+    at all), the optional CIFAR-100 run has no data (skipped before any worker starts). Launched again, nothing runs.
+
+    The launcher times each run's steps first (`plan.unit_costs`, 10 s a run on a loaded 2-core machine;
+    tested in test_evaluations.py); here it gets FLOP counts as its timings instead, the rest unchanged."""
+    from cckl_core import plan
+    monkeypatch.setattr(plan, "unit_costs", lambda cfg, dev, *a, **k: {k_: 1e-9 * v for k_, v in plan.flop_costs(cfg).items()})
+    shutil.copytree(smoke_fixture / "artifacts", roots)
+    train, evaluate, finished, optional = (SMOKE.run(n) for n in ("vgg13_standard", "t1_vgg13_pure_linear",
+                                                                   "resnet20_trades", "resnet20_standard_cifar100"))
+    runs.discard(runs.path_of(train))
+    s = evaluations.settings(SMOKE, "table1")
+    (runs.path_of(evaluate) / "evaluations" / f"table1-{evaluations.settings_key(s)}.json").unlink()
+    untouched = {c.name: (runs.path_of(c) / "complete.json").read_bytes() for c in (evaluate, finished)}
+    names = [c.name for c in (train, evaluate, finished, optional)]
+
+    rc = cli_main(["launch", "--profile", "smoke", "--executor", "local", "--max-parallel", "2", "--device", "cpu",
                    "--runs", ",".join(names)])
     out = capsys.readouterr().out
     assert rc == 0, out
-    assert re.search(r"local job \d+: resnet20_trades seed 0", out), out
-    assert "at most 2 at a time" in out
-    assert "logs: " in out and ".launch" in out
-    assert "python -m cckl_core runs --profile smoke" in out
-    assert re.search(r"resnet20_standard_cifar100 +seed 0 +skipped", out), out
+    assert "[cckl] smoke: 2 run(s) to train and evaluate on cpu (2 at a time), 1 torch thread(s) each" in out, out
+    assert "[cckl] estimated wall time here: " in out, out  # every job was timed
+    assert re.search(r"\[cckl\] completed: smoke/vgg13_standard \(seed 0\)", out), out
+    assert re.search(r"\[cckl\] completed: smoke/t1_vgg13_pure_linear \(seed 0\)", out), out
+    assert ("[cckl] not run: smoke/resnet20_standard_cifar100 (seed 0): optional, skipped: its data set cifar100 "
+            "cannot be had here") in out, out
+    assert "resnet20_trades" not in out  # finished: no worker
+    summary = next(line for line in out.splitlines() if line.startswith("[cckl] summary of smoke: "))
+    assert summary.split(": ", 1)[1] == "2 completed", summary
 
-    rows = {r["run"]: r for r in runs.status(SMOKE)}
-    for name in names:
-        if profiles.load(SMOKE).runs[name]["optional"]:
-            assert rows[name]["state"] != runs.COMPLETE
-        else:
-            assert rows[name]["state"] == runs.COMPLETE, rows[name]
-            assert rows[name]["epochs"] == "2/2"
-    # the evaluations are cached: every state DONE except the skipped optional run
-    states = {s.run: s for s in launch.survey(SMOKE, names)}
-    assert states["resnet20_trades"].state == launch.DONE
-    assert states["vgg13_standard"].state == launch.DONE
-    assert states["resnet20_standard_cifar100"].state == launch.SKIPPED_EARLIER
+    # trained and evaluated to the numbers of the fixture's run (the same worker command, uninterrupted)
+    assert _numbers(_history(train)) == _numbers(_history(train, smoke_fixture / "artifacts"))
+    assert runs.load(train).model_sha256 == _fixture_weights(smoke_fixture, train)
+    # only the missing evaluation was computed; the finished runs' files are as they were
+    assert {c.name: (runs.path_of(c) / "complete.json").read_bytes() for c in (evaluate, finished)} == untouched
+    assert evaluations.missing(SMOKE, runs.load(evaluate)) == []
+    assert runs.inspect(runs.path_of(optional)).state == runs.NOT_STARTED
+    states = {s.run: s.state for s in launch.survey(SMOKE, SMOKE.configs(names))}
+    assert states == {n: launch.DONE for n in names[:3]} | {optional.name: launch.TO_RUN}
 
-    # the numbers are those of an uninterrupted `train` in another fresh root
-    assert _numbers(_history("resnet20_trades")) == reference("resnet20_trades")
-
-    # a second launch submits nothing
+    # launched again: no finished work is rerun, and no worker is started for the optional run while its data is missing
     lines = []
-    again = launch.launch(SMOKE, "local", run_names=names, device="cpu", max_parallel=2, out=lines.append)
-    assert again.submitted == []
-    assert "[cckl] nothing to submit" in lines
-    by_run = {o.run: o for o in again.outcomes()}
-    assert by_run["resnet20_trades"].status == launch.DONE
-    assert by_run["resnet20_standard_cifar100"].status == launch.SKIPPED_EARLIER
-
-    # a finished run with an evaluation missing is to run again (and only for what is missing)
-    prof = profiles.load(SMOKE)
-    run = runs.load(SMOKE, "resnet20_trades", weights=False)
-    s = evaluations.settings(prof, "fig5")
-    meta = run.path / "evaluations" / f"fig5-{evaluations.settings_key(s)}.json"
-    meta.unlink()
-    st = {x.run: x for x in launch.survey(SMOKE, ["resnet20_trades"])}["resnet20_trades"]
-    assert st.state == launch.TO_RUN and "fig5" in st.detail
+    again = schedule.run(SMOKE, SMOKE.configs(names), device="cpu", jobs=2, plan_first=False, out=lines.append)
+    assert again == [] and "optional, skipped" in lines[0], lines
+    assert lines[-1] == "[cckl] smoke: every run and evaluation asked for is in the cache", lines
 
 
-def _task_pid(job, timeout: float = 60.0) -> int:
-    """The pid the task printed in its log (checked to be a live submitit task)."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            m = re.search(r"\(pid (\d+)\)", Path(job.paths.stdout).read_text())
-        except OSError:
-            m = None
-        if m:
-            pid = int(m.group(1))
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes() if Path(f"/proc/{pid}/cmdline").exists() else b""
-            assert b"submitit" in cmd, cmd
-            return pid
-        time.sleep(0.05)
-    raise AssertionError(f"task never started; log {job.paths.stdout}")
+class _Recorded(schedule._Running):
+    """The scheduler's worker, remembered so that a test can kill it."""
 
+    made: list = []
 
-def _interrupt_after_first_epoch(killed: str, preempted: str):
-    """Launch both runs side by side; cancel `killed` (SIGINT, as `scancel` or Ctrl-C) and send `preempted`
-    the preemption signal as soon as each has written its first epoch. Returns the jobs and outcomes, or
-    None when a smoke run (2 epochs, about a second each) finished before its signal could land: on a
-    loaded machine the poller can be late, and the caller then starts over."""
-    handle = launch.launch(SMOKE, "local", run_names=[killed, preempted], device="cpu", max_parallel=2,
-                           wait=False, out=lambda line: None)
-    assert {s.task.run for s in handle.submitted} == {killed, preempted}  # both started at once
-    jobs = handle.jobs
-    prof = profiles.load(SMOKE)
-    histories = {name: runs.run_path(SMOKE, name, prof.run(name, 0)) / "history.json" for name in (killed, preempted)}
-    try:
-        pid = _task_pid(jobs[preempted, 0])
-        todo = {killed, preempted}
-        deadline = time.time() + 120
-        while todo and time.time() < deadline:
-            for name in [n for n in todo if histories[n].exists()]:  # history.json appears after epoch 1
-                if name == killed:
-                    jobs[killed, 0].cancel()
-                else:
-                    os.kill(pid, signal.SIGUSR2)  # what Slurm sends before a time limit or preemption
-                todo.discard(name)
-            time.sleep(0.01)
-        assert not todo, f"no epoch finished in time for {todo}"
-        outcomes = {o.run: o for o in handle.wait()}
-    finally:
-        handle.cancel()
-    late = outcomes[killed].status == launch.COMPLETED or _history(killed)[-1]["epoch"] != 1
-    if late or "requeued" not in jobs[preempted, 0].stdout():
-        return None
-    return jobs, outcomes
+    def __init__(self, *a, **k):
+        super().__init__(*a, **k)
+        _Recorded.made.append(self)
 
 
 @pytest.mark.slow
-def test_killed_task_resumes_and_preempted_task_requeues(reference):
-    """Two tasks side by side: one is cancelled after its first epoch (then launched again), the other
-    gets the preemption signal (submitit checkpoints it: requeued, it resumes by itself). Both end with
-    the numbers of an uninterrupted run."""
-    killed, preempted = "t1_resnet32_standin", "resnet20_trades"
-    prof = profiles.load(SMOKE)
+def test_a_killed_worker_resumes_to_the_same_numbers(smoke_fixture, monkeypatch):
+    """The scheduler's worker is killed (SIGKILL: no clean-up) right after its first epoch; the same
+    command resumes from that epoch's checkpoint and ends with the history, weights and evaluations of
+    the fixture's uninterrupted run."""
+    cfg = SMOKE.run("vgg13_standard")
+    monkeypatch.setattr(schedule, "_Running", _Recorded)
+    history = runs.path_of(cfg) / "history.json"  # written after each finished epoch, not before the first
     for _attempt in range(3):
-        result = _interrupt_after_first_epoch(killed, preempted)
-        if result is not None:
+        _Recorded.made.clear()
+        killed, returned = threading.Event(), threading.Event()
+
+        def kill_after_first_epoch():
+            while not returned.is_set() and not history.exists():
+                time.sleep(0.01)
+            if _Recorded.made and _Recorded.made[0].proc.poll() is None:
+                _Recorded.made[0].proc.kill()
+                killed.set()
+
+        killer = threading.Thread(target=kill_after_first_epoch, daemon=True)
+        killer.start()
+        lines = []
+        try:
+            first = schedule.run(SMOKE, [cfg], device="cpu", plan_first=False, out=lines.append)
+        finally:
+            returned.set()
+            killer.join(10)
+        if killed.is_set() and _history(cfg)[-1]["epoch"] == 1:
             break
-        for name in (killed, preempted):  # a signal came too late: start over from nothing
-            runs.discard(runs.run_path(SMOKE, name, prof.run(name, 0)))
-    assert result is not None, "in three attempts a run finished before its signal landed"
-    jobs, outcomes = result
-    assert outcomes[killed].status == launch.FAILED, outcomes[killed]
-    assert _state(killed) == runs.PARTIAL and _history(killed)[-1]["epoch"] == 1
+        runs.discard(runs.path_of(cfg))  # it finished epoch 2 before the kill landed: start over
+    else:
+        pytest.fail("in three attempts the run finished before it could be killed")
+    assert [o.status for o in first] == [schedule.FAILED], lines
+    assert runs.inspect(runs.path_of(cfg), cfg).state == runs.PARTIAL
 
-    # the preempted task was requeued by submitit and finished by itself
-    assert outcomes[preempted].status == launch.COMPLETED, outcomes[preempted]
-    log = jobs[preempted, 0].stdout()
-    assert "requeued" in log and log.count("started on") == 2, log
-    assert _numbers(_history(preempted)) == reference(preempted)
+    lines = []
+    again = schedule.run(SMOKE, [cfg], device="cpu", plan_first=False, out=lines.append)
+    assert [o.status for o in again] == [schedule.COMPLETED], lines
+    assert any("resuming after epoch 1 of 2" in line for line in lines), lines
+    reference = smoke_fixture / "artifacts"
+    assert _numbers(_history(cfg)) == _numbers(_history(cfg, reference))
+    run = runs.load(cfg)
+    assert run.model_sha256 == _fixture_weights(smoke_fixture, cfg)
+    s = evaluations.settings(SMOKE, "theorem")
+    ours = evaluations.require(run, "theorem", s)
+    with monkeypatch.context() as mp:
+        mp.setenv("CCKL_ARTIFACTS", str(reference))
+        theirs = evaluations.require(runs.load(cfg), "theorem", s)
+    assert all((ours[k] == theirs[k]).all() for k in ("logits_init", "logits_final", "labels"))
 
-    # launched again: only the killed run is submitted; it resumes from its checkpoint
-    again = launch.launch(SMOKE, "local", run_names=[killed, preempted], device="cpu", max_parallel=2,
-                          out=lambda line: None)
-    assert [s.task.run for s in again.submitted] == [killed]
-    assert {o.run: o.status for o in again.outcomes()} == {killed: launch.COMPLETED, preempted: launch.DONE}
-    assert _state(killed) == runs.COMPLETE
-    assert _numbers(_history(killed)) == reference(killed)
+
+def _workers_of(pid: int) -> list[int]:
+    """The live worker processes (``--worker`` in the command line) whose parent is ``pid``."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            text = status.read_text()
+            state = re.search(r"^State:\s+(\S)", text, re.M).group(1)
+            if f"\nPPid:\t{pid}\n" in text and state != "Z" and b"--worker" in (status.parent / "cmdline").read_bytes():
+                found.append(int(status.parent.name))
+        except (OSError, AttributeError):
+            continue
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="finds the workers through /proc")
+@pytest.mark.parametrize("how", ["background", "foreground"])
+def test_ctrl_c_stops_the_workers(how, roots):
+    """The launcher (`evaluate`, what `make paper` and `launch --executor local` run) with two workers.
+    ``background``: it was started with ``&`` (so it ignores SIGINT, and would pass that on) and Ctrl-C
+    reaches its whole process group: the workers must stop all the same. ``foreground``: SIGINT to the
+    launcher alone (as `kill -INT`): it stops its workers and says how to resume."""
+    names = ["t1_resnet32_standin", "resnet20_trades"]  # the slowest smoke runs: far from done when signalled
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+
+    def start():
+        if how == "background":
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # what a shell does to a command started with `&`
+
+    launcher = subprocess.Popen([sys.executable, "-m", "cckl_core", "evaluate", "--profile", "smoke", "--device", "cpu",
+                                 "--jobs", "2", "--no-plan", "--runs", ",".join(names)],
+                                cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True, preexec_fn=start)
+    try:
+        configs = [runs.path_of(SMOKE.run(n)) / "config.json" for n in names]  # written when training starts
+        deadline = time.time() + 240
+        while time.time() < deadline and not (len(_workers_of(launcher.pid)) == 2 and all(p.exists() for p in configs)):
+            assert launcher.poll() is None, launcher.communicate()
+            time.sleep(0.05)
+        workers = _workers_of(launcher.pid)
+        assert len(workers) == 2, "the two workers never started"
+        if how == "background":
+            os.killpg(launcher.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the whole process group
+        else:
+            launcher.send_signal(signal.SIGINT)
+        out, err = launcher.communicate(timeout=120)
+    finally:
+        if launcher.poll() is None:
+            os.killpg(launcher.pid, signal.SIGKILL)
+            launcher.wait()
+    deadline = time.time() + 30
+    while time.time() < deadline and any(_alive(w) for w in workers):
+        time.sleep(0.05)
+    assert not any(_alive(w) for w in workers), "a worker outlived Ctrl-C"
+    for n in names:  # stopped, not finished; what they finished is kept for the rerun
+        assert runs.inspect(runs.path_of(SMOKE.run(n))).state in (runs.PARTIAL, runs.NOT_STARTED)
+    if how == "background":  # the launcher saw its workers stop (it ignores SIGINT itself)
+        assert launcher.returncode == 1 and "2 failed" in out, (out, err)
+    else:
+        assert launcher.returncode == 130, (out, err)
+        assert "interrupted: finished epochs and evaluations are kept; run the same command to resume" in err
+
+
+def test_worker_command_and_signals():
+    """Each job is `python -m cckl_core evaluate ... --worker` on its slot's device; a child starts with
+    SIGINT at its default (the scheduler stops it with SIGINT; a backgrounded launcher would pass SIG_IGN on)."""
+    cmd = schedule._worker_command(SMOKE.run("vgg13_trades", 3), "cuda:1", 2)
+    assert cmd[1:] == ["-m", "cckl_core", "evaluate", "--profile", "smoke", "--run", "vgg13_trades", "--seed", "3",
+                       "--device", "cuda:1", "--sample-seed", "2", "--worker"]
+    probe = [sys.executable, "-c", "import signal; print(signal.getsignal(signal.SIGINT) == signal.SIG_IGN)"]
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        inherited = subprocess.run(probe, capture_output=True, text=True, check=True).stdout.strip()
+        reset = subprocess.run(probe, capture_output=True, text=True, check=True,
+                               preexec_fn=schedule._reset_sigint).stdout.strip()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert (inherited, reset) == ("True", "False")
+
+
+# --------------------------------------------------------------------------- what is left to launch
+def test_survey_reads_the_cache(smoke_cache):
+    configs = SMOKE.configs()
+    optional = SMOKE.run("resnet20_standard_cifar100")
+    states = {s.run: s for s in launch.survey(SMOKE, configs)}
+    assert {n: s.state for n, s in states.items()} == {c.name: launch.DONE for c in configs if c != optional} | {
+        optional.name: launch.TO_RUN}
+    # a Slurm task recorded the optional run as skipped, and its data is still missing: left out
+    record = launch.skip_record_path(optional)
+    store.atomic_write_json(record, {"run": optional.name, "seed": 0, "message": "skipped"})
+    assert {s.run: s.state for s in launch.survey(SMOKE, [optional])} == {optional.name: launch.SKIPPED_EARLIER}
+    # a finished run lacking an evaluation is to run again, for what is missing; without weights it is blocked
+    trades, table2 = SMOKE.run("resnet20_trades"), SMOKE.run("vgg13_trades")
+    for cfg, name in ((trades, "fig5"), (table2, "table2")):
+        s = evaluations.settings(SMOKE, name)
+        (runs.path_of(cfg) / "evaluations" / f"{name}-{evaluations.settings_key(s)}.json").unlink()
+    runs.remove_weights(runs.path_of(table2))
+    states = {s.run: s for s in launch.survey(SMOKE, [trades, table2])}
+    assert states[trades.name].state == launch.TO_RUN and "fig5" in states[trades.name].detail
+    assert states[table2.name].state == launch.BLOCKED and "weights were removed" in states[table2.name].detail
+
+
+def test_a_slurm_task_runs_in_process(smoke_cache, monkeypatch):
+    """What one array task does: evaluate_run of its (run, seed); a finished run is served from the
+    cache (nothing computed); an optional run without data is recorded as skipped."""
+    for var in ("CCKL_ARTIFACTS", "CCKL_DATA_ROOT", "CCKL_THREADS"):
+        monkeypatch.setenv(var, os.environ[var])  # restored after the task sets them
+    env = {"CCKL_ARTIFACTS": os.environ["CCKL_ARTIFACTS"], "CCKL_DATA_ROOT": os.environ["CCKL_DATA_ROOT"],
+           "CCKL_THREADS": "1"}
+    done = launch.Task("smoke", "resnet20_trades", 0, "cpu", env)()
+    assert done["status"] == launch.COMPLETED and done["epochs"] == 2
+    assert sorted((n, how) for n, how, _ in done["evaluations"]) == [("fig5", "cached"), ("table1", "cached")]
+    skipped = launch.Task("smoke", "resnet20_standard_cifar100", 0, "cpu", env)()
+    assert skipped["status"] == launch.SKIPPED
+    assert launch.skip_record_path(SMOKE.run("resnet20_standard_cifar100")).exists()
 
 
 def test_task_checkpoint_resubmits_itself():
-    task = launch.Task(SMOKE, "vgg13_standard", 0, "cpu", {"CCKL_THREADS": "1"})
+    pytest.importorskip("submitit")
+    task = launch.Task("smoke", "vgg13_standard", 0, "cpu", {"CCKL_THREADS": "1"})
     delayed = task.checkpoint()
     assert delayed.function is task and delayed.args == () and delayed.kwargs == {}
 
 
 # --------------------------------------------------------------------------- Slurm (a fake sbatch)
-def test_slurm_submits_one_array(tmp_path, monkeypatch, capsys, roots):
+def _fake_slurm(tmp_path, monkeypatch):
     bin_ = tmp_path / "bin"
     bin_.mkdir()
     for name, body in {"sbatch": 'echo "Submitted batch job 4242"', "srun": "exit 0", "sacct": "exit 0"}.items():
         (bin_ / name).write_text(f"#!/bin/sh\n{body}\n")
         (bin_ / name).chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_}{os.pathsep}{os.environ['PATH']}")
-    rc = cli_main(["launch", "--profile", SMOKE, "--executor", "slurm", "--partition", "gpu", "--time", "01:30:00",
+
+
+def test_slurm_submits_one_array(tmp_path, monkeypatch, capsys, roots):
+    pytest.importorskip("submitit")
+    _fake_slurm(tmp_path, monkeypatch)
+    rc = cli_main(["launch", "--profile", "smoke", "--executor", "slurm", "--partition", "gpu", "--time", "01:30:00",
                    "--max-parallel", "2", "--runs", "vgg13_standard,resnet20_trades", "--seeds", "0,1",
                    "--logs", str(tmp_path / "logs")])
     out = capsys.readouterr().out
@@ -232,7 +320,18 @@ def test_slurm_submits_one_array(tmp_path, monkeypatch, capsys, roots):
     task = delayed.function
     assert (task.run, task.seed) == ("resnet20_trades", 1) and hasattr(task, "checkpoint")
     assert task.env["CCKL_ARTIFACTS"] == str(roots) and Path(task.env["CCKL_DATA_ROOT"]).is_absolute()
-    assert not [p for p in (roots / SMOKE).glob("*") if not p.name.startswith(".")]  # nothing ran here
+    assert not [p for p in (roots / "smoke").glob("*") if not p.name.startswith(".")]  # nothing ran here
+
+
+def test_slurm_submits_nothing_finished(smoke_cache, tmp_path, monkeypatch, capsys):
+    pytest.importorskip("submitit")
+    _fake_slurm(tmp_path, monkeypatch)
+    store.atomic_write_json(launch.skip_record_path(SMOKE.run("resnet20_standard_cifar100")), {"message": "skipped"})
+    assert cli_main(["launch", "--profile", "smoke", "--executor", "slurm", "--logs", str(tmp_path / "logs")]) == 0
+    out = capsys.readouterr().out
+    assert "[cckl] nothing to submit" in out and "9 complete with their evaluations, 0 to run" in out, out
+    assert "not submitted, skipped earlier: resnet20_standard_cifar100 seed 0" in out
+    assert not (tmp_path / "logs" / "4242_submission.sh").exists()
 
 
 # --------------------------------------------------------------------------- mistakes: one line, exit 2
@@ -245,28 +344,31 @@ def _one_error_line(capsys, *words):
 
 
 def test_mistakes_are_one_line(tmp_path, monkeypatch, capsys):
-    base = ["launch", "--profile", SMOKE, "--runs", "vgg13_standard"]
+    base = ["launch", "--profile", "smoke", "--runs", "vgg13_standard"]
     assert cli_main(base + ["--executor", "local", "--time", "90"]) == 2
     _one_error_line(capsys, "--time must look like HH:MM:SS")
     assert cli_main(base + ["--executor", "local", "--seeds", "a"]) == 2
     _one_error_line(capsys, "--seeds must be whole numbers")
-    assert cli_main(["launch", "--profile", SMOKE, "--executor", "local", "--runs", "nope"]) == 2
+    assert cli_main(["launch", "--profile", "smoke", "--executor", "local", "--runs", "nope"]) == 2
     _one_error_line(capsys, "has no run 'nope'")
+    assert cli_main(["launch", "--profile", "smoke", "--executor", "local", "--runs", "vgg13_standard,vgg13_standard"]) == 2
+    _one_error_line(capsys, "run vgg13_standard given twice")
+    assert cli_main(["launch", "--profile", "smoke", "--executor", "local", "--runs", "vgg13_standard,"]) == 2
+    _one_error_line(capsys, "--runs", "empty item")
     assert cli_main(base + ["--executor", "local", "--max-parallel", "0"]) == 2
     _one_error_line(capsys, "--max-parallel must be >= 1")
 
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     monkeypatch.setenv("CCKL_ARTIFACTS", str(blocker / "artifacts"))
-    assert cli_main(base + ["--executor", "local"]) == 2
+    assert cli_main(base + ["--executor", "local"]) == 2  # before any worker starts
     _one_error_line(capsys, f"the artifacts root {blocker / 'artifacts'} is not writable", "CCKL_ARTIFACTS")
     monkeypatch.setenv("CCKL_ARTIFACTS", str(tmp_path / "artifacts"))
 
-    monkeypatch.setitem(sys.modules, "submitit", None)  # as if it were not installed
-    assert cli_main(base + ["--executor", "local"]) == 2
+    _fake_slurm(tmp_path, monkeypatch)
+    monkeypatch.setitem(sys.modules, "submitit", None)  # as if it were not installed: Slurm needs it
+    assert cli_main(base + ["--executor", "slurm"]) == 2
     _one_error_line(capsys, "pip install 'cckl-core[cluster]'")
-    with pytest.raises(ImportError, match=r"cckl-core\[cluster\]"):
-        launch.launch(SMOKE, "local", run_names=["vgg13_standard"], out=lambda line: None)
 
     monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch, no srun
     assert cli_main(base + ["--executor", "slurm"]) == 2
@@ -283,6 +385,21 @@ def test_parse_time():
             launch.parse_time(bad)
 
 
+def test_parse_list_and_check_selection():
+    assert launch.parse_list(None, "--runs") is None
+    assert launch.parse_list(" a, b ", "--runs") == ["a", "b"]
+    assert launch.parse_list("0,3", "--seeds", int) == [0, 3]
+    for bad in ("", "a,,b", ",", "a, "):
+        with pytest.raises(ValueError, match="empty"):
+            launch.parse_list(bad, "--runs")
+    assert launch.check_selection(SMOKE, None, None) == (list(SMOKE.runs), list(SMOKE.seeds))
+    assert launch.check_selection(SMOKE, ["vgg13_trades"], [2, 1]) == (["vgg13_trades"], [2, 1])
+    for names, seeds, words in ((["vgg13_trades", "vgg13_trades"], None, "given twice"), (None, [1, 1], "seed 1 given"),
+                                ([], None, "no runs given"), (None, [-1], "whole numbers >= 0")):
+        with pytest.raises(ValueError, match=words):
+            launch.check_selection(SMOKE, names, seeds)
+
+
 def test_console_script_help():
     cckl = Path(sys.executable).parent / "cckl"
     if not cckl.exists():
@@ -291,78 +408,3 @@ def test_console_script_help():
     assert res.returncode == 0, res.stderr
     for opt in ("--executor", "--partition", "--gpus-per-job", "--max-parallel", "--time", "--runs", "--seeds", "--wait"):
         assert opt in res.stdout
-
-
-# --------------------------------------------------------------------------- GPU slots (a fake executor)
-class _FakeJob:
-    def __init__(self, folder: Path, job_id: int, task):
-        from submitit.core.utils import JobPaths, cloudpickle_dump
-        self.job_id, self.task = str(job_id), task
-        self.paths = JobPaths(folder, self.job_id, 0)
-        self.finished = False
-        cloudpickle_dump(("success", {"run": task.run, "seed": task.seed, "status": "completed", "epochs": 2,
-                                      "evaluations": []}), self.paths.result_pickle)
-
-    def done(self):
-        return self.finished
-
-    def cancel(self, check=True):
-        self.finished = True
-
-
-class _FakeLocalExecutor:
-    made = []
-
-    def __init__(self, folder, max_num_timeout=3):
-        self.folder, self.parameters, self.submissions = Path(folder), {}, []
-        _FakeLocalExecutor.made.append(self)
-
-    def update_parameters(self, **kw):
-        self.parameters.update(kw)
-
-    def submit(self, task):
-        job = _FakeJob(self.folder, 100 + len(self.submissions), task)
-        self.submissions.append((dict(self.parameters), task, job))
-        return job
-
-
-def test_local_gives_each_task_its_gpus(monkeypatch):
-    import submitit
-    monkeypatch.setattr(launch, "_visible_gpus", lambda: ["0", "1", "2", "3"])
-    monkeypatch.setattr(submitit, "LocalExecutor", _FakeLocalExecutor)
-    monkeypatch.delenv("CCKL_THREADS")
-    names = ["vgg13_standard", "vgg13_pgd_at", "vgg13_trades"]
-    handle = launch.launch(SMOKE, "local", run_names=names, gpus_per_job=2, wait=False, out=lambda line: None)
-    ex = _FakeLocalExecutor.made[-1]
-    assert [(p["gpus_per_node"], p["visible_gpus"]) for p, _, _ in ex.submissions] == [(2, [0, 1]), (2, [2, 3])]
-    first, second = (t for _, t, _ in ex.submissions)
-    assert (first.device, first.env["CUDA_VISIBLE_DEVICES"], second.env["CUDA_VISIBLE_DEVICES"]) == ("cuda", "0,1", "2,3")
-    assert first.env["CCKL_THREADS"] == str(max(1, devices.available_cpus() // 2))
-    assert not handle.poll()  # both slots busy, the third task waits
-    ex.submissions[1][2].finished = True
-    assert not handle.poll()  # it took the freed slot: GPUs 2,3
-    assert ex.submissions[2][0]["visible_gpus"] == [2, 3] and ex.submissions[2][1].run == "vgg13_trades"
-    for _, _, job in ex.submissions:
-        job.finished = True
-    assert handle.poll()
-    assert [o.status for o in handle.outcomes()] == [launch.COMPLETED] * 3
-    assert ex.parameters["timeout_min"] >= 60 * 24  # no limit by default (LocalExecutor's own is 2 minutes)
-
-
-def test_local_jobs_can_be_cancelled_from_a_background_launcher():
-    """A launcher started with `&` or nohup has SIGINT ignored; its local jobs must not inherit that,
-    because submitit cancels a local job with SIGINT (found when a backgrounded test run could not
-    cancel its task)."""
-    def ignored_in_child() -> bool:
-        out = subprocess.run([sys.executable, "-c", "import signal; print(signal.getsignal(signal.SIGINT) == signal.SIG_IGN)"],
-                             capture_output=True, text=True, check=True).stdout.strip()
-        return out == "True"
-
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        assert ignored_in_child()  # what the child would inherit without the guard
-        with launch._sigint_not_ignored():
-            assert not ignored_in_child()
-        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN  # the launcher's own disposition is restored
-    finally:
-        signal.signal(signal.SIGINT, previous)

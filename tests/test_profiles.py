@@ -1,4 +1,7 @@
-"""Profiles: every key type-checked, unknown sections and TOML errors named with the file."""
+"""Profiles: every key type-checked, unknown sections and TOML errors named with the file; frozen
+run configs whose keys (the cache folders' names) are those the old dict configs hashed to."""
+import dataclasses
+
 import pytest
 
 from cckl_core import profiles
@@ -17,6 +20,18 @@ lr = 0.05
 model = "resnet20"
 objective = "standard"
 {run}
+[runs.b]
+model = "resnet20"
+objective = "trades"
+[runs.c]
+model = "vgg13"
+objective = "pgd_at"
+[runs.d]
+model = "vgg13"
+objective = "trades"
+[runs.e]
+model = "resnet32"
+objective = "trades"
 [roles]
 fig2_standard = "a"
 fig6_cifar10 = "a"
@@ -29,8 +44,8 @@ fig8_pgd_at = "a"
 fig8_trades = "a"
 fig9_robust = "a"
 table2 = "a"
-table1 = ["a", "a", "a", "a", "a"]
-fig5 = ["a", "a"]
+table1 = ["a", "b", "c", "d", "e"]
+fig5 = ["b", "e"]
 [evaluation]
 n_pairs = 8
 {evaluation}
@@ -47,9 +62,59 @@ def _write(tmp_path, defaults="", run="", evaluation="", extra="", top="", text=
 
 def test_a_good_profile_parses(tmp_path):
     prof = profiles.parse(_write(tmp_path))
-    assert prof.name == "mine" and prof.runs["a"]["lr"] == 0.05 and prof.seeds == [0]
-    assert prof.evaluation["n_pairs"] == 8 and prof.evaluation["pgd_steps"] == 20  # default filled in
-    assert prof.run("a", seed=3)["seed"] == 3 and prof.runs["a"]["seed"] == 0
+    assert prof.name == "mine" and prof.runs["a"].lr == 0.05 and prof.seeds == (0,)
+    assert prof.evaluation.n_pairs == 8 and prof.evaluation.pgd_steps == 20  # default filled in
+    assert prof.run("a", seed=3).seed == 3 and prof.runs["a"].seed == 0
+    cfg = prof.run("a")
+    assert (cfg.name, cfg.profile, cfg.folder) == ("a", "mine", f"a-{cfg.key}")
+    assert cfg.milestones == (1,) and cfg.as_dict()["milestones"] == [1]
+    assert "name" not in cfg.as_dict() and "profile" not in cfg.as_dict()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.epochs = 3
+    assert [c.seed for c in prof.configs(["a"], [0, 4])] == [0, 4]
+
+
+def test_roles_are_optional(tmp_path):
+    """A profile may give roles to some notebooks only (the gpu profile: table1, fig5, table2)."""
+    text = GOOD.format(defaults="", run="", evaluation="", extra="", top="")
+    roles = text[text.index("[roles]"):text.index("[evaluation]")]
+    prof = profiles.parse(_write(tmp_path, text=text.replace(roles, '[roles]\ntable2 = "a"\n')))
+    assert dict(prof.roles) == {"table2": "a"} and prof.roles_of("a") == ["table2"]
+    assert prof.has_roles(["table2"]) and not prof.has_roles(["fig5"])
+    with pytest.raises(profiles.ProfileError, match="gives no run the role 'fig5'"):
+        prof.role("fig5")
+    gpu = profiles.load("gpu")
+    assert set(gpu.roles) == {"table1", "fig5", "table2"}
+
+
+def test_fractional_milestones_are_kept(tmp_path):
+    prof = profiles.parse(_write(tmp_path, run="milestones = [0.5, 1, 1.25]"))
+    assert prof.runs["a"].milestones == (0.5, 1, 1.25)
+
+
+def test_keys_are_the_old_config_hashes():
+    """The key of a run (its cache folder's name) is the hash the old dict configs had: a cache
+    trained before the frozen configs is still found. Values computed with `runs.config_hash` at
+    06ea40b."""
+    smoke = profiles.load("smoke")
+    assert smoke.run("vgg13_standard").key == "03688ddaa3a4"
+    assert smoke.run("vgg13_standard", seed=1).key == "3caf8180fcbe"
+    assert smoke.run("resnet20_trades").key == "14ba8a1d46f9"
+    cfg = smoke.run("resnet20_trades")
+    assert cfg.key == profiles.config_key(cfg.as_dict())
+    assert dataclasses.replace(cfg, optional=True).key == cfg.key  # where it may be skipped is not what it is
+    assert dataclasses.replace(cfg, epochs=3).key != cfg.key
+    assert cfg.with_seed(None) is cfg and cfg.with_seed(2) == smoke.run("resnet20_trades", 2)
+
+
+def test_run_config_checks_a_custom_config():
+    cfg = profiles.run_config("tiny", "test", {"model": "resnet20", "objective": "standard", "lr": 0.1, "epochs": 2,
+                                               "milestones": [1]})
+    assert cfg.dataset == profiles.RUN_KEYS["dataset"] and cfg.batch_size == profiles.RUN_KEYS["batch_size"]
+    for bad, words in ((dict(lr=None), "lr must be set"), (dict(colour=1), "unknown keys"),
+                       (dict(epochs=2, milestones=[2]), "not before the last epoch")):
+        with pytest.raises(ValueError, match=words):
+            profiles.run_config("tiny", "test", {"model": "resnet20", "objective": "standard", "lr": 0.1, **bad})
 
 
 @pytest.mark.parametrize("run, key, words", [
@@ -61,8 +126,10 @@ def test_a_good_profile_parses(tmp_path):
     ("epochs = 2.5", "epochs", "whole number"),
     ("epochs = 0", "epochs", ">= 1"),
     ("milestones = 80", "milestones", "must be a list"),
-    ("milestones = [2, 1]", "milestones", "increasing"),
-    ("milestones = [1.5]", "milestones", "whole number"),
+    ("milestones = [1, 0.5]", "milestones", "increasing"),
+    ("milestones = [2]", "milestone", "not before the last epoch"),
+    ("milestones = [0]", "milestones", "must be positive"),
+    ('milestones = ["1"]', "milestones", "must be a number"),
     ("seed = 1.5", "seed", "whole number"),
     ("seed = -1", "seed", ">= 0"),
     ("width = 0", "width", "must be positive"),
@@ -114,8 +181,14 @@ def test_bad_model_or_objective(tmp_path, old, new, words):
 
 
 def test_role_naming_a_missing_run(tmp_path):
-    text = GOOD.format(defaults="", run="", evaluation="", extra="", top="").replace('table2 = "a"', 'table2 = "b"')
-    with pytest.raises(profiles.ProfileError, match="role 'table2' names run 'b'"):
+    text = GOOD.format(defaults="", run="", evaluation="", extra="", top="").replace('table2 = "a"', 'table2 = "z"')
+    with pytest.raises(profiles.ProfileError, match="role 'table2' names run 'z'"):
+        profiles.parse(_write(tmp_path, text=text))
+
+
+def test_role_naming_a_run_twice(tmp_path):
+    text = GOOD.format(defaults="", run="", evaluation="", extra="", top="").replace('fig5 = ["b", "e"]', 'fig5 = ["b", "b"]')
+    with pytest.raises(profiles.ProfileError, match="role 'fig5' names the same run twice"):
         profiles.parse(_write(tmp_path, text=text))
 
 
@@ -127,18 +200,20 @@ def test_toml_syntax_error_names_the_file(tmp_path):
 
 
 def test_unknown_profile_lists_the_valid_ones():
-    with pytest.raises(profiles.ProfileError, match="valid profiles: gpu, paper, quick, smoke"):
+    with pytest.raises(profiles.ProfileError, match="valid profiles: paper, gpu, quick, smoke"):
         profiles.load("nope")
 
 
 @pytest.mark.parametrize("name", profiles.names())
 def test_shipped_profiles_are_valid(name):
-    from cckl_core import runs
+    from cckl_core import training
     prof = profiles.load(name)
-    assert prof.runs and prof.seeds and prof.evaluation["pgd_steps"] >= 1
+    assert prof.runs and prof.seeds and prof.evaluation.pgd_steps >= 1
+    assert profiles.load(name) is prof  # parsed once
     built = set()
     for cfg in prof.runs.values():  # every run's model can be built as configured
-        key = (cfg["model"], cfg["width"], cfg["batch_norm"], cfg["dataset"])
+        assert all(m < cfg.epochs for m in cfg.milestones)
+        key = (cfg.model, cfg.width, cfg.batch_norm, cfg.dataset)
         if key not in built:
             built.add(key)
-            assert runs.build_model(cfg) is not None
+            assert training.build_model(cfg) is not None

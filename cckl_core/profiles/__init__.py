@@ -1,109 +1,273 @@
-"""Profiles: one TOML file of settings each (``paper``, ``gpu``, ``quick``, ``smoke``).
+"""Profiles: one TOML file of settings each (``paper``, ``gpu``, ``quick``, ``smoke``), parsed once.
 
-A profile holds ``[defaults]`` for every run, ``[runs.<name>]`` overrides, ``[roles]``
+A profile file holds ``[defaults]`` for every run, ``[runs.<name>]`` overrides, ``[roles]``
 saying which run plays which part in the notebooks, ``[evaluation]`` sizes of the cached
-evaluations (see :mod:`cckl_core.evaluations`) and optionally ``seeds = [...]`` (each run
-is trained once per seed; the first is the default). :func:`load` merges defaults into each
-run's config and type-checks every key: a mistake names the key and the file.
+evaluations (see :mod:`cckl_core.evaluations`), optionally ``seeds = [...]`` (each run is
+trained once per seed; the first is the default) and ``[seed_spread]`` (the seed-to-seed spread
+of the capacity-study effects, measured once, see :mod:`cckl_core.paper.capacity_study`).
+
+:func:`load` parses and checks a file once into frozen objects: a :class:`Profile` holding one
+:class:`RunConfig` per run and one :class:`EvaluationSettings`. Those objects, not names and
+dicts, travel through the package (runs, evaluations, plan, costs, bundle, launch). A mistake in
+a file is one :class:`ProfileError` line naming the file and the key.
+
+Two default-profile rules, each written here once: :func:`default_to_compute` (what ``make
+paper`` and the command line use: ``$CCKL_PROFILE``, else ``paper`` with CUDA and ``quick``
+without) and :func:`default_to_render` (what a notebook shows: ``$CCKL_PROFILE``, else a profile
+whose results are present).
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
+from types import MappingProxyType
+from typing import Callable, Iterable, Iterator, Mapping
 
 _DIR = Path(__file__).resolve().parent
 
-#: Keys a run config may carry, with the value used when neither defaults nor the run set them.
-RUN_KEYS: dict[str, object] = {
-    "dataset": "cifar10", "n_train": 0, "n_test": 0, "fisher_n": 256, "robust_n": 500,
-    "model": None, "width": 1.0, "batch_norm": None, "objective": None,
-    "epochs": 160, "lr": None, "milestones": [80, 120], "momentum": 0.9, "weight_decay": 1e-4,
-    "batch_size": 128, "augment": True, "precision": "fp32",
-    "eps": 8 / 255, "step": 2 / 255, "attack_steps": 10, "beta": 5.0, "seed": 0,
-    "optional": False,
-}
 OBJECTIVES = ("standard", "pgd_at", "trades")
 PRECISIONS = ("fp32", "bf16")
+#: Seeds are whole numbers in [0, MAX_SEED] (torch, numpy and the per-epoch seeds derived from them take them).
+MAX_SEED = 2 ** 32 - 1
+#: The order in which profiles are listed and preferred (for rendering): the largest first.
+ORDER = ("paper", "gpu", "quick", "smoke")
+#: Suffix of a profile derived from another for a CPU rehearsal (see :func:`rehearsal`).
+REHEARSAL = "-rehearsal"
 
 #: ``[evaluation]`` keys, their defaults and meaning (see cckl_core.evaluations).
-EVALUATION_KEYS: dict[str, object] = {
-    "n_eval": 0,          # test images attacked for Table 1 (0 = the run's whole test set)
-    "pgd_steps": 20,      # PGD and CW steps of Table 1 / Figure 9 (step 2/255, eps 8/255)
-    "autoattack": False,  # AutoAttack beside PGD/CW (beyond the paper)
-    "n_autoattack": 0,    # images for AutoAttack
-    "n_pairs": 25896,     # cross-class test pairs for Figure 5
-    "n_table2": 1000,     # test points for Table 2
-    "n_fig9": 1000,       # test points for Figure 9
-    "n_eq12": 64,         # test points for the eq. 12 check
-    "n_theorem": 0,       # test images for the Theorem 3.1 terms (0 = the run's whole test set)
-    "n_boot": 2000,       # bootstrap resamples for the intervals of the claims
+EVALUATION_DOC: dict[str, str] = {
+    "n_eval": "test images attacked for Table 1 (0 = the run's whole test set)",
+    "pgd_steps": "PGD and CW steps of Table 1 / Figure 9 (step 2/255, eps 8/255)",
+    "autoattack": "AutoAttack beside PGD/CW (beyond the paper)",
+    "n_autoattack": "images for AutoAttack",
+    "n_pairs": "cross-class test pairs for Figure 5",
+    "n_table2": "test points for Table 2",
+    "n_fig9": "test points for Figure 9",
+    "n_eq12": "test points for the eq. 12 check",
+    "n_theorem": "test images for the Theorem 3.1 terms (0 = the run's whole test set)",
+    "n_boot": "bootstrap resamples for the intervals of the claims",
 }
-_TOP_LEVEL = {"description", "seeds", "defaults", "runs", "roles", "evaluation"}
-_ROLES = ("fig2_standard", "fig6_cifar10", "fig6_cifar100", "fig3_standard", "fig3_pgd_at", "fig3_trades",
-          "fig8_standard", "fig8_pgd_at", "fig8_trades", "fig9_robust", "table2", "table1", "fig5")
-_LIST_ROLES = {"table1": 5, "fig5": 2}
+#: Roles a profile may give a run (``[roles]``); the list roles name exactly that many runs.
+ROLES = ("fig2_standard", "fig6_cifar10", "fig6_cifar100", "fig3_standard", "fig3_pgd_at", "fig3_trades",
+         "fig8_standard", "fig8_pgd_at", "fig8_trades", "fig9_robust", "table2", "table1", "fig5")
+LIST_ROLES = {"table1": 5, "fig5": 2}
+_TOP_LEVEL = {"description", "seeds", "defaults", "runs", "roles", "evaluation", "seed_spread"}
 
 
 class ProfileError(ValueError):
-    """A profile file that cannot be used as it is; the message names the file and the key."""
+    """A profile (or a setting) that cannot be used as it is; the message names the file and the key."""
+
+
+# --------------------------------------------------------------------------- the frozen objects
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines one training run. ``name`` and ``profile`` say where it lives
+    (``artifacts/<profile>/<name>-<key>/``) and ``optional`` whether a missing data set skips it;
+    neither is part of :attr:`key`, the hash of every other field."""
+
+    name: str
+    profile: str
+    model: str
+    objective: str
+    lr: float
+    dataset: str = "cifar10"
+    n_train: int = 0               # training images, class-balanced subset (0: all)
+    n_test: int = 0                # test images for accuracy, CE and CCKL per epoch (0: all)
+    fisher_n: int = 256            # fixed test images for the per-epoch Fisher statistics
+    robust_n: int = 500            # fixed test images for the per-epoch PGD-10 accuracy
+    width: float = 1.0             # width multiplier of every conv layer
+    batch_norm: bool | None = None  # VGG13 only; None: the model's own default (VGG none, ResNet always)
+    epochs: int = 160
+    milestones: tuple[float, ...] = (80, 120)  # lr / 10 at these epochs (fractions allowed: within an epoch)
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    batch_size: int = 128
+    augment: bool = True           # random crop 32 (padding 4) + horizontal flip
+    precision: str = "fp32"        # "bf16": autocast for the training step and the attacks
+    eps: float = 8 / 255           # L-inf budget of the training attack (pixel units)
+    step: float = 2 / 255
+    attack_steps: int = 10
+    beta: float = 5.0              # TRADES weight of the KL term
+    seed: int = 0
+    optional: bool = False
+
+    def as_dict(self) -> dict:
+        """The run's settings as stored in ``config.json`` (every field but ``name`` and ``profile``)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("name", "profile")}
+        out["milestones"] = list(self.milestones)
+        return out
+
+    @property
+    def key(self) -> str:
+        """First 12 hex digits of SHA-256 of :meth:`as_dict` as sorted JSON, ``optional`` left out."""
+        return config_key(self.as_dict())
+
+    @property
+    def folder(self) -> str:
+        """The run folder's name: ``<name>-<key>``."""
+        return f"{self.name}-{self.key}"
+
+    @property
+    def label(self) -> str:
+        """``name`` with ``(seed S)``, for messages."""
+        return f"{self.profile}/{self.name} (seed {self.seed})"
+
+    @property
+    def display_name(self) -> str:
+        """``model (width w) objective``, for figure labels."""
+        width = "" if self.model in ("resnet20x1", "resnet32x10") else f" w{self.width:g}"
+        return f"{self.model}{width} {self.objective}"
+
+    @property
+    def num_classes(self) -> int:
+        """Classes of the data set when it is known without reading it (CIFAR-100: 100, else 10)."""
+        return 100 if self.dataset == "cifar100" else 10
+
+    def with_seed(self, seed: int | None) -> "RunConfig":
+        """The same run trained with another seed (``None``: this one)."""
+        if seed is None or seed == self.seed:
+            return self
+        return replace(self, seed=_check_int("seed", seed, 0, f"run {self.name!r}", MAX_SEED))
+
+
+def config_key(config: Mapping) -> str:
+    """The cache key of a run's settings: SHA-256 of their sorted JSON (``optional`` excluded), 12 hex digits."""
+    blob = json.dumps({k: v for k, v in config.items() if k != "optional"}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+#: Keys a run may set, with their defaults (those of :class:`RunConfig`; ``None``: required).
+RUN_KEYS: dict[str, object] = {f.name: (None if f.default is MISSING else f.default)
+                               for f in fields(RunConfig) if f.name not in ("name", "profile")}
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """The ``[evaluation]`` section: sizes of the cached evaluations (see :data:`EVALUATION_DOC`)."""
+
+    n_eval: int = 0
+    pgd_steps: int = 20
+    autoattack: bool = False
+    n_autoattack: int = 0
+    n_pairs: int = 25896
+    n_table2: int = 1000
+    n_fig9: int = 1000
+    n_eq12: int = 64
+    n_theorem: int = 0
+    n_boot: int = 2000
+
+    def __getitem__(self, key: str):
+        return getattr(self, key)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+EVALUATION_KEYS: dict[str, object] = EvaluationSettings().as_dict()
+
+
+@dataclass(frozen=True)
+class SeedSpread:
+    """``[seed_spread]``: the standard deviation over training seeds of each capacity-study effect
+    (by claim id), measured once on ``seeds`` (``how``: the command and machine)."""
+
+    sd: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    seeds: tuple[int, ...] = ()
+    how: str = ""
 
 
 @dataclass(frozen=True)
 class Profile:
+    """A parsed, checked profile: runs by name, roles, evaluation settings, seeds, seed spread."""
+
     name: str
     description: str
-    runs: dict[str, dict]
-    roles: dict[str, object]
-    evaluation: dict[str, object]
-    seeds: list[int] = field(default_factory=lambda: [0])
+    runs: Mapping[str, RunConfig]
+    roles: Mapping[str, str | tuple[str, ...]]
+    evaluation: EvaluationSettings
+    seeds: tuple[int, ...] = (0,)
+    spread: SeedSpread = field(default_factory=SeedSpread)
     path: Path | None = None
 
-    def run(self, name: str, seed: int | None = None) -> dict:
-        """The full config of run ``name`` (a copy), with ``seed`` replacing the profile's when given."""
+    def run(self, name: str, seed: int | None = None) -> RunConfig:
+        """The config of run ``name``, trained with ``seed`` (default: the profile's first seed)."""
         if name not in self.runs:
-            raise KeyError(f"profile {self.name!r} has no run {name!r}; its runs: {', '.join(self.runs)}")
-        cfg = dict(self.runs[name])
-        if seed is not None:
-            cfg["seed"] = _check_int("seed", seed, 0, f"run {name!r}")
-        return cfg
+            raise ProfileError(f"profile {self.name!r} has no run {name!r}; its runs: {', '.join(self.runs)}")
+        return self.runs[name].with_seed(seed)
 
-    def role(self, role: str):
+    def configs(self, names: list[str] | None = None, seeds: list[int] | None = None) -> list[RunConfig]:
+        """Every (run, seed) of the profile (or of ``names`` x ``seeds``), runs in profile order."""
+        return [self.run(n, s) for n in (names or list(self.runs)) for s in (seeds or self.seeds)]
+
+    def role(self, role: str) -> str | tuple[str, ...]:
         """The run name(s) that play ``role`` (e.g. ``'fig3_standard'``, ``'table1'``)."""
         if role not in self.roles:
-            raise KeyError(f"profile {self.name!r} defines no role {role!r}; roles: {', '.join(self.roles)}")
+            raise ProfileError(f"profile {self.name!r} gives no run the role {role!r}; its roles: "
+                               f"{', '.join(self.roles) or 'none'}")
         return self.roles[role]
+
+    def has_roles(self, roles: Iterable[str]) -> bool:
+        return all(r in self.roles for r in roles)
 
     def roles_of(self, run: str) -> list[str]:
         """Every role that run ``run`` plays."""
-        return [r for r, names in self.roles.items() if run == names or (isinstance(names, list) and run in names)]
+        return [r for r, names in self.roles.items() if run == names or (isinstance(names, tuple) and run in names)]
+
+    def runs_for(self, roles: Iterable[str]) -> list[str]:
+        """The runs that play any of ``roles`` (in the order the roles name them, each once)."""
+        out: list[str] = []
+        for role in roles:
+            value = self.roles.get(role, ())
+            for n in (value,) if isinstance(value, str) else value:
+                if n not in out:
+                    out.append(n)
+        return out
 
 
+# --------------------------------------------------------------------------- loading
 def names() -> list[str]:
-    """The profiles shipped with the package."""
-    return sorted(p.stem for p in _DIR.glob("*.toml"))
+    """The profiles shipped with the package, largest first."""
+    found = {p.stem for p in _DIR.glob("*.toml")}
+    return [n for n in ORDER if n in found] + sorted(found - set(ORDER))
 
 
-def default_name() -> str:
-    """``$CCKL_PROFILE`` if set, else ``paper`` with CUDA and ``quick`` without."""
-    if os.environ.get("CCKL_PROFILE"):
-        return os.environ["CCKL_PROFILE"]
-    import torch
-    return "paper" if torch.cuda.is_available() else "quick"
+def check_name(name: object, source: str = "") -> str:
+    """``name`` if it is a profile (or the rehearsal of one), else one :class:`ProfileError` line."""
+    base = name[: -len(REHEARSAL)] if isinstance(name, str) and name.endswith(REHEARSAL) else name
+    if not isinstance(name, str) or not name or base not in names():
+        where = f" (from {source})" if source else ""
+        raise ProfileError(f"unknown profile {name!r}{where}; valid profiles: {', '.join(names())}")
+    return name
 
 
-def load(name: str | None = None) -> Profile:
-    """Read profile ``name`` (default :func:`default_name`) and build every run's full config."""
-    name = name or default_name()
-    if not isinstance(name, str) or name not in names():
-        raise ProfileError(f"unknown profile {name!r}; valid profiles: {', '.join(names())}")
-    return parse(_DIR / f"{name}.toml")
+_LOADED: dict[tuple, Profile] = {}
+
+
+def load(name: str | Profile | None = None) -> Profile:
+    """Profile ``name`` (default :func:`default_to_compute`), parsed once per file version; a
+    :class:`Profile` is returned as it is. ``"<name>-rehearsal"`` gives :func:`rehearsal` of it."""
+    if isinstance(name, Profile):
+        return name
+    if name is None:
+        name = default_to_compute()
+    check_name(name)
+    if name.endswith(REHEARSAL):
+        return rehearsal(load(name[: -len(REHEARSAL)]))
+    path = _DIR / f"{name}.toml"
+    st = path.stat()
+    stamp = (str(path), st.st_mtime_ns, st.st_size)
+    if stamp not in _LOADED:
+        _LOADED[stamp] = parse(path)
+    return _LOADED[stamp]
 
 
 def parse(path: Path) -> Profile:
-    """Read and check one profile file (the name is the file's stem)."""
+    """Read and check one profile file (the profile's name is the file's stem)."""
     path = Path(path)
     try:
         with open(path, "rb") as fh:
@@ -116,7 +280,7 @@ def parse(path: Path) -> Profile:
     unknown = set(raw) - _TOP_LEVEL
     if unknown:
         raise ProfileError(f"{where}: unknown section(s) or key(s) {sorted(unknown)}; valid: {sorted(_TOP_LEVEL)}")
-    for section in ("defaults", "runs", "roles", "evaluation"):
+    for section in ("defaults", "runs", "roles", "evaluation", "seed_spread"):
         if not isinstance(raw.get(section, {}), dict):
             raise ProfileError(f"{where}: [{section}] must be a table")
     defaults = raw.get("defaults", {})
@@ -127,47 +291,54 @@ def parse(path: Path) -> Profile:
     for run_name, overrides in raw.get("runs", {}).items():
         if not isinstance(overrides, dict):
             raise ProfileError(f"{where}: runs.{run_name} must be a table")
-        cfg = {**RUN_KEYS, **defaults, **overrides}
-        bad = set(cfg) - set(RUN_KEYS)
-        if bad:
-            raise ProfileError(f"{where}, run {run_name!r}: unknown keys {sorted(bad)}; valid keys: {sorted(RUN_KEYS)}")
-        runs[run_name] = validate_run_config(cfg, where=f"{where}, run {run_name!r}")
+        runs[run_name] = run_config(run_name, path.stem, {**defaults, **overrides}, where=f"{where}, run {run_name!r}")
     if not runs:
         raise ProfileError(f"{where}: no [runs.<name>] tables")
-    seeds = raw.get("seeds", [runs[next(iter(runs))]["seed"]])
+    seeds = raw.get("seeds", [next(iter(runs.values())).seed])
     if not isinstance(seeds, list) or not seeds:
-        raise ProfileError(f"{where}: seeds must be a non-empty list of integers, got {seeds!r}")
-    seeds = [_check_int("seeds", s, 0, where) for s in seeds]
+        raise ProfileError(f"{where}: seeds must be a non-empty list of whole numbers, got {seeds!r}")
+    seeds = [_check_int("seeds", s, 0, where, MAX_SEED) for s in seeds]
     if len(set(seeds)) != len(seeds):
         raise ProfileError(f"{where}: seeds has duplicates: {seeds}")
-    roles = _check_roles(raw.get("roles", {}), runs, where)
-    evaluation = _check_evaluation(raw.get("evaluation", {}), where)
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise ProfileError(f"{where}: description must be a string")
-    return Profile(path.stem, description, runs, roles, evaluation, seeds, path)
+    return Profile(path.stem, description, MappingProxyType(runs), _check_roles(raw.get("roles", {}), runs, where),
+                   _check_evaluation(raw.get("evaluation", {}), where), tuple(seeds),
+                   _check_spread(raw.get("seed_spread", {}), where), path)
 
 
-def _check_roles(roles: dict, runs: dict, where: str) -> dict:
+def run_config(name: str, profile: str, settings: Mapping, where: str | None = None) -> RunConfig:
+    """A checked :class:`RunConfig` from a mapping of run keys (missing keys take their defaults)."""
+    where = where or f"run {name!r}"
+    bad = set(settings) - set(RUN_KEYS)
+    if bad:
+        raise ProfileError(f"{where}: unknown keys {sorted(bad)}; valid keys: {sorted(RUN_KEYS)}")
+    return RunConfig(name=name, profile=profile, **_checked_run(dict(settings), where))
+
+
+def _check_roles(roles: dict, runs: dict, where: str) -> Mapping:
+    out = {}
     for role, value in roles.items():
-        if role not in _ROLES:
-            raise ProfileError(f"{where}: unknown role {role!r} in [roles]; valid roles: {', '.join(_ROLES)}")
-        names_ = value if isinstance(value, list) else [value]
-        if role in _LIST_ROLES and (not isinstance(value, list) or len(value) != _LIST_ROLES[role]):
-            raise ProfileError(f"{where}: role {role!r} must be a list of {_LIST_ROLES[role]} run names")
-        if role not in _LIST_ROLES and not isinstance(value, str):
+        if role not in ROLES:
+            raise ProfileError(f"{where}: unknown role {role!r} in [roles]; valid roles: {', '.join(ROLES)}")
+        if role in LIST_ROLES and (not isinstance(value, list) or len(value) != LIST_ROLES[role]):
+            raise ProfileError(f"{where}: role {role!r} must be a list of {LIST_ROLES[role]} run names")
+        if role not in LIST_ROLES and not isinstance(value, str):
             raise ProfileError(f"{where}: role {role!r} must be one run name (a string)")
+        names_ = value if isinstance(value, list) else [value]
         for n in names_:
             if n not in runs:
                 raise ProfileError(f"{where}: role {role!r} names run {n!r}, which the profile does not define; "
                                    f"its runs: {', '.join(runs)}")
-    missing = [r for r in _ROLES if r not in roles]
-    if missing:
-        raise ProfileError(f"{where}: [roles] lacks {', '.join(missing)} (every notebook role needs a run)")
-    return roles
+        if len(set(names_)) != len(names_):
+            raise ProfileError(f"{where}: role {role!r} names the same run twice ({names_}); it compares "
+                               "different runs, so give each place its own run")
+        out[role] = tuple(value) if isinstance(value, list) else value
+    return MappingProxyType(out)
 
 
-def _check_evaluation(ev: dict, where: str) -> dict:
+def _check_evaluation(ev: dict, where: str) -> EvaluationSettings:
     bad = set(ev) - set(EVALUATION_KEYS)
     if bad:
         raise ProfileError(f"{where}: [evaluation] has unknown keys {sorted(bad)}; valid: {sorted(EVALUATION_KEYS)}")
@@ -178,15 +349,37 @@ def _check_evaluation(ev: dict, where: str) -> dict:
         else:
             minimum = 1 if key in ("pgd_steps", "n_pairs", "n_table2", "n_fig9", "n_eq12", "n_boot") else 0
             _check_int(f"evaluation.{key}", value, minimum, where)
-    return out
+    return EvaluationSettings(**out)
 
 
-# --------------------------------------------------------------------------- run configs
-def _check_int(key: str, value, minimum: int, where: str) -> int:
+def _check_spread(raw: dict, where: str) -> SeedSpread:
+    if not raw:
+        return SeedSpread()
+    bad = set(raw) - {"sd", "seeds", "how"}
+    if bad:
+        raise ProfileError(f"{where}: [seed_spread] has unknown keys {sorted(bad)}; valid: how, seeds, sd")
+    seeds = raw.get("seeds", [])
+    if not isinstance(seeds, list) or len(seeds) < 2:
+        raise ProfileError(f"{where}: seed_spread.seeds must list the (at least two) seeds it was measured on")
+    seeds = [_check_int("seed_spread.seeds", s, 0, where, MAX_SEED) for s in seeds]
+    sd = raw.get("sd", {})
+    if not isinstance(sd, dict):
+        raise ProfileError(f"{where}: [seed_spread.sd] must be a table of claim id = standard deviation")
+    sd = {k: _check_float(f"seed_spread.sd.{k}", v, where) for k, v in sd.items()}
+    how = raw.get("how", "")
+    if not isinstance(how, str):
+        raise ProfileError(f"{where}: seed_spread.how must be a string")
+    return SeedSpread(MappingProxyType(sd), tuple(seeds), how)
+
+
+# --------------------------------------------------------------------------- checks of single values
+def _check_int(key: str, value, minimum: int, where: str, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ProfileError(f"{where}: {key} must be a whole number, got {value!r} ({type(value).__name__})")
     if value < minimum:
         raise ProfileError(f"{where}: {key} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ProfileError(f"{where}: {key} must be <= {maximum}, got {value}")
     return value
 
 
@@ -213,10 +406,11 @@ def _check_choice(key: str, value, choices, where: str) -> str:
     return value
 
 
-def validate_run_config(cfg: dict, where: str = "run config") -> dict:
-    """Type- and range-check a full run config; one-line :class:`ProfileError` naming the key. Returns it."""
+def _checked_run(cfg: dict, where: str) -> dict:
+    """Type- and range-check the settings of one run (defaults filled in); the values as stored."""
     from .. import models
 
+    cfg = {k: v for k, v in {**RUN_KEYS, **cfg}.items()}
     if not isinstance(cfg.get("model"), str):
         raise ProfileError(f"{where}: model must be a model name; valid: {', '.join(models.names())}")
     _check_choice("model", cfg["model"], models.names(), where)
@@ -228,16 +422,14 @@ def validate_run_config(cfg: dict, where: str = "run config") -> dict:
         _check_int(key, cfg[key], 0, where)
     for key in ("fisher_n", "robust_n", "epochs", "batch_size", "attack_steps"):
         _check_int(key, cfg[key], 1, where)
-    _check_int("seed", cfg["seed"], 0, where)
+    _check_int("seed", cfg["seed"], 0, where, MAX_SEED)
     if cfg.get("lr") is None:
         raise ProfileError(f"{where}: lr must be set (a positive number)")
-    _check_float("lr", cfg["lr"], where, 0.0, low_open=True)
-    _check_float("width", cfg["width"], where, 0.0, low_open=True)
-    _check_float("momentum", cfg["momentum"], where, 0.0, 1.0)
-    _check_float("weight_decay", cfg["weight_decay"], where, 0.0)
-    _check_float("beta", cfg["beta"], where, 0.0)
-    _check_float("eps", cfg["eps"], where, 0.0, 1.0)
-    _check_float("step", cfg["step"], where, 0.0, 1.0, low_open=True)
+    for key, low, high, low_open in (("lr", 0.0, math.inf, True), ("width", 0.0, math.inf, True),
+                                     ("momentum", 0.0, 1.0, False), ("weight_decay", 0.0, math.inf, False),
+                                     ("beta", 0.0, math.inf, False), ("eps", 0.0, 1.0, False),
+                                     ("step", 0.0, 1.0, True)):
+        cfg[key] = _check_float(key, cfg[key], where, low, high, low_open)
     if cfg["batch_norm"] is not None:
         _check_bool("batch_norm", cfg["batch_norm"], where)
         if cfg["batch_norm"] is False and cfg["model"].startswith("resnet"):
@@ -248,11 +440,80 @@ def validate_run_config(cfg: dict, where: str = "run config") -> dict:
                            f"\"{cfg['model'][:8]}\" with width = {cfg['width']}")
     _check_bool("augment", cfg["augment"], where)
     _check_bool("optional", cfg["optional"], where)
-    milestones = cfg["milestones"]
-    if not isinstance(milestones, list):
-        raise ProfileError(f"{where}: milestones must be a list of epochs, e.g. [80, 120]; got {milestones!r}")
-    for m in milestones:
-        _check_int("milestones", m, 1, where)
-    if milestones != sorted(milestones):
-        raise ProfileError(f"{where}: milestones must be increasing, got {milestones}")
+    cfg["milestones"] = _check_milestones(cfg["milestones"], cfg["epochs"], where)
     return cfg
+
+
+def _check_milestones(milestones, epochs: int, where: str) -> tuple[float, ...]:
+    """Epochs (fractions allowed) after which the lr is divided by 10: increasing, in (0, epochs)."""
+    if not isinstance(milestones, (list, tuple)):
+        raise ProfileError(f"{where}: milestones must be a list of epochs, e.g. [80, 120]; got {milestones!r}")
+    out = []
+    for m in milestones:
+        m = _check_float("milestones", m, where, 0.0, low_open=True)
+        if m >= epochs:
+            raise ProfileError(f"{where}: milestone {m:g} is not before the last epoch ({epochs}), so it would never "
+                               f"lower the lr; use milestones below {epochs} (fractions such as 0.5 mean within an epoch)")
+        out.append(int(m) if m.is_integer() else m)
+    if out != sorted(out) or len(set(out)) != len(out):
+        raise ProfileError(f"{where}: milestones must be increasing, got {list(milestones)}")
+    return tuple(out)
+
+
+# --------------------------------------------------------------------------- derived profiles and defaults
+def rehearsal(profile: Profile) -> Profile:
+    """``profile`` shrunk to seconds on a CPU, for a rehearsal of its exact runs before a GPU run:
+    the same models, widths, objectives, precisions and roles, with two SGD steps of batch 2, one
+    epoch, one attack step, ten synthetic test images and tiny evaluations (the data path is the one
+    thing it does not rehearse: the runs read the synthetic data set)."""
+    runs = {}
+    for name, cfg in profile.runs.items():
+        runs[name] = replace(cfg, profile=profile.name + REHEARSAL, dataset="synthetic", n_train=4,
+                             n_test=10, fisher_n=1, robust_n=1, batch_size=2, epochs=1, milestones=(0.5,),
+                             attack_steps=1)
+    evaluation = replace(profile.evaluation, n_eval=4, pgd_steps=1, n_autoattack=min(profile.evaluation.n_autoattack, 2),
+                         n_pairs=4, n_table2=2, n_fig9=4, n_eq12=1, n_theorem=10, n_boot=20)
+    return replace(profile, name=profile.name + REHEARSAL, runs=MappingProxyType(runs), evaluation=evaluation,
+                   description=f"CPU rehearsal of {profile.name}: its runs at a few images", seeds=profile.seeds[:1],
+                   spread=SeedSpread())
+
+
+def _env_profile() -> str | None:
+    value = os.environ.get("CCKL_PROFILE")
+    if value is None:
+        return None
+    if not value.strip():
+        raise ProfileError("CCKL_PROFILE is set but empty; unset it or set it to one of " + ", ".join(names()))
+    return check_name(value.strip(), "$CCKL_PROFILE")
+
+
+def default_to_compute() -> str:
+    """The profile to train and evaluate when none is named: ``$CCKL_PROFILE``, else ``paper``
+    where CUDA is available and ``quick`` where it is not."""
+    env = _env_profile()
+    if env:
+        return env
+    import torch
+    return "paper" if torch.cuda.is_available() else "quick"
+
+
+def default_to_render(present: Callable[[str, str], bool] | None = None) -> str:
+    """The profile a notebook shows when none is named: ``$CCKL_PROFILE``, else the largest
+    profile (:data:`ORDER`) whose results are in the local cache, else the largest one whose
+    results the repository carries (a committed bundle), else ``quick``. ``present(name, where)``
+    says whether results are present (``where`` is ``"cache"`` or ``"bundle"``)."""
+    env = _env_profile()
+    if env:
+        return env
+    if present is None:
+        from ..paper.inputs import results_present as present
+    for where in ("cache", "bundle"):
+        for name in names():
+            if present(name, where):
+                return name
+    return "quick"
+
+
+def iter_profiles() -> Iterator[Profile]:
+    for name in names():
+        yield load(name)

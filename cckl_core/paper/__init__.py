@@ -1,0 +1,104 @@
+"""The paper as code: one module per notebook, each rendering from cached results only.
+
+Each module (:mod:`.theorem_check`, :mod:`.fisher_growth`, :mod:`.capacity_study`,
+:mod:`.appendix_c`) exposes ``render(profile, seed) -> Rendered``: that notebook's figures, tables
+and claims rows, computed from run histories and cached evaluations (never training or
+evaluating; a missing result is one :class:`~.inputs.ResultsMissing` message naming the command).
+The paper's reference values and every claim's criterion are declared in ``claims.toml``
+(:mod:`.criteria`). :data:`NOTEBOOKS` is the one list of the notebooks.
+
+A notebook's set-up cell calls :func:`setup`, which checks the notebook's parameters, picks the
+profile (:func:`cckl_core.profiles.default_to_render` when none is given) and renders::
+
+    result = paper.setup("03_capacity_study", profile=profile, seed=seed, namespace=globals())
+"""
+from __future__ import annotations
+
+import difflib
+import sys
+from types import ModuleType
+
+from .. import profiles
+from . import appendix_c, capacity_study, fisher_growth, theorem_check
+from .inputs import ResultsMissing
+from .result import Rendered
+
+#: The notebooks of the paper, in order, and the module that renders each.
+NOTEBOOKS: dict[str, ModuleType] = {m.NOTEBOOK: m for m in (theorem_check, fisher_growth, capacity_study, appendix_c)}
+#: A notebook's parameters (its cell tagged ``parameters``) and what each may hold.
+PARAMETERS = {"profile": "None or a profile name", "seed": "a whole number >= 0 (the sampling seed)"}
+#: Former parameters: notebooks only render now, so these have no effect and are refused.
+RETIRED = {"device": "notebooks never call a model", "data_root": "notebooks read no data"}
+
+
+class ParameterError(ValueError):
+    """A notebook parameter that cannot be used; one line says which and what it may be."""
+
+    def _render_traceback_(self) -> list[str]:  # IPython shows this instead of a traceback
+        return [f"ParameterError: {self}"]
+
+
+def _check_parameters(profile, seed, namespace: dict | None) -> tuple[str | None, int]:
+    if profile is not None:
+        if not isinstance(profile, str):
+            raise ParameterError(f"profile must be None or one of {', '.join(profiles.names())}, got {profile!r}")
+        try:
+            profiles.check_name(profile)
+        except profiles.ProfileError as err:
+            raise ParameterError(str(err)) from None
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= profiles.MAX_SEED:
+        raise ParameterError(f"seed must be a whole number in [0, {profiles.MAX_SEED}], got {seed!r}")
+    for name, value in (namespace or {}).items():
+        if isinstance(value, (ModuleType, list, tuple, dict)) or callable(value) or name.startswith("_"):
+            continue  # imports, functions and collections are not parameters
+        if name in RETIRED:
+            raise ParameterError(f"{name!r} is not a parameter of this notebook any more ({RETIRED[name]}); "
+                                 f"its parameters: {', '.join(PARAMETERS)}")
+        close = difflib.get_close_matches(name, list(PARAMETERS), n=1, cutoff=0.75)
+        if close and name not in PARAMETERS:
+            raise ParameterError(f"unknown parameter {name!r}: did you mean {close[0]!r}? This notebook's parameters: "
+                                 + "; ".join(f"{k} ({v})" for k, v in PARAMETERS.items()))
+    return profile, seed
+
+
+def render(notebook: str, profile: str | profiles.Profile | None = None, seed: int = 0) -> Rendered:
+    """Render ``notebook`` for ``profile`` (default :func:`cckl_core.profiles.default_to_render`)."""
+    if notebook not in NOTEBOOKS:
+        raise ValueError(f"unknown notebook {notebook!r}; the paper's notebooks: {', '.join(NOTEBOOKS)}")
+    prof = profiles.load(profile if profile is not None else profiles.default_to_render())
+    module = NOTEBOOKS[notebook]
+    if not prof.has_roles([r for r in module.ROLES if r not in module.OPTIONAL]):
+        return not_in_profile(notebook, prof)
+    import matplotlib.pyplot as plt
+
+    with plt.rc_context():
+        from .. import plotting
+        plotting.set_style()
+        result = module.render(prof, seed)
+    for fig in result.figures.values():
+        plt.close(fig)  # shown where a cell asks for it (result.figure), not all at once by the backend
+    return result
+
+
+def not_in_profile(notebook: str, prof: profiles.Profile) -> Rendered:
+    """What a notebook shows for a profile that gives no run its roles (e.g. ``gpu``, which runs the
+    capacity study only): a sentence, no figure, no claim."""
+    out = Rendered(notebook, prof.name, "none")
+    out.text["summary"] = (f"Profile `{prof.name}` has no runs for {notebook}: {prof.description}. These figures come "
+                           "from the other profiles (`quick` on a CPU, `paper` on a GPU).")
+    return out
+
+
+def setup(notebook: str, profile: str | None = None, seed: int = 0, namespace: dict | None = None) -> Rendered:
+    """A notebook's set-up: check its parameters (``namespace``: the notebook's globals, searched for
+    misspelt parameter names), pick the profile, render. A missing result stops the notebook with one
+    message (:class:`ResultsMissing`), having trained, computed and written nothing."""
+    profile, seed = _check_parameters(profile, seed, namespace)
+    chosen = profile or profiles.default_to_render()
+    prof = profiles.load(chosen)
+    print(f"profile {prof.name}{'' if profile else ' (the default: results present here)'}: {prof.description}; "
+          f"sampling seed {seed}", file=sys.stdout, flush=True)
+    return render(notebook, prof, seed)
+
+
+__all__ = ["NOTEBOOKS", "ParameterError", "Rendered", "ResultsMissing", "render", "setup"]

@@ -1,0 +1,134 @@
+"""What a notebook of the paper renders: its figures, tables, claims rows and short texts.
+
+:class:`Rendered` is returned by every analysis module's ``render``; a notebook shows its parts
+(:meth:`Rendered.show`) and writes them (:meth:`Rendered.save`) to ``figures_root()/<profile>/``:
+the published ``figures/`` under ``make paper``, a scratch folder when run by hand.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from .. import plotting, stats, store, tables
+from ..paths import figures_root
+from .criteria import ClaimRow
+
+#: Columns of every claims table, in order.
+CLAIM_COLUMNS = ["claim", "paper value", "measured value", "holds", "note"]
+
+
+@dataclass
+class Table:
+    """A result table: what is written (``frame``, with ``caption``) and what a notebook shows (``display``)."""
+
+    frame: pd.DataFrame
+    caption: str
+    index: bool | None = None
+    digits: int = 4
+    display: pd.DataFrame | None = None
+    write: bool = True  # False: shown only (e.g. a per-seed table when there is one seed)
+
+
+@dataclass
+class Rendered:
+    """One notebook's output. ``figures`` and ``tables`` are keyed by the file stem they are saved as."""
+
+    notebook: str
+    profile: str
+    dataset: str
+    figures: dict = field(default_factory=dict)
+    tables: dict[str, Table] = field(default_factory=dict)
+    claims: list[ClaimRow] = field(default_factory=list)
+    text: dict[str, str] = field(default_factory=dict)
+
+    def figure(self, name: str) -> object:
+        """Figure ``name`` (its file stem), for a notebook cell to display."""
+        return self._part(self.figures, name, "figure")
+
+    def table(self, name: str) -> pd.DataFrame:
+        """Table ``name`` as a notebook shows it (e.g. Table 1 pivoted by attack)."""
+        t = self._part(self.tables, name, "table")
+        return t if not isinstance(t, Table) else (t.display if t.display is not None else t.frame)
+
+    def note(self, name: str) -> object:
+        """The short text ``name`` (what was measured, in words), as Markdown."""
+        from IPython.display import Markdown
+        return Markdown(self._part(self.text, name, "note"))
+
+    def _part(self, parts: dict, name: str, kind: str):
+        if name in parts:
+            return parts[name]
+        if "summary" in self.text:  # a profile without this notebook's runs: say so wherever a part is asked for
+            from IPython.display import Markdown
+            return Markdown(self.text["summary"])
+        raise KeyError(f"{self.notebook} rendered no {kind} {name!r}; its {kind}s: {', '.join(parts) or 'none'}")
+
+    def claims_frame(self) -> pd.DataFrame:
+        """The claims table: claim, paper value, measured value, verdict ("holds"), note."""
+        return pd.DataFrame([{k: v for k, v in r.as_dict().items() if k in CLAIM_COLUMNS} for r in self.claims],
+                            columns=CLAIM_COLUMNS)
+
+    def counts(self) -> dict[str, int]:
+        return count_verdicts(r.verdict for r in self.claims)
+
+    def save(self, folder: Path | None = None) -> None:
+        """Write every figure (PDF and PNG), table (Markdown and CSV) and the claims
+        (``claims_<notebook>.{csv,md,json}``) to ``folder`` (default ``figures_root()/<profile>``)."""
+        folder = Path(folder) if folder is not None else figures_root() / self.profile
+        if "summary" in self.text:  # the profile has no runs for this notebook: nothing to write
+            print(f"profile {self.profile} has no runs for {self.notebook}: nothing written")
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, fig in self.figures.items():
+            plotting.save(fig, name, folder)
+        for name, t in self.tables.items():
+            if t.write:
+                tables.write(t.frame, name, folder, caption=t.caption, index=t.index, digits=t.digits)
+        df = self.claims_frame()
+        stem = folder / f"claims_{self.notebook}"
+        store.atomic_write_text(stem.with_suffix(".csv"), df.to_csv(index=False))
+        store.atomic_write_text(stem.with_suffix(".md"),
+                                f"**Claims of `{self.notebook}`** · profile `{self.profile}` · dataset {self.dataset} · "
+                                f"{verdict_line(self.counts())}\n\n{tables.markdown_table(df)}\n")
+        meta = {"notebook": self.notebook, "profile": self.profile, "dataset": self.dataset,
+                "rows": [r.as_dict() for r in self.claims], "figures": list(self.figures)}
+        store.atomic_write_text(stem.with_suffix(".json"), json.dumps(meta, indent=1, sort_keys=True) + "\n")
+        print(f"{len(self.figures)} figures, {sum(t.write for t in self.tables.values())} tables and "
+              f"{len(self.claims)} claims written to {shown_path(folder)}")
+
+    def close(self) -> None:
+        """Free the figures (a notebook that re-renders keeps no stale ones)."""
+        for fig in self.figures.values():
+            plt.close(fig)
+
+
+def shown_path(path: Path) -> str:
+    """``path`` relative to the project folder when inside it: what a committed page may show."""
+    from ..paths import project_root
+    try:
+        return Path(path).resolve().relative_to(project_root()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def count_verdicts(verdicts: Iterable[str]) -> dict[str, int]:
+    """How many rows carry each verdict; ``assessed`` = yes + no + inconclusive."""
+    counts = {v: 0 for v in stats.VERDICTS}
+    for v in verdicts:
+        if v not in counts:
+            raise ValueError(f"unknown verdict {v!r}; valid: {', '.join(stats.VERDICTS)}")
+        counts[v] += 1
+    counts["assessed"] = counts[stats.HOLDS] + counts[stats.DOES_NOT_HOLD] + counts[stats.INCONCLUSIVE]
+    return counts
+
+
+def verdict_line(counts: dict[str, int]) -> str:
+    """``"12 of 20 assessed claims hold, 3 do not, 5 inconclusive; 2 not informative, 1 n/a"``."""
+    return (f"{counts[stats.HOLDS]} of {counts['assessed']} assessed claims hold, {counts[stats.DOES_NOT_HOLD]} do not, "
+            f"{counts[stats.INCONCLUSIVE]} inconclusive; {counts[stats.NOT_INFORMATIVE]} not informative, "
+            f"{counts[stats.NOT_ASSESSED]} n/a")
