@@ -79,7 +79,7 @@ fixture: $(STAMP)
 	@CCKL_THREADS=1 $(PY) tests/fixture.py $(FIXTURE)
 
 pytest: fixture
-	CCKL_TEST_FIXTURE=$(FIXTURE) CCKL_THREADS=1 $(PY) -m pytest -n 2 -q -p no:cacheprovider tests
+	CCKL_TEST_FIXTURE=$(FIXTURE) CCKL_THREADS=1 $(PY) -m pytest -n 2 -q -p no:cacheprovider --durations=10 tests
 
 nbval: fixture
 	CCKL_PROFILE=smoke CCKL_ARTIFACTS=$(FIXTURE)/artifacts CCKL_DATA_ROOT=$(FIXTURE)/no-data CCKL_FIGURES=$(CURDIR)/build/nbval/figures \

@@ -633,11 +633,14 @@ def _decode_all(sources: list[str], open_file, desc: str, where: str = "",
 
 
 def _progress(items, desc: str):
+    """A progress bar over ``items`` where a person watches (a terminal or a notebook); none in a log or a
+    pipe, where a bar's redrawn lines are noise (the scheduler's workers print their own lines)."""
     try:
         from tqdm.auto import tqdm
     except ImportError:  # pragma: no cover
         return items
-    return tqdm(items, desc=desc, mininterval=2.0)
+    from .devices import interactive
+    return tqdm(items, desc=desc, mininterval=2.0, disable=not interactive())
 
 
 def _decode_folder(listing: _Listing, split: str, name: str) -> ImageData:

@@ -112,6 +112,20 @@ def cpu_job_layout(n_tasks: int, jobs: int | None = None) -> tuple[int, int]:
     return jobs, threads_per_job(jobs)
 
 
+def interactive() -> bool:
+    """Whether a person watches this process's progress: a terminal on stderr, or a Jupyter kernel (where
+    tqdm draws widgets). Not in a log file or a pipe, such as the scheduler's workers."""
+    import sys
+    if "ipykernel" in sys.modules:
+        try:
+            from IPython import get_ipython
+            if get_ipython() is not None and "IPKernelApp" in get_ipython().config:
+                return True
+        except ImportError:  # pragma: no cover
+            pass
+    return bool(getattr(sys.stderr, "isatty", lambda: False)())
+
+
 def machine_info() -> dict:
     """What makes floating-point results differ between machines: the CPU model, the vector
     extensions it has and the one torch dispatches to, the BLAS / oneDNN build, the intra- and

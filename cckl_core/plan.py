@@ -49,7 +49,7 @@ def _timeit(fn, device: torch.device, budget: float = 1.0, max_reps: int = 5) ->
 
 
 def unit_costs(cfg: RunConfig, device: torch.device, probe: int | None = None, eval_probe: int | None = None,
-               max_step_seconds: float = 20.0) -> dict[str, float]:
+               max_step_seconds: float = 20.0, budget: float = 1.0) -> dict[str, float]:
     """Seconds per image of a training step (:func:`cckl_core.training.step`), a forward pass, an
     attack step (fp32/precision and fp64), the Fisher statistics (fp32 and fp64) and a ``kl_g1_g2``
     pair, for the run config ``cfg``; on CUDA also ``peak_bytes``, the device memory a training
@@ -58,9 +58,11 @@ def unit_costs(cfg: RunConfig, device: torch.device, probe: int | None = None, e
     The training step is timed at the run's batch size (``probe`` overrides), except on the CPU
     when a step at batch 8 predicts more than ``max_step_seconds`` for the full batch: then it is
     timed at batch 8 and scaled per image (an over-estimate: small batches cost more per image).
-    Evaluation costs are timed at ``eval_probe`` images (default 256 on CUDA, 64 on the CPU).
+    Evaluation costs are timed at ``eval_probe`` images (default 256 on CUDA, 64 on the CPU); each
+    timing repeats for about ``budget`` seconds (the scheduler, which only orders runs, asks for less).
     """
     num_classes = cfg.num_classes
+    reps = 5 if budget >= 1.0 else 2
     model, channels_last = fresh_model(cfg, num_classes, device)
     opt, _ = make_optimizer(model, cfg)
     precision = cfg.precision
@@ -85,7 +87,7 @@ def unit_costs(cfg: RunConfig, device: torch.device, probe: int | None = None, e
     x, y = batch(probe)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    costs = {"step": _timeit(lambda: train_step(x, y), device, max_reps=3) / probe}
+    costs = {"step": _timeit(lambda: train_step(x, y), device, budget, max_reps=min(3, reps)) / probe}
     if device.type == "cuda":
         costs["peak_bytes"] = float(torch.cuda.max_memory_allocated(device)) * cfg.batch_size / probe
 
@@ -103,13 +105,13 @@ def unit_costs(cfg: RunConfig, device: torch.device, probe: int | None = None, e
     model64 = copy.deepcopy(model).double().eval()
     x64 = x.double()[: max(1, n_eval // 8)]
     costs.update({
-        "fwd": _timeit(forward, device) / n_eval,
-        "fb": _timeit(lambda: attack_step(model, x), device) / n_eval,
-        "fisher": _timeit(lambda: fisher.fisher_stats(model, x), device) / n_eval,
-        "pair": _timeit(lambda: fisher.kl_g1_g2(model, x, x.flip(0)), device) / n_eval,
-        "fb64": _timeit(lambda: attack_step(model64, x64), device) / len(x64),
-        "fisher64": _timeit(lambda: fisher.fisher_stats(model64, x64), device) / len(x64),
-        "pair64": _timeit(lambda: fisher.g1(model64, x64, x64.flip(0) - x64), device) / len(x64),
+        "fwd": _timeit(forward, device, budget, reps) / n_eval,
+        "fb": _timeit(lambda: attack_step(model, x), device, budget, reps) / n_eval,
+        "fisher": _timeit(lambda: fisher.fisher_stats(model, x), device, budget, reps) / n_eval,
+        "pair": _timeit(lambda: fisher.kl_g1_g2(model, x, x.flip(0)), device, budget, reps) / n_eval,
+        "fb64": _timeit(lambda: attack_step(model64, x64), device, budget, reps) / len(x64),
+        "fisher64": _timeit(lambda: fisher.fisher_stats(model64, x64), device, budget, reps) / len(x64),
+        "pair64": _timeit(lambda: fisher.g1(model64, x64, x64.flip(0) - x64), device, budget, reps) / len(x64),
     })
     return costs
 

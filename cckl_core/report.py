@@ -9,7 +9,7 @@ the notebooks wrote under ``<figures root>/<profile>/``:
   beside it, when ``make paper`` exported them);
 - ``<figures root>/README.md``: the same headline table for every published profile present
   (:data:`PUBLISHED`: not ``smoke``, whose page is written but which the repository does not carry),
-  then its notes, tables and figures.
+  then its notes, its claims with their criteria, links to its tables, and its figures.
 
 It reports only what exists, in a fixed order, with no time stamps: the same files give the same
 summary. The summary of every verdict is printed at the end.
@@ -114,11 +114,8 @@ def profile_section(folder: Path, root: Path) -> str:
                       tables.markdown_table(pd.DataFrame(c["rows"])[["claim", "measured value", "holds", "note"]]), ""]
     tables_ = sorted(p for p in folder.glob("*.md") if not p.name.startswith("claims_") and p.name != NOTES_FILE)
     if tables_:
-        lines += ["### Tables", ""]
-        for path in tables_:
-            csv = path.with_suffix(".csv")
-            link = f" ([csv]({rel}/{csv.name}))" if csv.exists() else ""
-            lines += [f"#### {path.stem}{link}", "", path.read_text(encoding="utf-8").strip(), ""]
+        lines += ["### Tables", "", " · ".join(f"[{p.stem}]({rel}/{p.name})" + (
+            f" ([csv]({rel}/{p.stem}.csv))" if p.with_suffix(".csv").exists() else "") for p in tables_), ""]
     figures = sorted(folder.glob("*.png"))
     if figures:
         lines += ["### Figures", ""]
@@ -162,6 +159,15 @@ function(i){if(!(i.complete&&i.naturalWidth>0))bad.push(i.getAttribute('src'));}
 </script>"""
 
 
+def _markdown(text: str) -> str:
+    """Markdown as HTML (mistune, which nbconvert brings), or the text escaped where it is absent."""
+    try:
+        import mistune
+    except ImportError:  # pragma: no cover
+        return f"<pre>{html.escape(text)}</pre>"
+    return mistune.html(text)
+
+
 def _badge(verdict: str) -> str:
     return f'<span class="v" style="background:{COLOURS.get(verdict, "#6e7781")}">{html.escape(verdict)}</span>'
 
@@ -185,7 +191,8 @@ def html_page(folder: Path) -> str:
     parts.append("</table>")
     notes = folder / NOTES_FILE
     if notes.exists():
-        parts.append(f"<h2>Notes</h2><p class='small'>From <a href='{NOTES_FILE}'>{NOTES_FILE}</a>.</p>")
+        parts.append(f"<h2 id='notes'>Notes</h2><p class='small'>From <a href='{NOTES_FILE}'>{NOTES_FILE}</a>, "
+                     f"written by whoever ran the profile.</p>{_markdown(notes.read_text(encoding='utf-8'))}")
     for c in claims:
         nb = c.get("notebook", "")
         exported = folder / "notebooks" / f"{nb}.html"

@@ -230,7 +230,7 @@ def plan_jobs(profile: Profile, todo: list[RunConfig], dev: "torch.device", thre
             before = torch.get_num_threads()
             torch.set_num_threads(threads)
             try:
-                costs = plan.unit_costs(cfg, dev)
+                costs = plan.unit_costs(cfg, dev, budget=0.25)  # enough to order runs and estimate the total
             finally:
                 torch.set_num_threads(before)
             est = plan.estimate(profile, cfg, costs)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import platform
 import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ import torch
 
 from . import data as data_mod
 from . import runs, store
-from .devices import machine_info, resolve_device
+from .devices import interactive, machine_info, resolve_device
 from .paths import REPO_ROOT
 from .profiles import RunConfig
 from .training import NonFiniteLossError, check_finite_weights, evaluate, fresh_model, make_optimizer, train_epoch
@@ -155,7 +154,7 @@ def _fit(cfg: RunConfig, path: Path, device: torch.device, progress: bool, stop_
         train_batches.set_epoch(epoch)
         lr = opt.param_groups[0]["lr"]
         t0 = time.perf_counter()
-        loss = train_epoch(model, opt, sched, train_batches, cfg, progress=progress and sys.stderr.isatty(),
+        loss = train_epoch(model, opt, sched, train_batches, cfg, progress=progress and interactive(),
                            desc=f"epoch {epoch + 1}")
         if device.type == "cuda":
             torch.cuda.synchronize(device)

@@ -11,9 +11,10 @@
 # times. Copy OUT_DIR/<profile>-results.tar.gz back and run `make paper PROFILE=<profile> BUNDLE=<that file>`.
 #
 # Before copying the checkout to the node, put beside it in .device/ (ignored by git):
-#   .device/cifar10-jpeg.zip   the offline CIFAR-10 copy (cp ../shared/data/cifar10-jpeg.zip .device/)
-#   .device/wheels/*.whl       wheels of what the node lacks, e.g. pip download safetensors -d .device/wheels
-# (a lent GPU machine takes 64 MiB of checkout + carried files; the zip is 60.3 MiB: keep the checkout small).
+#   .device/cifar10-jpeg.zip   the offline CIFAR-10 copy, made smaller without changing a pixel (41.2 MiB, was 60.3):
+#                              python scripts/pack_device_data.py ../shared/data/cifar10-jpeg.zip .device/cifar10-jpeg.zip
+#   .device/wheels/*.whl       wheels of what the node lacks, if anything (the H200 image has safetensors)
+# (a lent GPU machine takes 64 MiB of checkout + carried files in all; the checkout is about 3.3 MiB).
 # Rehearse it first on the CPU: `make rehearse` (the same runs at a few images), or
 # DEVICE=cpu JOBS=2 scripts/offline_gpu_node.sh smoke /tmp/node-out.
 set -uo pipefail

@@ -95,7 +95,7 @@ def _noise(effect, per_seed=(), spread=SPREAD):
 
 def test_one_seed_effect_within_the_seed_spread_is_inconclusive():
     yes = _evidence(CLAIMS["table1_half_vs_pure_clean"], "yes")
-    t = 4.302652729911275  # t(0.975, 2)
+    t = 4.302652729911275 * math.sqrt(2)  # t(0.975, 2) x sqrt(2): two runs' spread, sd 1
     within = criteria.judge("table1_half_vs_pure_clean", "m", noise=_noise(t - 0.1), **yes)
     assert within.verdict == stats.INCONCLUSIVE and "within training noise" in within.note
     beyond = criteria.judge("table1_half_vs_pure_clean", "m", noise=_noise(t + 0.1), **yes)

@@ -20,7 +20,7 @@ from types import ModuleType
 
 from .. import profiles
 from . import appendix_c, capacity_study, fisher_growth, theorem_check
-from .inputs import ResultsMissing
+from .inputs import ResultsMissing, results_present
 from .result import Rendered
 
 #: The notebooks of the paper, in order, and the module that renders each.
@@ -65,7 +65,7 @@ def render(notebook: str, profile: str | profiles.Profile | None = None, seed: i
     """Render ``notebook`` for ``profile`` (default :func:`cckl_core.profiles.default_to_render`)."""
     if notebook not in NOTEBOOKS:
         raise ValueError(f"unknown notebook {notebook!r}; the paper's notebooks: {', '.join(NOTEBOOKS)}")
-    prof = profiles.load(profile if profile is not None else profiles.default_to_render())
+    prof = profiles.load(profile if profile is not None else profiles.default_to_render(results_present))
     module = NOTEBOOKS[notebook]
     if not prof.has_roles([r for r in module.ROLES if r not in module.OPTIONAL]):
         return not_in_profile(notebook, prof)
@@ -94,7 +94,7 @@ def setup(notebook: str, profile: str | None = None, seed: int = 0, namespace: d
     misspelt parameter names), pick the profile, render. A missing result stops the notebook with one
     message (:class:`ResultsMissing`), having trained, computed and written nothing."""
     profile, seed = _check_parameters(profile, seed, namespace)
-    chosen = profile or profiles.default_to_render()
+    chosen = profile or profiles.default_to_render(results_present)
     prof = profiles.load(chosen)
     print(f"profile {prof.name}{'' if profile else ' (the default: results present here)'}: {prof.description}; "
           f"sampling seed {seed}", file=sys.stdout, flush=True)

@@ -173,33 +173,42 @@ def verdict_of(c: Claim, **ev: Any) -> str:
 
 
 def training_noise(c: Claim, verdict: str, effect: float, per_seed: list[float], spread: SeedSpread,
-                   profile: str) -> tuple[str, str]:
+                   profile: str) -> tuple[str, str, str]:
     """Account for training noise in the verdict of a claim that compares trained models.
 
     With effects of two or more seeds (``per_seed``) the verdict is that of their t interval of
-    the mean (in the claimed direction) and the sample verdict is not used; with one seed the sample
-    verdict stands only if ``|effect| > t(0.975, m - 1) * sd`` for the spread ``sd`` measured over
-    ``m`` seeds for this claim, else it is inconclusive. Returns ``(verdict, note)``."""
+    the mean (in the claimed direction) and the sample verdict is not used. With one seed the sample
+    verdict stands only if ``|effect| > t(0.975, m - 1) * sqrt(2) * sd``, where ``sd`` is the
+    standard deviation of this claim's effect over the ``m`` seeds it was measured on: the 95% bound
+    of the difference between the effects of two training runs, so that a rerun, whose effect
+    differs by that much, could not reverse it. Else it is inconclusive. Returns ``(verdict, note, what
+    to add to the measured value)``."""
     if not c.training_noise:
-        return verdict, ""
+        return verdict, "", ""
     expected = +1 if (c.direction == "positive" if c.criterion == "test" else c.side == "above") else -1
     if len(per_seed) >= 2:
         iv = stats.seed_interval(per_seed)
         return (stats.verdict(iv["lo"], iv["hi"], expected),
                 f"judged over {iv['n']} training seeds: mean effect {iv['mean']:+.3g}, 95% t interval "
-                f"[{iv['lo']:+.3g}, {iv['hi']:+.3g}] (seed sd {iv['sd']:.3g}); the test-sample verdict of one seed is not used")
+                f"[{iv['lo']:+.3g}, {iv['hi']:+.3g}] (seed sd {iv['sd']:.3g}); the test-sample verdict of one seed is not used",
+                f"; over {iv['n']} seeds: {iv['mean']:+.3g} [{iv['lo']:+.3g}, {iv['hi']:+.3g}]")
     sd = spread.sd.get(c.id)
     if sd is None:
         return verdict, (f"one training run; the seed-to-seed spread is not measured for profile {profile}, so this "
-                         "verdict covers the test sample only, not training noise")
+                         "verdict covers the test sample only, not training noise"), ""
     m = len(spread.seeds)
-    bound = float(sstats.t.ppf(0.975, m - 1)) * sd
+    bound = rerun_bound(sd, m)
+    rule = (f"t(0.975, {m - 1}) x sqrt(2) x seed sd {sd:.3g} = {bound:.3g}, the spread between two training runs "
+            f"(measured over seeds {', '.join(map(str, spread.seeds))})")
     if verdict in (stats.HOLDS, stats.DOES_NOT_HOLD) and abs(effect) <= bound:
         return stats.INCONCLUSIVE, (f"one training run; the test-sample verdict was {verdict}, but |effect| "
-                                    f"{abs(effect):.3g} <= {bound:.3g} = t(0.975, {m - 1}) x seed sd {sd:.3g} "
-                                    f"(measured over seeds {', '.join(map(str, spread.seeds))}): within training noise")
-    return verdict, (f"one training run; |effect| {abs(effect):.3g} against t(0.975, {m - 1}) x seed sd {sd:.3g} = "
-                     f"{bound:.3g} (measured over seeds {', '.join(map(str, spread.seeds))})")
+                                    f"{abs(effect):.3g} <= {rule}: within training noise"), ""
+    return verdict, f"one training run; |effect| {abs(effect):.3g} against {rule}", ""
+
+
+def rerun_bound(sd: float, seeds: int) -> float:
+    """How far the effects of two training runs are apart at most (95%): ``t(0.975, seeds - 1) * sqrt(2) * sd``."""
+    return float(sstats.t.ppf(0.975, seeds - 1)) * math.sqrt(2.0) * sd
 
 
 def judge(cid: str, measured: str, context: str = "", fill: Mapping | None = None, noise: Mapping | None = None,
@@ -212,9 +221,10 @@ def judge(cid: str, measured: str, context: str = "", fill: Mapping | None = Non
     verdict = verdict_of(c, **evidence)
     note = "; ".join(part for part in (context, c.rule()) if part)
     if noise is not None:
-        verdict, extra = training_noise(c, verdict, noise["effect"], noise["per_seed"], noise["spread"],
-                                        noise["profile"])
+        verdict, extra, more = training_noise(c, verdict, noise["effect"], noise["per_seed"], noise["spread"],
+                                              noise["profile"])
         note = "; ".join(part for part in (note, extra) if part)
+        measured += more
     return ClaimRow(cid, c.text(**(fill or {})), c.paper, measured, verdict, note, c.shows)
 
 

@@ -497,16 +497,15 @@ def default_to_compute() -> str:
     return "paper" if torch.cuda.is_available() else "quick"
 
 
-def default_to_render(present: Callable[[str, str], bool] | None = None) -> str:
+def default_to_render(present: Callable[[str, str], bool]) -> str:
     """The profile a notebook shows when none is named: ``$CCKL_PROFILE``, else the largest
     profile (:data:`ORDER`) whose results are in the local cache, else the largest one whose
     results the repository carries (a committed bundle), else ``quick``. ``present(name, where)``
-    says whether results are present (``where`` is ``"cache"`` or ``"bundle"``)."""
+    says whether results are present (``where`` is ``"cache"`` or ``"bundle"``;
+    :func:`cckl_core.paper.inputs.results_present` looks at the files)."""
     env = _env_profile()
     if env:
         return env
-    if present is None:
-        from ..paper.inputs import results_present as present
     for where in ("cache", "bundle"):
         for name in names():
             if present(name, where):

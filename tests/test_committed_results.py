@@ -1,0 +1,58 @@
+"""The results the repository carries (`results/<profile>.tar.gz`): each still matches its profile and
+this code (its runs' keys, its evaluations' keys, the formats), so it cannot go stale silently; and
+unpacked into a fresh cache it renders exactly the claims committed under `figures/<profile>/`."""
+import json
+from pathlib import Path
+
+import pytest
+
+from cckl_core import bundle, paper
+
+REPO = Path(__file__).resolve().parent.parent
+BUNDLES = sorted((REPO / "results").glob("*.tar.gz"))
+
+
+def test_the_repository_carries_the_quick_results():
+    assert REPO / "results" / "quick.tar.gz" in BUNDLES
+
+
+@pytest.mark.parametrize("path", BUNDLES, ids=lambda p: p.name)
+def test_a_committed_bundle_matches_the_current_profile_and_code(path):
+    assert bundle.stale(path) == []
+    manifest = bundle.read_manifest(path)
+    assert manifest["profile"] == path.name.removesuffix(".tar.gz")
+    assert not any(m.endswith(".safetensors") for m in manifest["members"])  # no weights travel
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", BUNDLES, ids=lambda p: p.name)
+def test_a_committed_bundle_renders_the_committed_claims(path, tmp_path, monkeypatch):
+    profile = path.name.removesuffix(".tar.gz")
+    monkeypatch.setenv("CCKL_ARTIFACTS", str(tmp_path / "artifacts"))
+    monkeypatch.setenv("CCKL_DATA_ROOT", str(tmp_path / "no-data"))  # rendering reads no data
+    bundle.extract(path, profile)
+    for name in paper.NOTEBOOKS:
+        committed = json.loads((REPO / "figures" / profile / f"claims_{name}.json").read_text())["rows"]
+        rendered = paper.render(name, profile)
+        assert [r.as_dict() for r in rendered.claims] == committed, name
+        rendered.close()
+
+
+def test_a_bundle_of_an_older_profile_or_code_is_found_stale(smoke_cache, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from cckl_core import evaluations, profiles
+    made = tmp_path / "smoke.tar.gz"
+    bundle.create("smoke", made)
+    assert bundle.stale(made) == []
+    real = profiles.load("smoke")
+    changed_eval = replace(real, evaluation=replace(real.evaluation, n_pairs=real.evaluation.n_pairs + 1))
+    monkeypatch.setattr(profiles, "load", lambda name=None: changed_eval)
+    assert any("fig5" in p and "missing" in p for p in bundle.stale(made))
+    changed_run = replace(real, runs={**real.runs, "vgg13_standard": replace(real.runs["vgg13_standard"], lr=0.02)})
+    monkeypatch.setattr(profiles, "load", lambda name=None: changed_run)
+    assert any(p.startswith("run vgg13_standard: no folder") for p in bundle.stale(made))
+    monkeypatch.setattr(profiles, "load", lambda name=None: real)
+    monkeypatch.setitem(evaluations._REGISTRY, "theorem",
+                        replace(evaluations._REGISTRY["theorem"], version=evaluations._REGISTRY["theorem"].version + 1))
+    assert any("theorem" in p for p in bundle.stale(made))
