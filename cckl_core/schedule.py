@@ -38,6 +38,9 @@ COMPLETED, SKIPPED, FAILED, INTERRUPTED = "completed", "skipped", "failed", "int
 GPU_MEMORY_SHARE = 0.85
 #: Memory of one CUDA context and allocator slack per job, added to each job's measured peak.
 GPU_JOB_OVERHEAD = 1.5 * 2 ** 30
+#: The evaluations attack up to 250 images at a time, about twice a training batch of 128: a job is
+#: packed by twice the peak its training step took.
+EVALUATION_PEAK_FACTOR = 2.0
 
 
 @dataclass
@@ -234,8 +237,8 @@ def plan_jobs(profile: Profile, todo: list[RunConfig], dev: "torch.device", thre
             finally:
                 torch.set_num_threads(before)
             est = plan.estimate(profile, cfg, costs)
-            jobs.append(Job(cfg, est["total"], costs.get("peak_bytes", 0.0) + (GPU_JOB_OVERHEAD if dev.type == "cuda"
-                                                                               else 0.0), est["total"]))
+            memory = EVALUATION_PEAK_FACTOR * costs["peak_bytes"] + GPU_JOB_OVERHEAD if "peak_bytes" in costs else 0.0
+            jobs.append(Job(cfg, est["total"], memory, est["total"]))
         else:
             jobs.append(Job(cfg, plan.estimate(profile, cfg, plan.flop_costs(cfg))["total"]))
     return jobs

@@ -204,7 +204,7 @@ def test_ctrl_c_stops_the_workers(how, roots):
     try:
         configs = [runs.path_of(SMOKE.run(n)) / "config.json" for n in names]  # written when training starts
         deadline = time.time() + 240
-        while time.time() < deadline and not (len(_workers_of(launcher.pid)) == 2 and all(p.exists() for p in configs)):
+        while time.time() < deadline and not (len(_workers_of(launcher.pid)) == 2 and any(p.exists() for p in configs)):
             assert launcher.poll() is None, launcher.communicate()
             time.sleep(0.05)
         workers = _workers_of(launcher.pid)
@@ -222,10 +222,12 @@ def test_ctrl_c_stops_the_workers(how, roots):
     while time.time() < deadline and any(_alive(w) for w in workers):
         time.sleep(0.05)
     assert not any(_alive(w) for w in workers), "a worker outlived Ctrl-C"
-    for n in names:  # stopped, not finished; what they finished is kept for the rerun
-        assert runs.inspect(runs.path_of(SMOKE.run(n))).state in (runs.PARTIAL, runs.NOT_STARTED)
+    states = [runs.inspect(runs.path_of(SMOKE.run(n))).state for n in names]
+    # stopped, not finished (a tiny smoke run may finish in the moment before the signal; not both: the signal
+    # came as soon as the first of them started training); what they finished is kept for the rerun
+    assert set(states) <= {runs.PARTIAL, runs.NOT_STARTED, runs.COMPLETE} and states.count(runs.COMPLETE) < 2, states
     if how == "background":  # the launcher saw its workers stop (it ignores SIGINT itself)
-        assert launcher.returncode == 1 and "2 failed" in out, (out, err)
+        assert launcher.returncode == 1 and f"{2 - states.count(runs.COMPLETE)} failed" in out, (out, err)
     else:
         assert launcher.returncode == 130, (out, err)
         assert "interrupted: finished epochs and evaluations are kept; run the same command to resume" in err

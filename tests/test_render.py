@@ -21,19 +21,19 @@ pytestmark = pytest.mark.slow
 
 
 def _render(root: Path, figures: Path, monkeypatch) -> dict[str, str]:
-    """Execute the four notebooks once with papermill (kernel python3, profile smoke) against the
-    artifacts under ``root``, with no data root; return every table (CSV) they wrote, by file name."""
-    import papermill
+    """Render the four notebooks' content (:func:`cckl_core.paper.render`, what each notebook's set-up cell
+    calls; nbval executes the notebooks themselves in Jupyter) against the artifacts under ``root``, with no
+    data root, and save it as the notebooks do; return every table (CSV) written, by file name."""
+    from cckl_core import paper
 
     monkeypatch.setenv("CCKL_ARTIFACTS", str(root))
     monkeypatch.setenv("CCKL_FIGURES", str(figures))
     monkeypatch.setenv("CCKL_DATA_ROOT", str(figures.parent / "no-data-here"))  # rendering reads no data
-    monkeypatch.setenv("PYTHONWARNINGS", "ignore")
     figures.mkdir(parents=True, exist_ok=True)
     for nb in NOTEBOOKS:
-        papermill.execute_notebook(str(REPO / "notebooks" / f"{nb}.ipynb"), str(figures / f"{nb}.ipynb"),
-                                   parameters={"profile": "smoke"}, kernel_name="python3", progress_bar=False,
-                                   cwd=str(figures))
+        result = paper.render(nb, "smoke")
+        result.save()
+        result.close()
     assert not (figures.parent / "no-data-here").exists()
     return {p.name: p.read_text() for p in sorted((figures / "smoke").glob("*.csv"))}
 
