@@ -122,12 +122,15 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from . import runs, store
-    from .data import DataNotFoundError
-    from .evaluations import EvaluationMissingError
-    from .paper import ResultsMissing
-    from .training import NonFiniteLossError
-
+    try:  # an interrupt while the libraries load is an interrupt too, not a traceback
+        from . import runs, store
+        from .data import DataNotFoundError
+        from .evaluations import EvaluationMissingError
+        from .paper import ResultsMissing
+        from .training import NonFiniteLossError
+    except KeyboardInterrupt:
+        print("interrupted: nothing was started", file=sys.stderr)
+        return 130
     try:
         return _dispatch(args)
     except (ValueError, KeyError, DataNotFoundError, NonFiniteLossError, runs.RunNotFoundError, EvaluationMissingError,

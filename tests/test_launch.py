@@ -193,9 +193,8 @@ def test_ctrl_c_stops_the_workers(how, roots):
     names = ["t1_resnet32_standin", "resnet20_trades"]  # the slowest smoke runs: far from done when signalled
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
 
-    def start():
-        if how == "background":
-            signal.signal(signal.SIGINT, signal.SIG_IGN)  # what a shell does to a command started with `&`
+    def start():  # what a shell does: `cmd &` ignores SIGINT; a foreground command has it at its default
+        signal.signal(signal.SIGINT, signal.SIG_IGN if how == "background" else signal.SIG_DFL)
 
     launcher = subprocess.Popen([sys.executable, "-m", "cckl_core", "evaluate", "--profile", "smoke", "--device", "cpu",
                                  "--jobs", "2", "--no-plan", "--runs", ",".join(names)],
