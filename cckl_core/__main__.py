@@ -84,6 +84,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="images per timed training step (default: the run's batch; 8 on the CPU when a step is slow)")
     p.add_argument("--eval-probe", type=int, default=None, action=_Once,
                    help="images per timed evaluation call (default: 256 on CUDA, 64 on the CPU)")
+    p.add_argument("--sizing", action="store_true",
+                   help="print only the profile's [sizing] (the seconds it was sized to take, and their sums); "
+                        "times nothing")
     p = add("bundle", "pack configs, histories and evaluations (no weights) into one .tar.gz")
     p.add_argument("--out", required=True, action=_Once, help="the bundle file to write, e.g. gpu-results.tar.gz")
     p = sub.add_parser("unbundle", help="unpack a bundle into the artifacts root, verified",
@@ -228,14 +231,17 @@ def _dispatch(args) -> int:
             print(f"{s.device}: up to {s.capacity} runs side by side{mem}, {threads} torch thread(s) each")
     elif args.cmd == "plan":
         from .launch import parse_list
-        from .plan import plan
+        from .plan import plan, print_sizing
         names = parse_list(args.runs, "--runs")
         for n in names or []:
             profile.run(n)
         for flag, value in (("--probe-batch", args.probe_batch), ("--eval-probe", args.eval_probe)):
             if value is not None and value < 1:
                 raise ValueError(f"{flag} must be >= 1, got {value}")
-        plan(profile, args.device, args.probe_batch, names, eval_probe=args.eval_probe)
+        if args.sizing:
+            print_sizing(profile)
+        else:
+            plan(profile, args.device, args.probe_batch, names, eval_probe=args.eval_probe)
     elif args.cmd == "launch":
         from . import launch
         try:

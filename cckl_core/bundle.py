@@ -387,24 +387,52 @@ def _write_member(tar: tarfile.TarFile, member: tarfile.TarInfo, bundle: Path, p
     return digest
 
 
+#: A staging folder without its owner's lock file is an orphan once it is this old (seconds).
+_ORPHAN_AGE = 3600.0
+
+
 @contextlib.contextmanager
 def _staging(prof_dir: Path):
-    """A fresh hidden folder inside ``prof_dir`` (same file system, so runs move in by renames), removed
-    afterwards with any folder created for it that is still empty."""
+    """A fresh hidden folder inside ``prof_dir`` (same file system, so runs move in by renames), owned
+    by a lock on its ``.lock`` for as long as the unpack runs, removed afterwards with any folder
+    created for it that is still empty. Staging folders that an unpack killed before it could clean
+    up are removed first (:func:`_remove_orphans`)."""
     created = [p for p in (prof_dir, *prof_dir.parents) if not p.exists()]
     try:
         prof_dir.mkdir(parents=True, exist_ok=True)
+        _remove_orphans(prof_dir)
         staging = prof_dir / Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=prof_dir)).name
     except OSError as err:
         raise BundleError(f"cannot unpack into {prof_dir} ({err.strerror or err}); set CCKL_ARTIFACTS to a "
                           "writable folder") from None
     try:
-        yield staging
+        with store.locked(staging):
+            yield staging
     finally:
         _remove_own(staging, prof_dir, _STAGING_PREFIX)
         for p in created:
             with contextlib.suppress(OSError):
                 p.rmdir()
+
+
+def _remove_orphans(prof_dir: Path) -> None:
+    """Remove the staging folders in ``prof_dir`` whose unpack is gone: its lock on ``.lock`` is free
+    (the process that held it ended), or, without a lock file, the folder is over :data:`_ORPHAN_AGE`
+    seconds old. A staging folder whose unpack still runs is left alone."""
+    for path in prof_dir.glob(_STAGING_PREFIX + "*"):
+        if path.is_symlink() or not path.is_dir():
+            continue
+        if not (path / ".lock").is_file():
+            with contextlib.suppress(OSError):
+                if time.time() - path.stat().st_mtime > _ORPHAN_AGE:
+                    _remove_own(path, prof_dir, _STAGING_PREFIX)
+            continue
+        try:
+            with store.locked(path, wait=False):
+                pass
+        except (store.BusyError, OSError):
+            continue
+        _remove_own(path, prof_dir, _STAGING_PREFIX)
 
 
 def _remove_own(path: Path, prof_dir: Path, prefix: str) -> None:
@@ -498,6 +526,12 @@ def _plan(v: _Verified, prof_dir: Path, replace: bool) -> str:
                       "--replace (deletes it)")
 
 
+def _lacks_evaluations(v: _Verified, dest: Path) -> bool:
+    """Whether the local run ``dest`` lacks a file of any evaluation pair that ``v`` carries."""
+    return any(not os.path.lexists(dest / "evaluations" / f"{stem}{ext}") for stem in v.evaluations
+               for ext in (".npz", ".json"))
+
+
 def _merge(v: _Verified, dest: Path) -> None:
     """Add to the local run ``dest`` (the same training) the evaluation files it lacks, ``.npz`` before
     ``.json``, only where the pair stays consistent; its own files are left as they are."""
@@ -533,16 +567,26 @@ def _replace(v: _Verified, dest: Path, prof_dir: Path) -> None:
 
 
 def _move_into_place(verified: list[_Verified], prof_dir: Path, replace: bool) -> None:
-    """Plan every run first (so a refused one leaves the cache untouched), then move them in, run by run."""
-    plans = [(v, _plan(v, prof_dir, replace)) for v in verified]
-    for v, action in plans:
-        dest = prof_dir / v.folder
-        if action == "new":
-            os.rename(v.source, dest)
-        elif action == "merge":
-            _merge(v, dest)
-        else:
-            _replace(v, dest, prof_dir)
+    """Plan every run and lock every local run folder it merges into or replaces (so that a refused
+    run, or one another process is training or evaluating now, leaves the cache untouched), then
+    move them in, run by run."""
+    plans = [(v, action) for v in verified for action in [_plan(v, prof_dir, replace)]
+             if action != "merge" or _lacks_evaluations(v, prof_dir / v.folder)]
+    with contextlib.ExitStack() as held:
+        for v, action in plans:
+            if action != "new":
+                try:
+                    held.enter_context(store.locked(prof_dir / v.folder, wait=False))
+                except store.BusyError as err:
+                    raise BundleError(f"{err}; then unpack again") from None
+        for v, action in plans:
+            dest = prof_dir / v.folder
+            if action == "new":
+                os.rename(v.source, dest)
+            elif action == "merge":
+                _merge(v, dest)
+            else:
+                _replace(v, dest, prof_dir)
 
 
 # --------------------------------------------------------------------------- extract

@@ -172,11 +172,36 @@ def fmt_seconds(s: float) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
+def print_sizing(profile: Profile, out: Callable[[str], None] = print) -> None:
+    """Print the profile's ``[sizing]``: each sized run's training and evaluation seconds on the device
+    it was sized for, their sum S, the expected wall time one run after another (S + overhead) and
+    the same with the margin on the throughputs (margin * S + overhead)."""
+    sz = profile.sizing
+    if sz is None:
+        raise ValueError(f"profile {profile.name!r} has no [sizing] section; `plan --profile {profile.name}` "
+                         "(without --sizing) times its runs on this machine")
+    out(f"sizing of profile {profile.name} (written in {profile.path.name if profile.path else 'the profile'}), "
+        f"for {sz.device}")
+    out(f"{'run':28s} {'train':>9s} {'evals':>9s} {'total':>9s}")
+    for name, (train, evals) in sz.runs.items():
+        out(f"{name[:28]:28s} {fmt_seconds(train):>9s} {fmt_seconds(evals):>9s} {fmt_seconds(train + evals):>9s}")
+    unsized = [n for n in profile.runs if n not in sz.runs]
+    if unsized:
+        out(f"not sized: {', '.join(unsized)}")
+    out(f"expected {sz.expected_s():.0f} s = {sz.expected_s() / 60:.1f} min one run after another "
+        f"({sz.compute_s():.0f} s of training and evaluation + {sz.overhead_s:.0f} s start-up)")
+    out(f"with the {sz.margin:g}x margin on the throughputs: {sz.with_margin_s():.0f} s = "
+        f"{sz.with_margin_s() / 60:.1f} min")
+
+
 def plan(profile: Profile, device: str = "auto", probe: int | None = None, runs_: list[str] | None = None,
          out: Callable[[str], None] = print, eval_probe: int | None = None) -> list[dict]:
-    """Time each run's unit costs on ``device`` and print the estimate table; returns its rows
-    (``run``, ``optional``, ``steps``, ``train``, ``per_epoch_eval``, ``evaluations``, ``total``
-    in seconds, and on CUDA ``peak_bytes``)."""
+    """Time each run's unit costs on ``device`` and print the estimate table (after the profile's
+    sizing, when it has one: :func:`print_sizing`); returns its rows (``run``, ``optional``,
+    ``steps``, ``train``, ``per_epoch_eval``, ``evaluations``, ``total`` in seconds, and on CUDA
+    ``peak_bytes``)."""
+    if profile.sizing is not None:
+        print_sizing(profile, out)
     dev = resolve_device(device)
     names = runs_ or list(profile.runs)
     rows = []
@@ -200,4 +225,10 @@ def plan(profile: Profile, device: str = "auto", probe: int | None = None, runs_
     longest = max(counted, key=lambda r: r["total"])
     out(f"total {fmt_seconds(total)} on one device ({total / 3600:.2f} h); longest run {longest['run']} "
         f"{fmt_seconds(longest['total'])} (the wall time with one device per run)")
+    sized = [r for r in rows if profile.sizing is not None and r["run"] in profile.sizing.runs]
+    if sized:
+        timed = sum(r["total"] for r in sized)
+        on_paper = sum(sum(profile.sizing.runs[r["run"]]) for r in sized)
+        out(f"timed here / sized for {profile.sizing.device}: {timed / on_paper:.2f}x over the {len(sized)} sized "
+            f"run(s) ({fmt_seconds(timed)} vs {fmt_seconds(on_paper)})")
     return rows

@@ -134,9 +134,14 @@ def check_seal(record: object, path: Path) -> dict:
 
 
 # --------------------------------------------------------------------------- locks
+class BusyError(RuntimeError):
+    """Another process holds the lock of a folder (see :func:`locked` with ``wait=False``)."""
+
+
 @contextlib.contextmanager
-def locked(folder: Path) -> Iterator[None]:
-    """An exclusive ``fcntl`` lock on ``folder/.lock`` for the block: a second process waits.
+def locked(folder: Path, wait: bool = True) -> Iterator[None]:
+    """An exclusive ``fcntl`` lock on ``folder/.lock`` for the block: a second process waits, or
+    with ``wait=False`` gets :class:`BusyError` at once.
 
     Only writers lock; reading a finished entry needs no lock (and works on a read-only root).
     """
@@ -151,7 +156,11 @@ def locked(folder: Path) -> Iterator[None]:
                                   "evaluated into it (set CCKL_ARTIFACTS to a writable folder)") from err
         raise
     with fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BusyError(f"{folder} is in use by another process (training, evaluating or unpacking into "
+                            "it); wait for it to finish or stop it") from None
         try:
             yield
         finally:

@@ -8,7 +8,7 @@
 # every run of PROFILE side by side on the GPU (`cckl evaluate --jobs N`: all of them by default; the `gpu`
 # profile's five fit in any 80 GB card), stops after LIMIT seconds (default 540, so that the whole command
 # ends inside a 10-minute slot) keeping every finished run, bundles what finished and prints each run's
-# times. Copy OUT_DIR/<profile>-results.tar.gz back and run `make paper PROFILE=<profile> BUNDLE=<that file>`.
+# times (beside the profile's [sizing], recorded first in node.txt). Copy OUT_DIR/<profile>-results.tar.gz back and run `make paper PROFILE=<profile> BUNDLE=<that file>`.
 #
 # Before copying the checkout to the node, put beside it in .device/ (ignored by git):
 #   .device/cifar10-jpeg.zip   the offline CIFAR-10 copy, made smaller without changing a pixel (41.2 MiB, was 60.3):
@@ -38,7 +38,8 @@ fi
 { date -u +"start %Y-%m-%dT%H:%M:%SZ"
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
   "$py" -c "import sys, torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'python', sys.version.split()[0])"
-  git rev-parse HEAD 2>/dev/null || true; } | tee "$out/node.txt"
+  git rev-parse HEAD 2>/dev/null || true
+  "$py" -m cckl_core plan --profile "$profile" --sizing 2>/dev/null || true; } | tee "$out/node.txt"
 SECONDS=0
 # SIGINT at the limit: the scheduler stops its workers, finished epochs and evaluations stay in the cache
 timeout --signal=INT --kill-after=30 "$limit" "$py" -m cckl_core evaluate --profile "$profile" --device "$device" \

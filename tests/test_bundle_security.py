@@ -183,6 +183,37 @@ def test_another_training_here_is_replaced_only_when_asked(cache):
     assert (cache / "smoke" / ".launch" / "result.pkl").read_bytes() == b"local result"
 
 
+def test_a_run_in_use_here_is_not_replaced(cache):
+    folder = cache / "smoke" / folders_of(cache)[0]
+    done = json.loads((folder / "complete.json").read_text())
+    done["finished"] = "x" + done["finished"]
+    store.atomic_write_json(folder / "complete.json", store.sealed(done))
+    before = snapshot(cache.parent)
+    with store.locked(folder):  # what a trainer or an evaluation of this run holds while it works
+        assert_refused(cache, before, _good(cache), str(folder), "in use by another process", replace=True)
+    bundle.extract(_good(cache), replace=True)
+    assert runs.inspect(folder).state == runs.NO_WEIGHTS
+
+
+def test_staging_folders_of_a_killed_unpack_are_removed_and_live_ones_kept(cache):
+    import time
+    smoke = cache / "smoke"
+    dead, live, young, old = (smoke / f"{bundle._STAGING_PREFIX}{name}" for name in ("dead", "live", "young", "old"))
+    for path in (dead, live, young, old):
+        (path / "x-0123456789ab").mkdir(parents=True)
+        (path / "x-0123456789ab" / "history.json").write_text("[]\n")
+    (dead / ".lock").write_text("")   # its unpack was killed: nobody holds the lock
+    (live / ".lock").write_text("")   # its unpack runs (below: this test holds the lock)
+    an_hour_ago = time.time() - 2 * bundle._ORPHAN_AGE
+    os.utime(old, (an_hour_ago, an_hour_ago))  # killed before it took its lock, long ago
+    (smoke / ".unbundle-file").write_text("not a folder: left alone\n")
+    with store.locked(live):
+        bundle.extract(_good(cache))
+    left = sorted(p.name for p in smoke.iterdir() if p.name.startswith(bundle._STAGING_PREFIX))
+    assert left == [".unbundle-file", live.name, young.name]
+    assert (live / "x-0123456789ab" / "history.json").is_file()
+
+
 def _good(cache: Path) -> Path:
     """The good bundle of the trained runs (the ``cache`` fixture put a copy beside the cache)."""
     return cache.parent / "bundles" / "good.tar.gz"

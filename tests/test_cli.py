@@ -37,6 +37,7 @@ def _one_error_line(capsys, *words):
     (["evaluate", "--profile", "smoke", "--run", "nope"], ["has no run 'nope'"]),
     (["plan", "--profile", "smoke", "--runs", "a,b"], ["has no run 'a'"]),
     (["plan", "--profile", "smoke", "--probe-batch", "0"], ["--probe-batch must be >= 1"]),
+    (["plan", "--profile", "smoke", "--sizing"], ["profile 'smoke' has no [sizing] section", "without --sizing"]),
     (["train", "--profile", "smoke"], ["--run"]),
     (["frobnicate"], ["invalid choice"]),
     (["train", "--profile", "smoke", "--run", "vgg13_standard", "--seed", "x"], ["invalid int value"]),

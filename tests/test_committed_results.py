@@ -56,3 +56,30 @@ def test_a_bundle_of_an_older_profile_or_code_is_found_stale(smoke_cache, tmp_pa
     monkeypatch.setitem(evaluations._REGISTRY, "theorem",
                         replace(evaluations._REGISTRY["theorem"], version=evaluations._REGISTRY["theorem"].version + 1))
     assert any("theorem" in p for p in bundle.stale(made))
+
+
+def test_notebooks_started_together_unpack_the_committed_results_once(tmp_path, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cckl_core import profiles
+    from cckl_core.paper import inputs
+    monkeypatch.setenv("CCKL_ARTIFACTS", str(tmp_path / "artifacts"))
+    quick = profiles.load("quick")
+    with ThreadPoolExecutor(3) as pool:
+        notes = list(pool.map(lambda _: inputs._unpack_committed(quick), range(3)))
+    assert sum(n.startswith("[cckl] unpacked the results") for n in notes) == 1 and notes.count("") == 2, notes
+    assert inputs.results_present("quick", "cache")
+
+
+def test_a_killed_unpack_does_not_stop_the_next_one(tmp_path, monkeypatch):
+    """A profile folder holding only what an interrupted unpack left (a staging folder, the lock
+    file) holds no results: the next notebook unpacks the committed ones."""
+    from cckl_core import profiles
+    from cckl_core.paper import inputs
+    monkeypatch.setenv("CCKL_ARTIFACTS", str(tmp_path / "artifacts"))
+    left = tmp_path / "artifacts" / "quick" / f"{bundle._STAGING_PREFIX}killed"
+    left.mkdir(parents=True)
+    (left / ".lock").write_text("")
+    (left.parent / ".lock").write_text("")
+    assert inputs._unpack_committed(profiles.load("quick")).startswith("[cckl] unpacked the results")
+    assert inputs.results_present("quick", "cache") and not left.exists()

@@ -187,3 +187,16 @@ def test_plan_prints_an_estimate_per_run(capsys):
     assert all(r["train"] > 0 and r["total"] >= r["train"] for r in rows)
     assert rows[1]["evaluations"] > rows[0]["evaluations"] > 0  # table1 + fig5 cost more than theorem
     assert "total" in out and "resnet20_trades" in out
+
+
+def test_plan_prints_the_profiles_sizing_and_the_timed_ratio_to_it(capsys):
+    import dataclasses
+    from types import MappingProxyType
+    sizing = profiles.Sizing("a test card", MappingProxyType({"vgg13_standard": (3.0, 1.0)}), overhead_s=2, margin=2)
+    sized = dataclasses.replace(SMOKE, sizing=sizing)
+    rows = plan(sized, "cpu", probe=4, runs_=["vgg13_standard"])
+    out = capsys.readouterr().out
+    assert "sizing of profile smoke" in out and "for a test card" in out
+    assert "expected 6 s = 0.1 min" in out and "with the 2x margin on the throughputs: 10 s" in out
+    assert "not sized: " in out and "resnet20_trades" in out.split("not sized: ")[1].splitlines()[0]
+    assert f"timed here / sized for a test card: {rows[0]['total'] / 4:.2f}x over the 1 sized run(s)" in out

@@ -217,3 +217,49 @@ def test_shipped_profiles_are_valid(name):
         if key not in built:
             built.add(key)
             assert training.build_model(cfg) is not None
+
+
+SIZING = """[sizing]
+device = "one test card"
+margin = 1.5
+overhead_s = 30
+[sizing.runs]
+a = [10, 5]
+b = [20, 1]
+"""
+
+
+def test_sizing_sums_what_each_run_was_sized_to_take(tmp_path):
+    sz = profiles.parse(_write(tmp_path, extra=SIZING)).sizing
+    assert sz.device == "one test card" and dict(sz.runs) == {"a": (10.0, 5.0), "b": (20.0, 1.0)}
+    assert sz.compute_s() == 36 and sz.expected_s() == 66 and sz.with_margin_s() == 1.5 * 36 + 30
+    assert profiles.parse(_write(tmp_path)).sizing is None
+
+
+@pytest.mark.parametrize("old, new, words", [
+    ("a = [10, 5]", "z = [10, 5]", "sizing.runs names run 'z', which the profile does not define"),
+    ("a = [10, 5]", "a = 15", "sizing.runs.a must be [training seconds, evaluation seconds]"),
+    ("a = [10, 5]", "a = [10, -5]", "sizing.runs.a must be in [0, inf]"),
+    ("margin = 1.5", "margin = 0.5", "sizing.margin must be in [1, inf]"),
+    ('device = "one test card"', 'device = ""', "sizing.device must name the device"),
+    ("overhead_s = 30", "overheads = 30", "[sizing] has unknown keys ['overheads']"),
+])
+def test_bad_sizing_is_one_line_naming_the_key(tmp_path, old, new, words):
+    path = _write(tmp_path, extra=SIZING.replace(old, new))
+    with pytest.raises(profiles.ProfileError) as err:
+        profiles.parse(path)
+    assert words in str(err.value) and str(path) in str(err.value)
+
+
+def test_the_gpu_profile_is_sized_run_by_run_to_fit_one_device_command():
+    """Every gpu run is sized; the comment's arithmetic (training 175 s, evaluations 114 s, start-up 30 s)
+    is what the [sizing] section adds up to, and with its margin the profile fits the 540 s that
+    scripts/offline_gpu_node.sh gives it inside one 10-minute command."""
+    prof = profiles.load("gpu")
+    sz = prof.sizing
+    assert set(sz.runs) == set(prof.runs)
+    assert sum(t for t, _ in sz.runs.values()) == 175 and sum(e for _, e in sz.runs.values()) == 114
+    assert sz.expected_s() == 319 and sz.with_margin_s() == 1.5 * 289 + 30 <= 540
+    text = prof.path.read_text()
+    assert "319 s = 5.3 min" in text and "464 s = 7.7 min" in text
+    assert profiles.rehearsal(prof).sizing is None

@@ -6,14 +6,15 @@ it never trains or evaluates, takes no lock and writes nothing. When something i
 raises :class:`ResultsMissing` with one message naming the profile, what is missing and the
 command that makes it. The one exception: when the artifacts root holds nothing of a profile and
 the repository carries that profile's results (``results/<profile>.tar.gz``, verified on
-unpacking), they are unpacked first, so a fresh clone renders the committed results at once.
+unpacking), they are unpacked first (once, under the profile folder's lock, however many notebooks
+start together), so a fresh clone renders the committed results at once.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import evaluations, runs
+from .. import evaluations, runs, store
 from ..paths import artifacts_root, results_root
 from ..profiles import Profile, load
 
@@ -88,20 +89,35 @@ def results_present(name: str, where: str) -> bool:
     return True
 
 
+def _holds_runs(prof_dir: Path) -> bool:
+    """Whether the profile folder holds any run folder (hidden entries, such as staging folders and
+    the lock file, do not count)."""
+    return prof_dir.is_dir() and any(not p.name.startswith(".") for p in prof_dir.iterdir())
+
+
 def _unpack_committed(profile: Profile) -> str:
-    """Unpack ``results/<profile>.tar.gz`` when the cache holds nothing of the profile; the line to print."""
+    """Unpack ``results/<profile>.tar.gz`` when the cache holds no run of the profile; the line to print.
+    Notebooks started together unpack it once: the first holds the profile folder's lock while it
+    unpacks, the others wait for it and then find the runs in place."""
     from .. import bundle
 
     path = bundle_path(profile.name)
-    if not path.is_file() or (artifacts_root() / profile.name).exists():
+    prof_dir = artifacts_root() / profile.name
+    if not path.is_file() or _holds_runs(prof_dir):
         return ""
     problems = bundle.stale(path)
     if problems:
         return (f"[cckl] not unpacking {path}: it no longer matches profile {profile.name} and this code "
                 f"({problems[0]}{'; ...' if len(problems) > 1 else ''}); make its results again")
-    bundle.extract(path, profile.name)
+    try:
+        with store.locked(prof_dir):
+            if _holds_runs(prof_dir):
+                return ""
+            bundle.extract(path, profile.name)
+    except (PermissionError, bundle.BundleError) as err:
+        return f"[cckl] could not unpack {path}: {err}"
     return (f"[cckl] unpacked the results this repository carries for profile {profile.name} ({path.name}, checksums "
-            f"verified) into {artifacts_root() / profile.name}")
+            f"verified) into {prof_dir}")
 
 
 def gather(profile: Profile, roles: tuple[str, ...], optional: tuple[str, ...] = (), sample_seed: int = 0,

@@ -4,7 +4,8 @@ A profile file holds ``[defaults]`` for every run, ``[runs.<name>]`` overrides, 
 saying which run plays which part in the notebooks, ``[evaluation]`` sizes of the cached
 evaluations (see :mod:`cckl_core.evaluations`), optionally ``seeds = [...]`` (each run is
 trained once per seed; the first is the default) and ``[seed_spread]`` (the seed-to-seed spread
-of the capacity-study effects, measured once, see :mod:`cckl_core.paper.capacity_study`).
+of the capacity-study effects, measured once, see :mod:`cckl_core.paper.capacity_study`) and
+``[sizing]`` (the seconds each run was sized to take on a named device; ``cckl plan`` prints it).
 
 :func:`load` parses and checks a file once into frozen objects: a :class:`Profile` holding one
 :class:`RunConfig` per run and one :class:`EvaluationSettings`. Those objects, not names and
@@ -56,7 +57,7 @@ EVALUATION_DOC: dict[str, str] = {
 ROLES = ("fig2_standard", "fig6_cifar10", "fig6_cifar100", "fig3_standard", "fig3_pgd_at", "fig3_trades",
          "fig8_standard", "fig8_pgd_at", "fig8_trades", "fig9_robust", "table2", "table1", "fig5")
 LIST_ROLES = {"table1": 5, "fig5": 2}
-_TOP_LEVEL = {"description", "seeds", "defaults", "runs", "roles", "evaluation", "seed_spread"}
+_TOP_LEVEL = {"description", "seeds", "defaults", "runs", "roles", "evaluation", "seed_spread", "sizing"}
 
 
 class ProfileError(ValueError):
@@ -182,6 +183,30 @@ class SeedSpread:
 
 
 @dataclass(frozen=True)
+class Sizing:
+    """``[sizing]``: what the profile was sized to take on ``device``, worked out from measured
+    throughputs (the arithmetic is in the profile file's comments). ``runs`` maps a run to its
+    (training, cached evaluations) seconds. Expected wall time, one run after another:
+    ``sum(training + evaluations) + overhead_s``; with the margin on the throughputs:
+    ``margin * sum(training + evaluations) + overhead_s``."""
+
+    device: str
+    runs: Mapping[str, tuple[float, float]]
+    overhead_s: float = 0.0
+    margin: float = 1.0
+
+    def compute_s(self) -> float:
+        """Seconds of training and evaluation summed over the sized runs."""
+        return sum(train + evals for train, evals in self.runs.values())
+
+    def expected_s(self) -> float:
+        return self.compute_s() + self.overhead_s
+
+    def with_margin_s(self) -> float:
+        return self.margin * self.compute_s() + self.overhead_s
+
+
+@dataclass(frozen=True)
 class Profile:
     """A parsed, checked profile: runs by name, roles, evaluation settings, seeds, seed spread."""
 
@@ -193,6 +218,7 @@ class Profile:
     seeds: tuple[int, ...] = (0,)
     spread: SeedSpread = field(default_factory=SeedSpread)
     path: Path | None = None
+    sizing: Sizing | None = None
 
     def run(self, name: str, seed: int | None = None) -> RunConfig:
         """The config of run ``name``, trained with ``seed`` (default: the profile's first seed)."""
@@ -280,7 +306,7 @@ def parse(path: Path) -> Profile:
     unknown = set(raw) - _TOP_LEVEL
     if unknown:
         raise ProfileError(f"{where}: unknown section(s) or key(s) {sorted(unknown)}; valid: {sorted(_TOP_LEVEL)}")
-    for section in ("defaults", "runs", "roles", "evaluation", "seed_spread"):
+    for section in ("defaults", "runs", "roles", "evaluation", "seed_spread", "sizing"):
         if not isinstance(raw.get(section, {}), dict):
             raise ProfileError(f"{where}: [{section}] must be a table")
     defaults = raw.get("defaults", {})
@@ -305,7 +331,8 @@ def parse(path: Path) -> Profile:
         raise ProfileError(f"{where}: description must be a string")
     return Profile(path.stem, description, MappingProxyType(runs), _check_roles(raw.get("roles", {}), runs, where),
                    _check_evaluation(raw.get("evaluation", {}), where), tuple(seeds),
-                   _check_spread(raw.get("seed_spread", {}), where), path)
+                   _check_spread(raw.get("seed_spread", {}), where), path,
+                   _check_sizing(raw.get("sizing", {}), runs, where))
 
 
 def run_config(name: str, profile: str, settings: Mapping, where: str | None = None) -> RunConfig:
@@ -370,6 +397,31 @@ def _check_spread(raw: dict, where: str) -> SeedSpread:
     if not isinstance(how, str):
         raise ProfileError(f"{where}: seed_spread.how must be a string")
     return SeedSpread(MappingProxyType(sd), tuple(seeds), how)
+
+
+def _check_sizing(raw: dict, runs: dict, where: str) -> Sizing | None:
+    if not raw:
+        return None
+    bad = set(raw) - {"device", "runs", "overhead_s", "margin"}
+    if bad:
+        raise ProfileError(f"{where}: [sizing] has unknown keys {sorted(bad)}; valid: device, margin, overhead_s, runs")
+    device = raw.get("device")
+    if not isinstance(device, str) or not device.strip():
+        raise ProfileError(f"{where}: sizing.device must name the device the profile was sized for, e.g. \"one H100\"")
+    sized = raw.get("runs")
+    if not isinstance(sized, dict) or not sized:
+        raise ProfileError(f"{where}: [sizing.runs] must give each sized run = [training seconds, evaluation seconds]")
+    out = {}
+    for name, value in sized.items():
+        if name not in runs:
+            raise ProfileError(f"{where}: sizing.runs names run {name!r}, which the profile does not define; "
+                               f"its runs: {', '.join(runs)}")
+        if not isinstance(value, list) or len(value) != 2:
+            raise ProfileError(f"{where}: sizing.runs.{name} must be [training seconds, evaluation seconds], got {value!r}")
+        out[name] = tuple(_check_float(f"sizing.runs.{name}", v, where) for v in value)
+    overhead = _check_float("sizing.overhead_s", raw.get("overhead_s", 0.0), where)
+    margin = _check_float("sizing.margin", raw.get("margin", 1.0), where, low=1.0)
+    return Sizing(device.strip(), MappingProxyType(out), overhead, margin)
 
 
 # --------------------------------------------------------------------------- checks of single values
@@ -475,7 +527,7 @@ def rehearsal(profile: Profile) -> Profile:
                          n_pairs=4, n_table2=2, n_fig9=4, n_eq12=1, n_theorem=10, n_boot=20)
     return replace(profile, name=profile.name + REHEARSAL, runs=MappingProxyType(runs), evaluation=evaluation,
                    description=f"CPU rehearsal of {profile.name}: its runs at a few images", seeds=profile.seeds[:1],
-                   spread=SeedSpread())
+                   spread=SeedSpread(), sizing=None)
 
 
 def _env_profile() -> str | None:
