@@ -143,7 +143,9 @@ def main(argv: list[str] | None = None) -> int:
         print("error: " + " ".join(line.strip() for line in str(msg).splitlines()), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: finished epochs and evaluations are kept; run the same command to resume", file=sys.stderr)
+        if not getattr(args, "worker", False):  # a scheduler's worker: the scheduler says it once
+            print("interrupted: finished epochs and evaluations are kept; run the same command to resume",
+                  file=sys.stderr)
         return 130
 
 

@@ -253,7 +253,7 @@ def _announce(profile: Profile, jobs: list[Job], slots: list[Slot], threads: int
     for job in sorted(jobs, key=lambda j: -j.size):
         est = f"about {fmt_seconds(job.seconds)}" if job.seconds is not None else "(not timed)"
         mem = f", {job.memory / 2 ** 30:.1f} GiB" if job.memory else ""
-        out(f"[cckl]   {job.cfg.label:44s} {job.cfg.model} {job.cfg.objective}, {job.cfg.epochs} epochs: {est}{mem}")
+        out(f"[cckl]   {job.cfg.label:44s} {job.cfg.model} {job.cfg.objective}, {job.cfg.epochs} epoch{'' if job.cfg.epochs == 1 else 's'}: {est}{mem}")
     if all(j.seconds is not None for j in jobs):
         out(f"[cckl] estimated wall time here: {fmt_seconds(makespan(jobs, slots))} "
             "(timed steps of each run; data loading and start-up not included)")
