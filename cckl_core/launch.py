@@ -40,12 +40,11 @@ from typing import Callable
 from . import evaluations, runs, schedule, store
 from .paths import artifacts_root, data_root
 from .profiles import Profile, RunConfig
+from .schedule import BLOCKED, COMPLETED, DONE, FAILED, SKIPPED, TO_RUN
 
 EXECUTORS = ("local", "slurm")
-#: Task outcomes.
-COMPLETED, SKIPPED, FAILED = "completed", "skipped", "failed"
-#: States of a (run, seed) before launching (see :func:`survey`).
-DONE, TO_RUN, SKIPPED_EARLIER, BLOCKED = "complete", "to run", "skipped earlier", "blocked"
+#: States of a (run, seed) before launching (see :func:`survey`): the scheduler's, and one of Slurm's own.
+SKIPPED_EARLIER = "skipped earlier"
 #: Default time limit of a Slurm task: the longest `paper` run (resnet32x10 TRADES, ~5.6 h on one
 #: H100) plus its evaluations fits; a task cut by the limit is requeued and resumes.
 SLURM_DEFAULT_TIME = "08:00:00"
@@ -151,30 +150,18 @@ def _data_missing(dataset: str) -> bool:
 
 
 def survey(profile: Profile, configs: list[RunConfig]) -> list[TaskState]:
-    """The state of every (run, seed) to launch: DONE when the run is complete (weights kept or
-    removed) and every evaluation it needs is cached; SKIPPED_EARLIER for an optional run a
-    task skipped whose data set is still missing; BLOCKED when evaluations are missing but the
-    weights were removed; TO_RUN otherwise."""
+    """The state of every (run, seed) to launch: the scheduler's :func:`~cckl_core.schedule.cache_state`
+    (DONE, BLOCKED or TO_RUN), except SKIPPED_EARLIER for an unstarted optional run that a task
+    skipped and whose data set is still missing."""
     out = []
     for cfg in configs:
-        st = runs.inspect(runs.path_of(cfg), cfg)
-        if st.state in (runs.COMPLETE, runs.NO_WEIGHTS):
-            missing = evaluations.missing(profile, runs.load(cfg))
-            if not missing:
-                out.append(TaskState(cfg.name, cfg.seed, DONE, f"{cfg.epochs} epochs, evaluations cached"))
-            elif st.state == runs.NO_WEIGHTS:
-                out.append(TaskState(cfg.name, cfg.seed, BLOCKED, f"evaluations {', '.join(missing)} missing and the "
-                                     f"weights were removed from {runs.path_of(cfg)}: copy model.safetensors back, "
-                                     "or delete the folder to retrain"))
-            else:
-                out.append(TaskState(cfg.name, cfg.seed, TO_RUN, f"trained; evaluations {', '.join(missing)} missing"))
-            continue
+        state, detail, st = schedule.cache_state(profile, cfg)
         record = skip_record_path(cfg)
-        if record.exists() and cfg.optional and _data_missing(cfg.dataset):
-            out.append(TaskState(cfg.name, cfg.seed, SKIPPED_EARLIER, f"optional, data set {cfg.dataset!r} still "
-                                 f"missing (recorded in {record}; delete it to try again)"))
-            continue
-        out.append(TaskState(cfg.name, cfg.seed, TO_RUN, st.state + (f", {st.detail}" if st.detail else "")))
+        if (state == TO_RUN and st.state not in (runs.COMPLETE, runs.NO_WEIGHTS) and record.exists()
+                and cfg.optional and _data_missing(cfg.dataset)):
+            state, detail = SKIPPED_EARLIER, (f"optional, data set {cfg.dataset!r} still missing (recorded in "
+                                              f"{record}; delete it to try again)")
+        out.append(TaskState(cfg.name, cfg.seed, state, detail))
     return out
 
 

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     import torch
 
 COMPLETED, SKIPPED, FAILED, INTERRUPTED = "completed", "skipped", "failed", "interrupted"
+#: What the cache holds for a (run, seed) before anything runs (see :func:`cache_state`).
+DONE, TO_RUN, BLOCKED = "complete", "to run", "blocked"
 #: Share of a GPU's memory the scheduler fills with side-by-side jobs (the rest: CUDA contexts, fragmentation).
 GPU_MEMORY_SHARE = 0.85
 #: Memory of one CUDA context and allocator slack per job, added to each job's measured peak.
@@ -76,24 +78,34 @@ class Outcome:
 
 
 # --------------------------------------------------------------------------- what to run, and where
+def cache_state(profile: Profile, cfg: RunConfig, sample_seed: int = 0) -> tuple[str, str, runs.State]:
+    """What the cache holds for (run, seed) ``cfg``: :data:`DONE` (complete, weights kept or removed,
+    every evaluation it needs cached), :data:`BLOCKED` (evaluations missing but the weights removed:
+    it needs the user) or :data:`TO_RUN`; a one-line detail; and the run folder's state."""
+    st = runs.inspect(runs.path_of(cfg), cfg)
+    if st.state not in (runs.COMPLETE, runs.NO_WEIGHTS):
+        return TO_RUN, st.state + (f", {st.detail}" if st.detail else ""), st
+    lacking = evaluations.missing(profile, runs.load(cfg), sample_seed)
+    if not lacking:
+        return DONE, f"{cfg.epochs} epochs, evaluations cached", st
+    if st.state == runs.NO_WEIGHTS:
+        return BLOCKED, (f"evaluations {', '.join(lacking)} missing and the weights were removed from "
+                         f"{runs.path_of(cfg)}: copy model.safetensors back, or delete the folder to retrain"), st
+    return TO_RUN, f"trained; evaluations {', '.join(lacking)} missing", st
+
+
 def pending(profile: Profile, configs: list[RunConfig], sample_seed: int = 0) -> tuple[list[RunConfig], list[str]]:
     """The configs whose run or evaluations are missing from the cache, and why the others are not run
-    (complete; or their weights were removed with evaluations missing, which needs the user)."""
+    (complete; blocked, :func:`cache_state`; or optional with their data set missing here)."""
     todo, notes = [], []
     for cfg in configs:
-        st = runs.inspect(runs.path_of(cfg), cfg)
+        state, detail, st = cache_state(profile, cfg, sample_seed)
         if cfg.optional and st.state == runs.NOT_STARTED and not _data_here(cfg.dataset):
             notes.append(f"{cfg.label}: optional, skipped: its data set {cfg.dataset} cannot be had here")
-            continue
-        if st.state in (runs.COMPLETE, runs.NO_WEIGHTS):
-            lacking = evaluations.missing(profile, runs.load(cfg), sample_seed)
-            if not lacking:
-                continue
-            if st.state == runs.NO_WEIGHTS:
-                notes.append(f"{cfg.label}: evaluations {', '.join(lacking)} missing and the weights were removed "
-                             f"from {runs.path_of(cfg)}: copy model.safetensors back, or delete the folder to retrain")
-                continue
-        todo.append(cfg)
+        elif state == BLOCKED:
+            notes.append(f"{cfg.label}: {detail}")
+        elif state == TO_RUN:
+            todo.append(cfg)
     return todo, notes
 
 
@@ -253,7 +265,8 @@ def _announce(profile: Profile, jobs: list[Job], slots: list[Slot], threads: int
     for job in sorted(jobs, key=lambda j: -j.size):
         est = f"about {fmt_seconds(job.seconds)}" if job.seconds is not None else "(not timed)"
         mem = f", {job.memory / 2 ** 30:.1f} GiB" if job.memory else ""
-        out(f"[cckl]   {job.cfg.label:44s} {job.cfg.model} {job.cfg.objective}, {job.cfg.epochs} epoch{'' if job.cfg.epochs == 1 else 's'}: {est}{mem}")
+        epochs = f"{job.cfg.epochs} epoch{'' if job.cfg.epochs == 1 else 's'}"
+        out(f"[cckl]   {job.cfg.label:44s} {job.cfg.model} {job.cfg.objective}, {epochs}: {est}{mem}")
     if all(j.seconds is not None for j in jobs):
         out(f"[cckl] estimated wall time here: {fmt_seconds(makespan(jobs, slots))} "
             "(timed steps of each run; data loading and start-up not included)")

@@ -417,7 +417,8 @@ def _check_sizing(raw: dict, runs: dict, where: str) -> Sizing | None:
             raise ProfileError(f"{where}: sizing.runs names run {name!r}, which the profile does not define; "
                                f"its runs: {', '.join(runs)}")
         if not isinstance(value, list) or len(value) != 2:
-            raise ProfileError(f"{where}: sizing.runs.{name} must be [training seconds, evaluation seconds], got {value!r}")
+            raise ProfileError(f"{where}: sizing.runs.{name} must be [training seconds, evaluation seconds], "
+                               f"got {value!r}")
         out[name] = tuple(_check_float(f"sizing.runs.{name}", v, where) for v in value)
     overhead = _check_float("sizing.overhead_s", raw.get("overhead_s", 0.0), where)
     margin = _check_float("sizing.margin", raw.get("margin", 1.0), where, low=1.0)
