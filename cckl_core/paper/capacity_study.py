@@ -33,6 +33,8 @@ OPTIONAL: tuple[str, ...] = ()
 #: The steps up in capacity of Table 1 (indices into the ``table1`` role) and their claim ids.
 STEPS_UP = ((0, 1, "half_vs_pure"), (1, 2, "normal_vs_half"), (3, 4, "resnet32_vs_resnet20"))
 METRICS = ("clean", "pgd", "cw")
+#: The claim id of each row of :func:`comparisons` (STEPS_UP x METRICS, in that order).
+TABLE1_CLAIMS = tuple(f"table1_{name}_{key}" for _, _, name in STEPS_UP for key in METRICS)
 #: Figure 5's quantities, the statistic each is compared by, and their claim ids.
 FIG5 = (("KL", "mean", "fig5_kl"), ("G2", "mean", "fig5_g2"), ("G2/KL", "median", "fig5_g2_share"))
 
@@ -63,11 +65,16 @@ def _labels(t1_runs) -> list[str]:
             for m, a, r in zip(models, arch, t1_runs)]
 
 
+def paper_accuracies() -> dict[str, list[float]]:
+    """The paper's Table 1 accuracies (%) per metric (``clean``, ``pgd``, ``cw``), in model order."""
+    return {"clean": criteria.paper("table1_standard"), "pgd": criteria.paper("table1_pgd"),
+            "cw": criteria.paper("table1_cw")}
+
+
 def table1_frame(t1_runs: list[runs.Run], evs: list[Mapping]) -> pd.DataFrame:
     """Accuracy (%) per model and attack with 95% Wilson intervals, beside the paper's values."""
     models = criteria.paper("table1_models")
-    paper_of = {"clean": criteria.paper("table1_standard"), "pgd": criteria.paper("table1_pgd"),
-                "cw": criteria.paper("table1_cw")}
+    paper_of = paper_accuracies()
     names = attack_names(int(evs[0]["pgd_steps"]))
     rows = []
     for k, (run, ev) in enumerate(zip(t1_runs, evs)):
@@ -118,8 +125,7 @@ def _table1(out: Rendered, inputs: Inputs, effects: dict) -> None:
 
     labels = _labels(t1_runs)
     fig, axes = plotting.panels(3)
-    paper_of = {"clean": criteria.paper("table1_standard"), "pgd": criteria.paper("table1_pgd"),
-                "cw": criteria.paper("table1_cw")}
+    paper_of = paper_accuracies()
     for ax, key in zip(axes, METRICS):
         sub = table1[table1["attack"] == names[key]].set_index("paper model").loc[models]
         plotting.paper_vs_measured_bars(ax, labels, sub["acc"], paper_of[key], ylabel="accuracy (%)", title=names[key],
@@ -134,9 +140,8 @@ def _table1(out: Rendered, inputs: Inputs, effects: dict) -> None:
     out.tables["table1_comparisons"] = Table(
         cmp, f"Table 1, paired comparisons (accuracy points, same {evs[0]['labels'].shape[0]} test images): exact one-sided "
              f"McNemar tests, Newcombe 95% interval of the difference, profile {out.profile}")
-    for k, row in cmp.iterrows():  # rows: STEPS_UP x METRICS, in that order
-        (_, larger, name), key = STEPS_UP[k // len(METRICS)], METRICS[k % len(METRICS)]
-        cid = f"table1_{name}_{key}"
+    for k, row in cmp.iterrows():
+        cid, larger = TABLE1_CLAIMS[k], STEPS_UP[k // len(METRICS)][1]
         standin = f"; ours: {t1_runs[larger].display_name} for {models[larger]}" if labels[larger].endswith("*") else ""
         out.claims.append(criteria.judge(
             cid, f"{row['acc larger']:.1f} vs {row['acc smaller']:.1f} (diff {row['diff']:+.1f} "
@@ -172,6 +177,8 @@ def fig5_values(ev: Mapping) -> dict[str, np.ndarray]:
 
 
 _STATISTIC = {"mean": np.mean, "median": np.nanmedian}
+#: The statistic (name) each Figure 5 quantity is compared by.
+_COMPARED_BY = {q: stat for q, stat, _ in FIG5}
 
 
 def fig5_frame(labels: list[str], evs: list[Mapping], n_boot: int, seed: int) -> tuple[pd.DataFrame, list[dict], bool]:
@@ -180,18 +187,17 @@ def fig5_frame(labels: list[str], evs: list[Mapping], n_boot: int, seed: int) ->
     whether both models were evaluated on the same pairs."""
     paired = np.array_equal(evs[0]["i"], evs[1]["i"]) and np.array_equal(evs[0]["j"], evs[1]["j"])
     vals = [fig5_values(ev) for ev in evs]
-    statistic = {"KL": np.mean, "G2": np.mean, "G2/KL": np.nanmedian}
     rows = []
     for k, (label, v) in enumerate(zip(labels, vals)):
-        for q in ("KL", "G2", "G2/KL"):
+        for q, stat in _COMPARED_BY.items():
             row = {"model": label, "quantity": q, "mean": np.nanmean(v[q]), "median": np.nanmedian(v[q]),
-                   "share_g2_negative": float(np.mean(v["G2"] < 0)), "statistic": "median" if q == "G2/KL" else "mean",
+                   "share_g2_negative": float(np.mean(v["G2"] < 0)), "statistic": stat,
                    "diff": np.nan, "diff_lo": np.nan, "diff_hi": np.nan}
             if k == 1:
                 a, b = vals[0][q], v[q]
                 keep = np.isfinite(a) & np.isfinite(b) if paired else None
                 d = stats.bootstrap_diff(a[keep] if paired else a[np.isfinite(a)], b[keep] if paired else b[np.isfinite(b)],
-                                         statistic[q], n_boot=n_boot, seed=seed, paired=paired)
+                                         _STATISTIC[stat], n_boot=n_boot, seed=seed, paired=paired)
                 row.update(diff=d["diff"], diff_lo=d["lo"], diff_hi=d["hi"])
             rows.append(row)
     return pd.DataFrame(rows), vals, paired
@@ -275,7 +281,7 @@ def one_seed_verdicts(inputs: Inputs, spread) -> dict[str, dict[int, str]]:
         evs = [by_seed.get((n, s, "table1")) for n in t1_names]
         if all(ev is not None for ev in evs):
             for k, row in comparisons([inputs.runs[n] for n in t1_names], evs).iterrows():
-                cid = f"table1_{STEPS_UP[k // len(METRICS)][2]}_{METRICS[k % len(METRICS)]}"
+                cid = TABLE1_CLAIMS[k]
                 out.setdefault(cid, {})[s] = criteria.judge(
                     cid, "", noise={"effect": row["diff"], "per_seed": [], "spread": spread, "profile": ""},
                     p_positive=row["p larger better"], p_negative=row["p smaller better"]).verdict

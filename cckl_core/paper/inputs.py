@@ -35,6 +35,8 @@ class Inputs:
     runs: dict[str, runs.Run] = field(default_factory=dict)            # by run name
     evaluations: dict[tuple[str, str], evaluations.Result] = field(default_factory=dict)
     absent_optional: dict[str, str] = field(default_factory=dict)      # role -> why it is absent
+    _groups: dict[tuple[str, int], list[runs.Run]] = field(default_factory=dict, repr=False)
+    _seed_results: dict[tuple[str, int, str], list] = field(default_factory=dict, repr=False)
 
     def by_role(self, role: str) -> runs.Run:
         return self.runs[self.profile.role(role)]
@@ -46,18 +48,25 @@ class Inputs:
         return self.evaluations[run.name, name]
 
     def seed_group(self, run: runs.Run) -> list[runs.Run]:
-        """``run`` and the other finished seeds of it in the cache (``run`` first)."""
-        return runs.seed_group(self.profile, run)
+        """``run`` and the other finished seeds of it in the cache (``run`` first), read once."""
+        key = (run.name, run.seed)
+        if key not in self._groups:
+            self._groups[key] = runs.seed_group(self.profile, run)
+        return self._groups[key]
 
     def seed_evaluations(self, run: runs.Run, name: str) -> list[tuple[runs.Run, evaluations.Result]]:
-        """``(run, evaluation)`` for every finished seed of ``run`` whose evaluation ``name`` is cached."""
-        out = []
-        for r in self.seed_group(run):
-            res = self.evaluations.get((run.name, name)) if r is run else evaluations.read(
-                r, evaluations.settings(self.profile, name, self.sample_seed))
-            if res is not None:
-                out.append((r, res))
-        return out
+        """``(run, evaluation)`` for every finished seed of ``run`` whose evaluation ``name`` is cached
+        (each read once)."""
+        key = (run.name, run.seed, name)
+        if key not in self._seed_results:
+            out = []
+            for r in self.seed_group(run):
+                res = self.evaluations.get((run.name, name)) if r is run else evaluations.read(
+                    r, evaluations.settings(self.profile, name, self.sample_seed))
+                if res is not None:
+                    out.append((r, res))
+            self._seed_results[key] = out
+        return self._seed_results[key]
 
 
 def bundle_path(name: str) -> Path:
