@@ -145,9 +145,8 @@ def _write(run: runs.Run, s: dict, result: dict, seconds: float, device: torch.d
 
 
 def command(cfg: RunConfig, sample_seed: int = 0) -> str:
-    """The command that computes the evaluations of run ``cfg``."""
-    return (f"python -m cckl_core evaluate --profile {cfg.profile} --run {cfg.name} --seed {cfg.seed}"
-            + (f" --sample-seed {sample_seed}" if sample_seed else ""))
+    """The command that computes the evaluations of run ``cfg`` (the one that trains it, with the sampling seed)."""
+    return runs.train_command(cfg) + (f" --sample-seed {sample_seed}" if sample_seed else "")
 
 
 def require(run: runs.Run, name: str, s: dict) -> Result:

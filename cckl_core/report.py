@@ -102,8 +102,8 @@ def profile_section(folder: Path, root: Path) -> str:
              ""]
     if rows:
         lines += ["| notebook | claim | paper | ours | verdict |", "|---|---|---|---|---|"]
-        lines += [f"| {tables.fmt(r.notebook)} | {_md(r.claim)} | {_md(r.paper)} | {_md(r.ours)} | **{r.verdict}** |"
-                  for r in headline(claims).itertuples()]
+        lines += [f"| {tables.fmt(r.notebook)} | {tables.md_cell(r.claim)} | {tables.md_cell(r.paper)} | "
+                  f"{tables.md_cell(r.ours)} | **{r.verdict}** |" for r in headline(claims).itertuples()]
         lines.append("")
     notes = folder / NOTES_FILE
     if notes.exists():  # written by a person who ran the profile: what did not hold and why
@@ -122,10 +122,6 @@ def profile_section(folder: Path, root: Path) -> str:
         for png in figures:
             lines += [f"#### {png.stem}", "", f"![{png.stem}]({rel}/{png.name})", ""]
     return "\n".join(line for line in lines if line is not None).rstrip() + "\n"
-
-
-def _md(text) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
 
 
 def summary(root: Path | None = None) -> str:

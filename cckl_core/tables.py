@@ -33,18 +33,19 @@ def fmt(value: object, digits: int = 4) -> str:
     return str(value)
 
 
+def md_cell(text: object) -> str:
+    """``text`` as one Markdown table cell: ``|`` escaped, line breaks as spaces."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
 def markdown_table(df: pd.DataFrame, index: bool = False, digits: int = 4) -> str:
-    """A GitHub-flavoured Markdown table of ``df``; ``|`` in cells is escaped."""
+    """A GitHub-flavoured Markdown table of ``df`` (cells by :func:`fmt` and :func:`md_cell`)."""
     frame = df.reset_index() if index else df
     header = [str(c) for c in frame.columns]
-
-    def cell(v) -> str:
-        return fmt(v, digits).replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(h.replace("|", "\\|") for h in header) + " |",
+    lines = ["| " + " | ".join(md_cell(h) for h in header) + " |",
              "|" + "|".join("---" for _ in header) + "|"]
     for row in frame.itertuples(index=False):
-        lines.append("| " + " | ".join(cell(v) for v in row) + " |")
+        lines.append("| " + " | ".join(md_cell(fmt(v, digits)) for v in row) + " |")
     return "\n".join(lines)
 
 
