@@ -225,7 +225,7 @@ def _dispatch(args) -> int:
         print("\n".join(profile.runs))
     elif args.cmd == "jobs":
         from . import schedule
-        n = len(profile.runs) * len(profile.seeds)
+        n = len(profile.configs())
         slots, threads = (schedule.gpu_slots(args.jobs) if resolve_device(args.device).type == "cuda"
                           else schedule.cpu_slots(n, args.jobs))
         for s in slots:

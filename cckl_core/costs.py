@@ -57,7 +57,7 @@ def rows(profile: Profile) -> list[dict]:
     prof = profile
     out = []
     for name in prof.runs:
-        for seed in sorted(set(prof.seeds) | set(runs.seeds_present(prof, name))):
+        for seed in sorted(set(prof.seeds_of(name)) | set(runs.seeds_present(prof, name))):
             try:
                 run = runs.load(prof.run(name, seed))
             except runs.RunNotFoundError:

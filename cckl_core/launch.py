@@ -166,11 +166,13 @@ def survey(profile: Profile, configs: list[RunConfig]) -> list[TaskState]:
 
 
 def check_selection(prof: Profile, run_names: list[str] | None, seeds: list[int] | None) -> tuple[list[str], list[int]]:
-    """Run names (default: all the profile's) and seeds (default: its ``seeds``), checked, in order.
+    """Run names (default: all the profile's) and seeds (default ``None``: each run's own
+    :meth:`~cckl_core.profiles.Profile.seeds_of`), checked, in order.
     A name or seed given twice is a mistake, not a wish to run it twice."""
     run_names = list(prof.runs) if run_names is None else list(run_names)
-    seeds = list(prof.seeds) if seeds is None else list(seeds)
     for what, items in (("run", run_names), ("seed", seeds)):
+        if items is None:
+            continue
         if not items:
             raise ValueError(f"no {what}s given")
         twice = sorted({str(i) for i in items if items.count(i) > 1})
@@ -179,7 +181,7 @@ def check_selection(prof: Profile, run_names: list[str] | None, seeds: list[int]
     for n in run_names:
         if n not in prof.runs:
             raise ValueError(f"profile {prof.name!r} has no run {n!r}; its runs: {', '.join(prof.runs)}")
-    for s in seeds:
+    for s in seeds or []:
         if isinstance(s, bool) or not isinstance(s, int) or s < 0:
             raise ValueError(f"seeds must be whole numbers >= 0, got {s!r}")
     return run_names, seeds

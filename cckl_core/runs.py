@@ -369,7 +369,7 @@ def status(profile: Profile, seeds: list[int] | None = None) -> list[dict]:
     """
     rows = []
     for name in profile.runs:
-        for seed in seeds if seeds is not None else sorted(set(profile.seeds) | set(seeds_present(profile, name))):
+        for seed in seeds if seeds is not None else sorted(set(profile.seeds_of(name)) | set(seeds_present(profile, name))):
             cfg = profile.run(name, seed)
             path = path_of(cfg)
             st = inspect(path, cfg)

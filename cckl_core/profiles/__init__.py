@@ -219,6 +219,12 @@ class Profile:
     spread: SeedSpread = field(default_factory=SeedSpread)
     path: Path | None = None
     sizing: Sizing | None = None
+    #: Training seeds of a run that sets its own (``seeds = [...]`` in its ``[runs.<name>]`` table).
+    run_seeds: Mapping[str, tuple[int, ...]] = field(default_factory=lambda: MappingProxyType({}))
+
+    def seeds_of(self, name: str) -> tuple[int, ...]:
+        """The training seeds ``make paper`` trains run ``name`` with: its own ``seeds``, else the profile's."""
+        return self.run_seeds.get(name, self.seeds)
 
     def run(self, name: str, seed: int | None = None) -> RunConfig:
         """The config of run ``name``, trained with ``seed`` (default: the profile's first seed)."""
@@ -227,8 +233,9 @@ class Profile:
         return self.runs[name].with_seed(seed)
 
     def configs(self, names: list[str] | None = None, seeds: list[int] | None = None) -> list[RunConfig]:
-        """Every (run, seed) of the profile (or of ``names`` x ``seeds``), runs in profile order."""
-        return [self.run(n, s) for n in (names or list(self.runs)) for s in (seeds or self.seeds)]
+        """Every (run, seed) of the profile (or of ``names`` x ``seeds``; without ``seeds`` each run's
+        own :meth:`seeds_of`), runs in profile order."""
+        return [self.run(n, s) for n in (names or list(self.runs)) for s in (seeds or self.seeds_of(n))]
 
     def role(self, role: str) -> str | tuple[str, ...]:
         """The run name(s) that play ``role`` (e.g. ``'fig3_standard'``, ``'table1'``)."""
@@ -313,26 +320,38 @@ def parse(path: Path) -> Profile:
     bad = set(defaults) - set(RUN_KEYS)
     if bad:
         raise ProfileError(f"{where}: [defaults] has unknown keys {sorted(bad)}; valid keys: {sorted(RUN_KEYS)}")
-    runs = {}
+    runs, run_seeds = {}, {}
     for run_name, overrides in raw.get("runs", {}).items():
         if not isinstance(overrides, dict):
             raise ProfileError(f"{where}: runs.{run_name} must be a table")
+        overrides = dict(overrides)
+        if "seeds" in overrides:
+            run_seeds[run_name] = _check_seed_list(overrides.pop("seeds"), f"{where}, run {run_name!r}")
         runs[run_name] = run_config(run_name, path.stem, {**defaults, **overrides}, where=f"{where}, run {run_name!r}")
     if not runs:
         raise ProfileError(f"{where}: no [runs.<name>] tables")
-    seeds = raw.get("seeds", [next(iter(runs.values())).seed])
-    if not isinstance(seeds, list) or not seeds:
-        raise ProfileError(f"{where}: seeds must be a non-empty list of whole numbers, got {seeds!r}")
-    seeds = [_check_int("seeds", s, 0, where, MAX_SEED) for s in seeds]
-    if len(set(seeds)) != len(seeds):
-        raise ProfileError(f"{where}: seeds has duplicates: {seeds}")
+    seeds = _check_seed_list(raw.get("seeds", [next(iter(runs.values())).seed]), where)
+    for run_name, own in run_seeds.items():
+        if own[0] != seeds[0]:
+            raise ProfileError(f"{where}, run {run_name!r}: its seeds {list(own)} must start with the profile's first "
+                               f"seed {seeds[0]} (the seed every notebook renders by default)")
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise ProfileError(f"{where}: description must be a string")
     return Profile(path.stem, description, MappingProxyType(runs), _check_roles(raw.get("roles", {}), runs, where),
                    _check_evaluation(raw.get("evaluation", {}), where), tuple(seeds),
                    _check_spread(raw.get("seed_spread", {}), where), path,
-                   _check_sizing(raw.get("sizing", {}), runs, where))
+                   _check_sizing(raw.get("sizing", {}), runs, where), MappingProxyType(run_seeds))
+
+
+def _check_seed_list(seeds, where: str) -> tuple[int, ...]:
+    """A non-empty list of distinct training seeds, checked."""
+    if not isinstance(seeds, list) or not seeds:
+        raise ProfileError(f"{where}: seeds must be a non-empty list of whole numbers, got {seeds!r}")
+    seeds = [_check_int("seeds", s, 0, where, MAX_SEED) for s in seeds]
+    if len(set(seeds)) != len(seeds):
+        raise ProfileError(f"{where}: seeds has duplicates: {seeds}")
+    return tuple(seeds)
 
 
 def run_config(name: str, profile: str, settings: Mapping, where: str | None = None) -> RunConfig:
@@ -528,7 +547,7 @@ def rehearsal(profile: Profile) -> Profile:
                          n_pairs=4, n_table2=2, n_fig9=4, n_eq12=1, n_theorem=10, n_boot=20)
     return replace(profile, name=profile.name + REHEARSAL, runs=MappingProxyType(runs), evaluation=evaluation,
                    description=f"CPU rehearsal of {profile.name}: its runs at a few images", seeds=profile.seeds[:1],
-                   spread=SeedSpread(), sizing=None)
+                   spread=SeedSpread(), sizing=None, run_seeds=MappingProxyType({}))
 
 
 def _env_profile() -> str | None:
