@@ -89,10 +89,12 @@ nbval: fixture
 # evaluate (train what the cache lacks, then its evaluations, runs side by side: cckl_core.schedule) ->
 # render (the notebooks read the cache only, RENDER_JOBS at a time, into build/<profile>/) -> report
 # (figures/<profile>/index.html, compute_costs, figures/README.md). With BUNDLE=file the results are unpacked
-# first and nothing needs computing. Completion is read from the run cache: no stamps.
+# first and nothing needs computing. Completion is read from the run cache: no stamps. For quick it also refreshes
+# results/quick-models.tar, the trained models the repository carries (`cckl_core.zoo`).
 paper: evaluations
 	@start=$$(date +%s); $(MAKE) --no-print-directory -j$(RENDER_JOBS) render PROFILE=$(PROFILE) && \
 	  $(MAKE) --no-print-directory report PROFILE=$(PROFILE) && \
+	  $(if $(filter quick,$(PROFILE)),$(PY) -m cckl_core zoo --profile quick --if-complete &&) \
 	  echo "[cckl] rendered and published in $$(( $$(date +%s) - start )) s: figures/$(PROFILE)/index.html, figures/README.md, executed notebooks in build/$(PROFILE)/"
 
 evaluations: $(STAMP)
@@ -104,11 +106,12 @@ endif
 RENDER_THREADS = $(shell n=$$(( $$(nproc 2>/dev/null || echo 1) / $(RENDER_JOBS) )); [ $$n -ge 1 ] && echo $$n || echo 1)
 render: $(addprefix build/$(PROFILE)/,$(addsuffix .ipynb,$(NOTEBOOKS)))
 
-# A notebook's kernel log goes to a file, shown only when the notebook fails.
+# A notebook's kernel log goes to a file, shown only when the notebook fails. Every parameter is injected (profile and
+# the sampling seed 0), so nothing saved in a source notebook's parameters cell steers a published render.
 build/$(PROFILE)/%.ipynb: notebooks/%.ipynb $(STAMP) FORCE
 	@mkdir -p $(@D) && echo "[cckl] rendering $* ($(PROFILE))"
 	@OMP_NUM_THREADS=$(RENDER_THREADS) CCKL_FIGURES=$(CURDIR)/figures $(PY) -m papermill --log-level ERROR \
-	  --no-progress-bar $< $@ -p profile $(PROFILE) > build/$(PROFILE)/$*.log 2>&1 || \
+	  --no-progress-bar $< $@ -p profile $(PROFILE) -p seed 0 > build/$(PROFILE)/$*.log 2>&1 || \
 	  { cat build/$(PROFILE)/$*.log; echo "[cckl] $* failed; its log: build/$(PROFILE)/$*.log"; exit 1; }
 
 report: $(STAMP)

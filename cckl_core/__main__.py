@@ -62,7 +62,8 @@ def _parser() -> argparse.ArgumentParser:
                         "(the one local scheduler: what `make paper` runs)", device=True, progress=True)
     p.add_argument("--run", default=None, action=_Once, help="one run (default: every run; see --runs)")
     p.add_argument("--runs", default=None, action=_Once, help="comma-separated run names (default: all)")
-    p.add_argument("--seed", type=int, default=None, action=_Once, help="one training seed (default: the profile's seeds)")
+    p.add_argument("--seed", type=int, default=None, action=_Once,
+                   help="one training seed (default: each run's seeds, as the profile gives them)")
     p.add_argument("--seeds", default=None, action=_Once, help="comma-separated training seeds")
     p.add_argument("--sample-seed", type=int, default=0, action=_Once,
                    help="sampling seed of the evaluations (test subsets, pairs; default 0: what the notebooks read)")
@@ -95,6 +96,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default=None, action=_Once, help="refuse a bundle of another profile")
     p.add_argument("--replace", action="store_true", help="replace a local run folder that holds another training")
     add("costs", "what each finished run cost, and on which device (from the cache)")
+    p = add("zoo", "write results/<profile>-models.tar (the trained models `cckl_core.zoo.load` serves) from the cache")
+    p.add_argument("--list", action="store_true", help="only list the models the repository carries for the profile")
+    p.add_argument("--if-complete", action="store_true",
+                   help="keep the carried models, with a note, when the cache lacks some weights (what `make paper` does "
+                        "after rendering from a results bundle)")
     p = add("spread", "print the [seed_spread] section of a profile from the training seeds in the cache")
     p.add_argument("--machine", default="", help="a few words on the machine, recorded with the numbers")
     p = add("report", "write the compute-cost table, figures/README.md and the HTML report of a profile's figures")
@@ -263,6 +269,21 @@ def _dispatch(args) -> int:
         from . import costs, tables
         rows = costs.rows(profile)
         print(tables.markdown_table(pd.DataFrame(rows)) if rows else f"[cckl] no finished run of {profile.name} in the cache")
+    elif args.cmd == "zoo":
+        from . import zoo
+        if args.list:
+            print("\n".join(zoo.names(profile.name)))
+            return 0
+        try:
+            made = zoo.pack(profile.name)
+        except zoo.IncompleteCache as err:
+            if not args.if_complete:
+                raise
+            print(f"[cckl] kept {zoo.archive_path(profile.name)}: {err}")
+            return 0
+        kinds = sorted({m["dtype"] for m in made["models"].values()})
+        print(f"[cckl] {zoo.archive_path(profile.name)}: {len(made['models'])} trained models ({', '.join(kinds)}), "
+              f"{made['bytes'] / 2 ** 20:.1f} MiB")
     elif args.cmd == "spread":
         from .paper.capacity_study import spread_toml
         print(spread_toml(profile, machine=args.machine), end="")

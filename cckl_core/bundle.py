@@ -649,7 +649,8 @@ def read_manifest(bundle: str | Path) -> dict:
 
 def stale(bundle: str | Path) -> list[str]:
     """Why ``bundle`` no longer matches the current profile and code, or [] when it does: its format,
-    every run of the profile (first seed) present under the folder name its current config gives,
+    every run of the profile, with every training seed the profile trains it with, present under the folder
+    name its current config gives,
     its ``complete.json`` of the current run format, and every evaluation the profile needs for it
     under the key its current settings give (sampling seed 0)."""
     from . import evaluations
@@ -664,11 +665,12 @@ def stale(bundle: str | Path) -> list[str]:
         return problems + [str(err)]
     members = manifest.get("members", {})
     folders = {e.get("folder") for e in manifest.get("runs", [])}
-    for name, cfg in prof.runs.items():
-        want = prof.run(name).folder
+    for cfg in prof.configs():
+        name, want = cfg.name, cfg.folder
         if want not in folders:
             if not cfg.optional:
-                problems.append(f"run {name}: no folder {want} (its config changed, or it is missing)")
+                seed = f" (seed {cfg.seed})" if cfg.seed != prof.seeds[0] else ""
+                problems.append(f"run {name}{seed}: no folder {want} (its config changed, or it is missing)")
             continue
         for e in evaluations.needed(prof, name):
             stem = f"{e}-{evaluations.settings_key(evaluations.settings(prof, e))}"

@@ -133,6 +133,28 @@ def images(model: nn.Module, x: object, name: str = "x", *, unit_range: bool = T
 
 
 # --------------------------------------------------------------------------- labels
+def logits(model: nn.Module, out: torch.Tensor) -> None:
+    """Refuse a model whose outputs are probabilities or log-probabilities rather than logits: it ends in
+    ``nn.Softmax``/``nn.LogSoftmax``, or every row of ``out`` is >= 0 and sums to 1 (or has logsumexp 0).
+    The softmax of probabilities is not the model's distribution, so its Fisher information would be
+    silently wrong (about two orders of magnitude too small)."""
+    leaves = [m for m in model.modules() if not list(m.children())]
+    if leaves and isinstance(leaves[-1], (nn.Softmax, nn.LogSoftmax)):
+        name = type(leaves[-1]).__name__
+        raise ValueError(f"the model ends in {name}: pass a model that returns logits (drop its final {name}; the "
+                         "softmax is applied where it is needed)")
+    with torch.no_grad():
+        o = out.detach().double()
+        if o.ndim != 2 or o.shape[1] < 2:
+            return
+        ones = torch.ones_like(o[:, 0])
+        probs = bool((o >= 0).all()) and bool(torch.allclose(o.sum(1), ones, atol=1e-4))
+        logprobs = bool((o <= 0).all()) and bool(torch.allclose(torch.logsumexp(o, 1), 0 * ones, atol=1e-4))
+    if probs or logprobs:
+        what = "probabilities (every row >= 0, summing to 1)" if probs else "log-probabilities (logsumexp 0 in every row)"
+        raise ValueError(f"the model returns {what}, not logits: pass the model without its final softmax")
+
+
 def as_labels(y: object, name: str = "labels", *, tensor: bool = False) -> torch.Tensor:
     """``y`` as an integer tensor (a tensor unchanged; arrays and sequences through numpy), else
     :class:`ArgumentTypeError`: strings, floats (even whole ones), bools and complex refused.

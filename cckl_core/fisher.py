@@ -129,7 +129,8 @@ def fisher_stats(model: nn.Module, x: torch.Tensor, eigenvector: bool = False, b
     ``spectral`` = lambda_max(F_x), ``trace`` = tr F_x, and ``probs`` (N, K); with
     ``eigenvector=True`` also the unit top eigenvector (N, *x.shape[1:]). Computed through
     the K x K Gram matrix (see module docstring), in chunks of ``batch_size``, with the
-    model in eval mode and the caller's mode restored.
+    model in eval mode and the caller's mode restored. A model that returns probabilities, not
+    logits, is refused (:func:`cckl_core.checks.logits`).
     """
     check_images(model, x)
     checks.flag(eigenvector, "eigenvector")
@@ -142,6 +143,8 @@ def fisher_stats(model: nn.Module, x: torch.Tensor, eigenvector: bool = False, b
     with eval_mode(model):
         for s in chunks:
             logits, jac = _logit_jacobian(model, x[s:s + batch_size])
+            if s == 0:
+                checks.logits(model, logits)  # a model returning probabilities would give a silently wrong F_x
             p, a = fisher_factor(logits, jac)
             stats = _stats_from_factor(a, eigenvector)
             stats["probs"] = p

@@ -29,6 +29,8 @@ from numpy.typing import ArrayLike
 import seaborn as sns
 from scipy import stats
 
+from .stats import pearson
+
 #: Size of one panel in inches (width, height); figures are ``n`` panels side by side.
 PANEL = (3.7, 2.9)
 #: Resolution of the saved PNG files.
@@ -124,18 +126,6 @@ def save(fig: plt.Figure, name: str, folder: Path) -> tuple[Path, Path]:
 
 
 # --------------------------------------------------------------------------- statistics helpers
-def pearson(x: ArrayLike, y: ArrayLike) -> tuple[float, float]:
-    """Pearson's r and its two-sided p-value (``scipy.stats.pearsonr``); ``(nan, nan)`` when
-    there are fewer than 3 finite points or either variable is constant (r is undefined)."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    keep = np.isfinite(x) & np.isfinite(y)
-    x, y = x[keep], y[keep]
-    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return math.nan, math.nan
-    res = stats.pearsonr(x, y)
-    return float(res.statistic), float(res.pvalue)
-
-
 def history_series(run_or_history: Any, key: str) -> tuple[np.ndarray, np.ndarray]:
     """``(epochs, values)`` of ``key`` from a run's history (or the history list); missing or ``None`` -> nan."""
     history = getattr(run_or_history, "history", run_or_history)
@@ -245,9 +235,10 @@ def fisher_growth(runs: Sequence, labels: Sequence[str] | None = None, title: st
                      log=True, band=("fisher_spec_q25", "fisher_spec_q75") if band else None)
     axes[0].legend()
     if band:
-        groups = any(_is_seed_group(item) and len(item) > 1 for item in runs)
-        axes[1].text(0.02, 0.98, "band: +-1 std over seeds" if groups else "band: q25-q75 of per-sample norms",
-                     transform=axes[1].transAxes, ha="left", va="top", fontsize=7, color="0.35")
+        several = [_is_seed_group(item) and len(item) > 1 for item in runs]
+        text = ("band: +-1 std over training seeds" if all(several) else "band: q25-q75 of per-sample norms"
+                if not any(several) else "band: +-1 std over seeds (mean curves), q25-q75 of per-sample norms (single runs)")
+        axes[1].text(0.02, 0.98, text, transform=axes[1].transAxes, ha="left", va="top", fontsize=7, color="0.35")
     if title:
         fig.suptitle(title)
     return fig, axes

@@ -33,7 +33,10 @@ NOTES_FILE = "NOTES.md"
 HTML_FILE = "index.html"
 #: Colours of the verdicts in the HTML report.
 COLOURS = {stats.HOLDS: "#1a7f37", stats.DOES_NOT_HOLD: "#cf222e", stats.INCONCLUSIVE: "#9a6700",
-           stats.NOT_INFORMATIVE: "#6e7781", stats.NOT_ASSESSED: "#6e7781"}
+           stats.NOT_TESTED: "#8250df", stats.NOT_INFORMATIVE: "#6e7781", stats.NOT_ASSESSED: "#6e7781"}
+#: The order in which the headline groups the paper claims.
+GROUPS = (stats.HOLDS, stats.DOES_NOT_HOLD, stats.INCONCLUSIVE, stats.NOT_TESTED, stats.NOT_INFORMATIVE,
+          stats.NOT_ASSESSED)
 
 
 # --------------------------------------------------------------------------- reading what the notebooks wrote
@@ -69,8 +72,14 @@ def _count(rows) -> dict[str, int]:
 
 
 def _verdict_line(rows) -> str:
+    """The verdicts of the paper claims among ``rows`` (derivation checks and reported rows are not counted)."""
     from .paper.result import verdict_line
-    return verdict_line(_count(rows))
+    return verdict_line(_count(paper_rows(rows)), "paper claims")
+
+
+def paper_rows(rows) -> list[dict]:
+    """The rows that are paper claims (rows written before claims had kinds count as paper claims)."""
+    return [r for r in rows if r.get("kind", "paper") == "paper"]
 
 
 def _description(name: str) -> str:
@@ -82,10 +91,20 @@ def _description(name: str) -> str:
 
 
 def headline(claims: list[dict]) -> pd.DataFrame:
-    """One row per claim: notebook, claim, the paper's value, ours, verdict."""
-    return pd.DataFrame([{"notebook": c.get("notebook"), "claim": r["claim"], "paper": r["paper value"],
-                          "ours": r["measured value"], "verdict": r["holds"]} for c in claims for r in c.get("rows", [])],
-                        columns=["notebook", "claim", "paper", "ours", "verdict"])
+    """Every paper claim, grouped by verdict (:data:`GROUPS`), then in notebook order: notebook, claim, the
+    paper's value, ours, verdict."""
+    rows = [{"notebook": c.get("notebook"), "claim": r["claim"], "paper": r["paper value"], "ours": r["measured value"],
+             "verdict": r["holds"]} for c in claims for r in paper_rows(c.get("rows", []))]
+    rank = {v: k for k, v in enumerate(GROUPS)}
+    rows = sorted(rows, key=lambda r: rank.get(r["verdict"], len(rank)))  # stable: notebook order within a group
+    return pd.DataFrame(rows, columns=["notebook", "claim", "paper", "ours", "verdict"])
+
+
+def derivation_rows(claims: list[dict]) -> pd.DataFrame:
+    """The derivation checks (our code against the paper's mathematics), apart from the paper's claims."""
+    return pd.DataFrame([{"notebook": c.get("notebook"), "check": r["claim"], "ours": r["measured value"],
+                          "verdict": r["holds"]} for c in claims for r in c.get("rows", []) if r.get("kind") == "derivation"],
+                        columns=["notebook", "check", "ours", "verdict"])
 
 
 # --------------------------------------------------------------------------- figures/README.md
@@ -97,7 +116,8 @@ def profile_section(folder: Path, root: Path) -> str:
     rows = [r for c in claims for r in c.get("rows", [])]
     desc = _description(name)
     lines = [f"## Profile `{name}`", "", f"- {desc}" if desc else "", f"- dataset: {', '.join(datasets)}",
-             f"- claims: {_verdict_line(rows)}",
+             f"- {_verdict_line(rows)} (every paper claim is listed below, grouped by verdict; derivation checks "
+             "and reported numbers are not counted)",
              f"- the page to look at: [{rel}/{HTML_FILE}]({rel}/{HTML_FILE}); executed notebooks in `build/{name}/`",
              ""]
     if rows:
@@ -105,13 +125,22 @@ def profile_section(folder: Path, root: Path) -> str:
         lines += [f"| {tables.fmt(r.notebook)} | {tables.md_cell(r.claim)} | {tables.md_cell(r.paper)} | "
                   f"{tables.md_cell(r.ours)} | **{r.verdict}** |" for r in headline(claims).itertuples()]
         lines.append("")
+        checks = derivation_rows(claims)
+        if len(checks):
+            lines += ["Derivation checks (our code against the paper's mathematics; not counted above):", "",
+                      "| notebook | check | ours | verdict |", "|---|---|---|---|"]
+            lines += [f"| {tables.fmt(r.notebook)} | {tables.md_cell(r.check)} | {tables.md_cell(r.ours)} | "
+                      f"**{r.verdict}** |" for r in checks.itertuples()]
+            lines.append("")
     notes = folder / NOTES_FILE
     if notes.exists():  # written by a person who ran the profile: what did not hold and why
         lines += ["### Notes", "", notes.read_text(encoding="utf-8").strip(), ""]
     for c in claims:
         if c.get("rows"):
             lines += [f"### Claims of `{c.get('notebook')}` with their criteria", "",
-                      tables.markdown_table(pd.DataFrame(c["rows"])[["claim", "measured value", "holds", "note"]]), ""]
+                      tables.markdown_table(pd.DataFrame(c["rows"]).reindex(
+                          columns=["claim", "kind", "measured value", "p", "p (Holm)", "holds", "criterion fixed",
+                                   "note"]).fillna("")), ""]
     tables_ = sorted(p for p in folder.glob("*.md") if not p.name.startswith("claims_") and p.name != NOTES_FILE)
     if tables_:
         lines += ["### Tables", "", " · ".join(f"[{p.stem}]({rel}/{p.name})" + (
@@ -131,10 +160,13 @@ def summary(root: Path | None = None) -> str:
             "Written by `python -m cckl_core report` (the last step of `make paper`) from the files the notebooks wrote; "
             "it lists only what exists. Reproduction of \"Towards Disentangling Non-Robust and Robust Components in "
             "Performance Metric\". Each claim is judged by the criterion in its note (declared in "
-            "`cckl_core/paper/claims.toml`): yes / no when a test or an interval decides, inconclusive when it cannot "
-            "at this size, not informative when the criterion could not have failed, n/a when there is nothing to "
-            "judge. Reduced profiles (`quick`, `smoke`) run smaller models on less data, so their numbers differ "
-            "from the paper's.", ""]
+            "`cckl_core/paper/claims.toml`). The headline counts the paper's claims only (not the derivation checks "
+            "of our code, nor reported numbers). A paper claim is judged over training seeds, with Holm's correction "
+            "within each notebook: yes / no when the adjusted test decides, inconclusive when it cannot (one training "
+            "run cannot), not tested at this scale when the profile lacks what the claim needs (the paper's "
+            "architecture, a floor of training; its value is then indicative only), not informative when the "
+            "criterion could not have failed, n/a when there is nothing to judge. Reduced profiles (`quick`, `smoke`) "
+            "run smaller models on less data, so their numbers differ from the paper's.", ""]
     sections = [profile_section(folder, root) for folder in profile_dirs(root, published=True)]
     if not sections:
         head.append("No figures yet: run `make paper`.")
@@ -180,11 +212,19 @@ def html_page(folder: Path) -> str:
              f"<p>{e(_description(name))}</p>",
              f"<p><b>{e(_verdict_line(rows))}</b>. Criteria: <code>cckl_core/paper/claims.toml</code>; "
              f"every figure names its data set, profile and model. <a href='../README.md'>figures/README.md</a></p>",
-             "<h2 id='headline'>Headline</h2><table><tr><th>claim</th><th>paper</th><th>ours</th><th>verdict</th></tr>"]
-    for r in rows:
+             "<h2 id='headline'>Headline: every paper claim, by verdict</h2><table><tr><th>claim</th><th>paper</th>"
+             "<th>ours</th><th>verdict</th></tr>"]
+    rank = {v: k for k, v in enumerate(GROUPS)}
+    for r in sorted(paper_rows(rows), key=lambda r: rank.get(r.get("holds"), len(rank))):
         parts.append(f"<tr><td><a href='#{e(r.get('shows', ''))}'>{e(r['claim'])}</a></td><td>{e(r['paper value'])}"
                      f"</td><td>{e(r['measured value'])}</td><td>{_badge(r['holds'])}</td></tr>")
     parts.append("</table>")
+    checks = [r for r in rows if r.get("kind") == "derivation"]
+    if checks:
+        parts.append("<h3>Derivation checks (our code against the paper's mathematics; not counted above)</h3><table>"
+                     "<tr><th>check</th><th>ours</th><th>verdict</th></tr>" + "".join(
+                         f"<tr><td>{e(r['claim'])}</td><td>{e(r['measured value'])}</td><td>{_badge(r['holds'])}</td></tr>"
+                         for r in checks) + "</table>")
     notes = folder / NOTES_FILE
     if notes.exists():
         parts.append(f"<h2 id='notes'>Notes</h2><p class='small'>From <a href='{NOTES_FILE}'>{NOTES_FILE}</a>, "
@@ -273,8 +313,8 @@ def main(profile: Profile, root: str | None = None, notebooks: str | None = None
     print(f"[cckl] {folder / HTML_FILE} and {root_path / 'README.md'} written; profile {profile.name}: "
           f"{_verdict_line(rows)}")
     for c in claims_of(folder):
-        counts = _count(c.get("rows", []))
-        print(f"[cckl]   {c.get('notebook')}: {counts[stats.HOLDS]} yes, {counts[stats.DOES_NOT_HOLD]} no, "
-              f"{counts[stats.INCONCLUSIVE]} inconclusive, {counts[stats.NOT_INFORMATIVE] + counts[stats.NOT_ASSESSED]} "
-              "not judged")
+        counts = _count(paper_rows(c.get("rows", [])))
+        print(f"[cckl]   {c.get('notebook')} (paper claims): {counts[stats.HOLDS]} yes, {counts[stats.DOES_NOT_HOLD]} no, "
+              f"{counts[stats.INCONCLUSIVE]} inconclusive, {counts[stats.NOT_TESTED]} not tested at this scale, "
+              f"{counts[stats.NOT_INFORMATIVE] + counts[stats.NOT_ASSESSED]} not judged")
     return 0

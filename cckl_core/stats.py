@@ -11,9 +11,14 @@ outcomes: it holds, it does not hold, or the data cannot tell (:func:`verdict`).
   for two independent (or paired) samples; :func:`bootstrap_ci` for one statistic of one
   or several (paired) samples, e.g. a ratio of means ``mean(G2) / mean(KL)`` over pairs.
 - :func:`rank_trend`: Spearman rank correlation with two- and one-sided p-values.
-- :func:`seed_interval`: t interval of the mean of a few per-seed effects (training noise).
+- :func:`seed_interval`: t interval of the mean of a few per-seed effects (training noise);
+  :func:`seed_test`: the same with the one-sample t test's p-values.
+- :func:`cluster_bootstrap`: a bootstrap of statistics over pairs of images that resamples the
+  images (pairs share images, so resampling pairs understates the uncertainty).
+- :func:`holm`: Holm's step-down adjustment of p-values within a family of claims.
 - :func:`verdict`: "yes" / "no" / "inconclusive" from an interval; :func:`test_verdict` from two
-  one-sided tests. :data:`VERDICTS` is the one vocabulary every claims table uses.
+  one-sided tests; :func:`directional_verdict` from an adjusted two-sided p-value and the sign of
+  the effect. :data:`VERDICTS` is the one vocabulary every claims table uses.
 
 Only numpy and scipy; the bootstrap uses :func:`scipy.stats.bootstrap` (percentile method)
 in bounded-memory batches. Arguments are checked by :mod:`cckl_core.checks` (a string where
@@ -33,18 +38,21 @@ from . import checks
 
 __all__ = [
     "HOLDS", "DOES_NOT_HOLD", "INCONCLUSIVE", "NOT_INFORMATIVE", "NOT_ASSESSED", "VERDICTS",
-    "z_value", "wilson_interval", "mcnemar", "bootstrap_ci", "bootstrap_diff", "rank_trend", "seed_interval",
-    "verdict", "test_verdict",
+    "NOT_TESTED", "z_value", "wilson_interval", "mcnemar", "bootstrap_ci", "bootstrap_diff", "rank_trend",
+    "pearson", "seed_interval", "seed_test", "cluster_bootstrap", "weighted_mean", "weighted_median", "holm", "verdict",
+    "test_verdict", "directional_verdict",
 ]
 
 #: The verdicts of a claim, from here to every claims table: the claim holds, does not hold, the data
-#: cannot tell at this size, the criterion could not have failed here, nothing to judge.
+#: cannot tell at this size, the profile cannot test it (a stand-in model, or models trained below the
+#: claim's floor), the criterion could not have failed here, nothing to judge.
 HOLDS = "yes"
 DOES_NOT_HOLD = "no"
 INCONCLUSIVE = "inconclusive"
+NOT_TESTED = "not tested at this scale"
 NOT_INFORMATIVE = "not informative"
 NOT_ASSESSED = "n/a"
-VERDICTS = (HOLDS, DOES_NOT_HOLD, INCONCLUSIVE, NOT_INFORMATIVE, NOT_ASSESSED)
+VERDICTS = (HOLDS, DOES_NOT_HOLD, INCONCLUSIVE, NOT_TESTED, NOT_INFORMATIVE, NOT_ASSESSED)
 
 
 def _check_confidence(confidence: float) -> float:
@@ -357,6 +365,20 @@ def rank_trend(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray,
     return out
 
 
+# --------------------------------------------------------------------------- correlation
+def pearson(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> tuple[float, float]:
+    """Pearson's r and its two-sided p-value (``scipy.stats.pearsonr``); ``(nan, nan)`` when
+    there are fewer than 3 finite points or either variable is constant (r is undefined)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    keep = np.isfinite(x) & np.isfinite(y)
+    x, y = x[keep], y[keep]
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return math.nan, math.nan
+    res = _st.pearsonr(x, y)
+    return float(res.statistic), float(res.pvalue)
+
+
+
 # --------------------------------------------------------------------------- training noise
 def seed_interval(effects: Sequence[float] | np.ndarray, confidence: float = 0.95) -> dict:
     """t interval of the mean of per-seed effects ``d_1..d_n`` (e.g. accuracy of the larger model
@@ -379,7 +401,123 @@ def seed_interval(effects: Sequence[float] | np.ndarray, confidence: float = 0.9
     return {"mean": mean, "lo": mean - half, "hi": mean + half, "sd": sd, "n": n}
 
 
+def seed_test(values: Sequence[float] | np.ndarray, null: float = 0.0, confidence: float = 0.95) -> dict:
+    """One-sample t test of per-seed values ``d_1..d_n`` against ``null``, with its t interval.
+
+    ``t = (mean - null) / (sd / sqrt(n))`` on ``n - 1`` degrees of freedom (:func:`scipy.stats.ttest_1samp`):
+    ``p_above`` is the one-sided p for "the mean exceeds ``null``", ``p_below`` for "it is below", ``p``
+    the two-sided one (``= 2 min(p_above, p_below)``). ``lo``/``hi`` is :func:`seed_interval`. Non-finite
+    values are dropped (e.g. a seed whose statistic is undefined); with fewer than two values, or
+    values that do not vary, the p-values are NaN (no test is possible). Returns
+    ``dict(mean, lo, hi, sd, n, p_above, p_below, p)``.
+    """
+    d = checks.float_array(values, "values").ravel()
+    d = d[np.isfinite(d)]
+    nan = math.nan
+    if d.size == 0:
+        return {"mean": nan, "lo": nan, "hi": nan, "sd": nan, "n": 0, "p_above": nan, "p_below": nan, "p": nan}
+    out = seed_interval(d, confidence)
+    out.update(p_above=nan, p_below=nan, p=nan)
+    if d.size >= 2 and float(np.ptp(d)) > 0:
+        out["p_above"] = float(_st.ttest_1samp(d, null, alternative="greater").pvalue)
+        out["p_below"] = float(_st.ttest_1samp(d, null, alternative="less").pvalue)
+        out["p"] = float(_st.ttest_1samp(d, null).pvalue)
+    return out
+
+
+# --------------------------------------------------------------------------- pairs of images
+def weighted_mean(w: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Row-wise weighted mean ``sum_p w[b, p] x[p] / sum_p w[b, p]`` of one sample ``x`` under weights ``w`` (B x P)."""
+    return (w @ x) / w.sum(axis=1)
+
+
+def weighted_median(w: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Row-wise weighted median of ``x`` under weights ``w`` (B x P): the smallest value whose cumulative
+    weight reaches half the row's total (with weights 1 for every item: the lower median)."""
+    order = np.argsort(x, kind="stable")
+    cum = np.cumsum(w[:, order], axis=1)
+    first = np.argmax(cum >= 0.5 * cum[:, -1:], axis=1)
+    return x[order][first]
+
+
+def cluster_bootstrap(statistic: Callable[[np.ndarray], np.ndarray], i: Sequence[int] | np.ndarray,
+                      j: Sequence[int] | np.ndarray, n_boot: int = 2000, confidence: float = 0.95, seed: int = 0,
+                      null: float = 0.0, batch: int = 200) -> dict[str, float]:
+    """Bootstrap of a statistic over pairs ``(i[p], j[p])`` of images that resamples IMAGES, not pairs.
+
+    Pairs that share an image are not independent, so the unit of resampling is the image: each
+    resample draws the distinct images with replacement (counts ``c ~ Multinomial(n, 1/n)``) and gives
+    pair ``p`` the weight ``w_p = c_{i_p} c_{j_p}``, the number of times that pair appears among the pairs
+    of the resampled images (Snijders and Borgatti's vertex bootstrap for dyadic data; Owen's pigeonhole
+    bootstrap has the same product weights). It errs on the safe side: for pairs that share no image its
+    standard error is about sqrt(3) times the pair bootstrap's (``Var(c_i c_j) = 3``), and where images are
+    shared it carries the variance their reuse adds, which a pair bootstrap misses.
+    ``statistic(w)`` maps weights ``w`` (B x P; all ones = the sample itself)
+    to B values, e.g. ``lambda w: weighted_mean(w, kl_b) - weighted_mean(w, kl_a)``. Returns
+    ``dict(value, lo, hi, se, p_above, p_below, p)``: the percentile interval, the standard error and
+    bootstrap p-values against ``null``, ``p_above = (1 + #{stat* <= null}) / (B + 1)`` (for "above
+    null"), ``p_below`` likewise, ``p = min(1, 2 min(p_above, p_below))``, consistent with the interval.
+    """
+    confidence = _check_confidence(confidence)
+    checks.count(n_boot, "n_boot")
+    i, j = np.asarray(i), np.asarray(j)
+    if i.shape != j.shape or i.ndim != 1 or i.size < 2:
+        raise ValueError(f"i and j must be 1-d arrays of the same length >= 2, got shapes {i.shape} and {j.shape}")
+    images, inverse = np.unique(np.concatenate([i, j]), return_inverse=True)
+    ii, jj = inverse[: i.size], inverse[i.size:]
+    value = float(np.asarray(statistic(np.ones((1, i.size))))[0])
+    rng = np.random.default_rng(seed)
+    draws = []
+    for start in range(0, int(n_boot), batch):
+        b = min(batch, int(n_boot) - start)
+        counts = rng.multinomial(images.size, np.full(images.size, 1.0 / images.size), size=b).astype(float)
+        draws.append(np.asarray(statistic(counts[:, ii] * counts[:, jj]), dtype=float))
+    boot = np.concatenate(draws)
+    boot = boot[np.isfinite(boot)]
+    tail = (1.0 - confidence) / 2.0
+    lo, hi = np.quantile(boot, [tail, 1.0 - tail])
+    p_above = (1.0 + np.sum(boot <= null)) / (boot.size + 1.0)
+    p_below = (1.0 + np.sum(boot >= null)) / (boot.size + 1.0)
+    return {"value": value, "lo": float(lo), "hi": float(hi), "se": float(boot.std(ddof=1)),
+            "p_above": float(p_above), "p_below": float(p_below), "p": float(min(1.0, 2.0 * min(p_above, p_below)))}
+
+
+# --------------------------------------------------------------------------- multiplicity
+def holm(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Holm's step-down adjusted p-values of one family of ``m`` tests (NaN entries are not tests:
+    they stay NaN and do not count in ``m``). With the finite p-values sorted, ``p_(1) <= ... <= p_(m)``::
+
+        adj_(k) = max_{l <= k} min(1, (m - l + 1) p_(l))
+
+    Rejecting where ``adj <= alpha`` is Holm's procedure: the family-wise error rate is at most alpha
+    under any dependence between the tests (Holm 1979)."""
+    p = checks.float_array(p_values, "p_values").ravel()
+    out = np.full(p.shape, np.nan)
+    finite = np.flatnonzero(np.isfinite(p))
+    if finite.size == 0:
+        return out
+    if np.any((p[finite] < 0) | (p[finite] > 1)):
+        raise ValueError("p-values must lie in [0, 1]")
+    order = finite[np.argsort(p[finite], kind="stable")]
+    m = order.size
+    scaled = np.minimum(1.0, (m - np.arange(m)) * p[order])
+    out[order] = np.maximum.accumulate(scaled)
+    return out
+
+
 # --------------------------------------------------------------------------- verdicts
+def directional_verdict(p_two: float, effect: float, expected_sign: int, alpha: float = 0.05) -> str:
+    """Verdict from a (possibly multiplicity-adjusted) two-sided p-value and the effect's sign:
+    ``p_two < alpha`` decides, in the direction of ``effect`` ("yes" if it has ``expected_sign``,
+    else "no"); otherwise, or with a NaN, "inconclusive"."""
+    if expected_sign not in (1, -1):
+        raise ValueError(f"expected_sign must be +1 or -1, got {expected_sign!r}")
+    p_two, effect = checks.real(p_two, "p_two"), checks.real(effect, "effect")
+    if math.isnan(p_two) or math.isnan(effect) or not p_two < alpha or effect == 0:
+        return INCONCLUSIVE
+    return HOLDS if (effect > 0) == (expected_sign > 0) else DOES_NOT_HOLD
+
+
 def verdict(lo: float, hi: float, expected_sign: int | str = 1, null: float = 0.0) -> str:
     """Three-way verdict of a claim from a confidence interval ``[lo, hi]`` for an effect.
 

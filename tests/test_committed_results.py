@@ -83,3 +83,16 @@ def test_a_killed_unpack_does_not_stop_the_next_one(tmp_path, monkeypatch):
     (left.parent / ".lock").write_text("")
     assert inputs._unpack_committed(profiles.load("quick")).startswith("[cckl] unpacked the results")
     assert inputs.results_present("quick", "cache") and not left.exists()
+
+
+def test_a_bundle_lacking_a_seed_the_profile_trains_is_found_stale(smoke_cache, tmp_path, monkeypatch):
+    from dataclasses import replace
+    from types import MappingProxyType
+
+    from cckl_core import profiles
+    made = tmp_path / "smoke.tar.gz"
+    bundle.create("smoke", made)
+    real = profiles.load("smoke")
+    more = replace(real, run_seeds=MappingProxyType({"vgg13_trades": (0, 1)}))
+    monkeypatch.setattr(profiles, "load", lambda name=None: more)
+    assert any(p.startswith("run vgg13_trades (seed 1): no folder") for p in bundle.stale(made))

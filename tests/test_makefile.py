@@ -75,6 +75,8 @@ def test_paper_evaluates_the_profile_once_then_renders_then_reports(scratch):
     rendered = [line for line in lines if " -m papermill " in line]
     for nb, line in zip(NOTEBOOKS, rendered):
         assert f"notebooks/{nb}.ipynb build/smoke/{nb}.ipynb -p profile smoke" in line and "-p device" not in line
+        from cckl_core.paper import PARAMETERS  # every parameter injected: a saved notebook cannot steer a render
+        assert all(f"-p {name} " in line for name in PARAMETERS) and "-p seed 0 " in line
         assert f"CCKL_FIGURES={scratch}/figures " in line
     assert not [line for line in lines if ".done" in line or "deps" in line]
 

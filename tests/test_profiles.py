@@ -263,3 +263,22 @@ def test_the_gpu_profile_is_sized_run_by_run_to_fit_one_device_command():
     text = prof.path.read_text()
     assert "319 s = 5.3 min" in text and "464 s = 7.7 min" in text
     assert profiles.rehearsal(prof).sizing is None
+
+
+def test_a_run_may_train_its_own_seeds(tmp_path):
+    prof = profiles.parse(_write(tmp_path, run="seeds = [0, 1, 2]"))
+    assert prof.seeds_of("a") == (0, 1, 2) and prof.seeds_of("b") == (0,)
+    assert [(c.name, c.seed) for c in prof.configs(["a", "b"])] == [("a", 0), ("a", 1), ("a", 2), ("b", 0)]
+    assert [c.seed for c in prof.configs(["a"], [5])] == [5]  # an explicit selection wins
+    assert prof.runs["a"].seed == 0 and "seeds" not in prof.runs["a"].as_dict()  # not part of the run's key
+    for bad, words in (("seeds = [1, 2]", "must start with the profile's first seed 0"), ("seeds = [0, 0]", "duplicates"),
+                       ("seeds = []", "non-empty list"), ('seeds = ["0"]', "whole number")):
+        with pytest.raises(profiles.ProfileError, match=words):
+            profiles.parse(_write(tmp_path, run=bad))
+
+
+def test_quick_trains_the_seeds_its_verdicts_use():
+    quick = profiles.load("quick")
+    for name in ("vgg13_standard", "vgg13_pgd_at", "vgg13_trades"):
+        assert quick.seeds_of(name) == (0, 1, 2)
+    assert all(quick.seeds_of(n) == (0,) for n in quick.runs if not n.startswith("vgg13_"))

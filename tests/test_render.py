@@ -13,7 +13,7 @@ from cckl_core import bundle, costs, profiles, report, runs, store
 NOTEBOOKS = ["01_theorem_check", "02_fisher_growth", "03_capacity_study", "04_appendix_c_table"]
 #: Every table the notebooks write for smoke (one seed: the per-seed tables are shown, not written).
 TABLES = {"theorem31_terms", "fisher_final", "fisher_matched", "robust_acc_best_last", "eq12_check", "table1_capacity",
-          "table1_comparisons", "fig5_kl_g2_stats", "table2_kl_vs_g1"} | {f"claims_{nb}" for nb in NOTEBOOKS}
+          "table1_comparisons", "fig5_kl_g2_stats", "fig5_comparisons", "table2_kl_vs_g1"} | {f"claims_{nb}" for nb in NOTEBOOKS}
 REPO = Path(__file__).resolve().parent.parent
 SMOKE = profiles.load("smoke")
 
@@ -56,7 +56,10 @@ def test_first_render_writes_every_table(first):
     base, tables = first
     assert set(tables) == {f"{t}.csv" for t in TABLES}, sorted(tables)
     header = tables["fig5_kl_g2_stats.csv"].splitlines()[0].split(",")
-    assert header[:3] == ["model", "quantity", "mean"] and {"median", "share_g2_negative", "diff_lo", "diff_hi"} <= set(header)
+    assert header[:3] == ["model", "quantity", "mean"] and {"median", "ratio of means", "share_g2_negative"} <= set(header)
+    compared = tables["fig5_comparisons.csv"].splitlines()
+    assert {"statistic", "diff", "diff_lo", "diff_hi", "se (images resampled)"} <= set(compared[0].split(","))
+    assert len(compared) == 1 + 5  # KL and G2 by their means, the share by its three statistics
     assert {"acc_lo", "acc_hi"} <= set(tables["table1_capacity.csv"].splitlines()[0].split(","))
     for nb in NOTEBOOKS:  # each notebook's claims, as a table and as the record the report reads
         claims = json.loads((base / "figures1" / "smoke" / f"claims_{nb}.json").read_text())

@@ -75,6 +75,8 @@ def render(notebook: str, profile: str | profiles.Profile | None = None, seed: i
         from .. import plotting
         plotting.set_style()
         result = module.render(prof, seed)
+    from .criteria import adjust
+    result.claims = adjust(result.claims)  # Holm within each family of paper claims decides their verdicts
     for fig in result.figures.values():
         plt.close(fig)  # shown where a cell asks for it (result.figure), not all at once by the backend
     return result

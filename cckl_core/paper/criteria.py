@@ -1,28 +1,47 @@
 """The claims of the paper and the criteria that judge them, read from ``claims.toml``.
 
-Each claim is declared once in ``claims.toml`` (its text, the paper's value, the statistic, the
-criterion with its alpha or threshold); the analysis modules compute the statistic and call
-:func:`judge`, which applies the declared criterion and returns a :class:`ClaimRow`. The verdict
-vocabulary is :data:`cckl_core.stats.VERDICTS`.
+Each claim is declared once in ``claims.toml``: its text, the paper's value, its *kind*, the
+statistic, the criterion with its alpha or threshold, what a profile must have for the claim to be
+tested (*scale*), when the criterion was fixed, and why. The analysis modules compute the
+statistic and call :func:`judge`; :func:`adjust` then applies Holm's correction within each family
+of paper claims (one notebook) and decides their verdicts. The verdict vocabulary is
+:data:`cckl_core.stats.VERDICTS`.
+
+Kinds:
+
+- ``paper``: a scientific statement of the paper. Only these are counted in headlines. Every one
+  depends on trained weights, so it is judged over training seeds (``criterion = "seeds"``: the
+  per-seed statistic's one-sample t test and interval); with fewer than ``min_seeds`` seeds it is
+  inconclusive (one training run says nothing about training noise).
+- ``derivation``: our code against the paper's mathematics (a deterministic check with a tolerance).
+- ``reported``: a number shown for context, with no verdict.
+
+The order of the decision for a row: ``reported`` -> n/a; the profile below the claim's scale ->
+``not tested at this scale`` (its measured value marked indicative); a criterion that cannot fail
+on these data -> ``not informative``; too few seeds -> inconclusive; else the Holm-adjusted
+two-sided p-value of the family decides (yes / no by the sign of the effect, else inconclusive).
 """
 from __future__ import annotations
 
 import math
+import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
-from scipy import stats as sstats
+import numpy as np
 
 from .. import stats
-from ..profiles import SeedSpread
 
 FILE = Path(__file__).with_name("claims.toml")
-KINDS = ("greater", "at_most", "at_least", "within", "test", "interval", "monotone_interval", "bound", "reported")
-_FIELDS = {"claim", "paper", "statistic", "criterion", "shows", "holds", "test", "alpha", "direction", "threshold", "target",
-           "tolerance", "interval", "side", "null", "training_noise"}
+KINDS = ("paper", "derivation", "reported")
+CRITERIA = ("seeds", "at_most", "at_least", "within", "bound", "reported")
+ARCHITECTURES = ("any", "family", "exact")
+_FIELDS = {"claim", "paper", "statistic", "criterion", "kind", "family", "shows", "holds", "alpha", "side", "null",
+           "threshold", "target", "tolerance", "min_seeds", "architecture", "min_accuracy_over_chance",
+           "min_accuracy_of_paper", "scale_reason", "reason", "fixed", "after_data", "monotone", "statistics"}
 
 
 class ClaimsFileError(ValueError):
@@ -31,55 +50,147 @@ class ClaimsFileError(ValueError):
 
 @dataclass(frozen=True)
 class Claim:
-    """One declared claim and its criterion (see ``claims.toml`` for the kinds)."""
+    """One declared claim and its criterion (see ``claims.toml`` for the fields)."""
 
     id: str
     claim: str
     paper: str
     statistic: str
     criterion: str
+    kind: str
+    family: str
+    fixed: str
     shows: str = ""
     holds: str = ""
-    test: str = ""
+    reason: str = ""
+    after_data: str = ""
     alpha: float = 0.05
-    direction: str = "positive"
+    side: str = "above"
+    null: float = 0.0
     threshold: float = math.nan
     target: float = math.nan
     tolerance: float = math.nan
-    interval: str = ""
-    side: str = "above"
-    null: float = 0.0
-    training_noise: bool = False
+    min_seeds: int = 3
+    monotone: bool = False
+    statistics: tuple[str, ...] = ()
+    architecture: str = "any"
+    min_accuracy_over_chance: float = math.nan
+    min_accuracy_of_paper: float = math.nan
+    scale_reason: str = ""
 
     def text(self, **fill: object) -> str:
         """The claim's text with its placeholders (``{arch}``, ``{steps}``) filled."""
         return self.claim.format(**fill) if fill else self.claim
 
+    @property
+    def expected_sign(self) -> int:
+        return +1 if self.side == "above" else -1
+
     def rule(self) -> str:
         """The criterion in words, as the claims table's note states it."""
         k = self.criterion
-        if k == "test":
-            return f"{self.test}, alpha {self.alpha:g}"
-        if k in ("interval", "monotone_interval"):
-            where = f"{self.side} {self.null:g}"
-            mono = "strictly increasing and " if k == "monotone_interval" else ""
-            return f"yes if {mono}the {self.interval} lies {where}"
+        if k == "seeds":
+            where = f"{'above' if self.side == 'above' else 'below'} {self.null:g}"
+            mono = " and the seed-mean curve strictly increasing" if self.monotone else ""
+            several = (f"; decided only where all of {', '.join(self.statistics)} agree" if self.statistics else "")
+            return (f"the mean over >= {self.min_seeds} training seeds {where}{mono}: two-sided one-sample t test at "
+                    f"{self.alpha:g}, Holm-adjusted within {self.family}{several}")
         if k == "at_most":
             return self.holds or f"yes if <= {self.threshold:g}"
         if k == "at_least":
             return f"yes if >= {self.threshold:g}"
         if k == "within":
             return self.holds or f"yes if within {self.tolerance:g} of {self.target:g}"
-        if k == "greater":
-            return f"yes if {self.holds}" if self.holds else "yes if greater"
         if k == "bound":
             return "yes if CCKL >= the bound; a bound <= 0 of a non-negative CCKL cannot fail (not informative)"
         return "reported, not judged"
 
+    def fixed_label(self) -> str:
+        """When the criterion was fixed, marked where that was after its data were seen."""
+        return f"{self.fixed}; after the data were seen" if self.after_data else f"{self.fixed}; before the data"
+
+    def scale_rule(self) -> str:
+        """What a profile must have for this claim to be tested, in words."""
+        parts = []
+        if self.architecture == "exact":
+            parts.append("the paper's exact architectures (no stand-in, no reduced width)")
+        elif self.architecture == "family":
+            parts.append("the paper's architecture family (any width)")
+        if math.isfinite(self.min_accuracy_over_chance):
+            parts.append(f"every run at >= {self.min_accuracy_over_chance:g}x chance test accuracy")
+        if math.isfinite(self.min_accuracy_of_paper):
+            parts.append(f"every compared model at >= {self.min_accuracy_of_paper:.0%} of the paper's standard accuracy")
+        return "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What the scale check needs to know of one run a claim reads: its model and width, the paper's
+    architecture it plays, its final clean test accuracy, its number of classes and the paper's
+    accuracy for it (Table 1 only)."""
+
+    name: str
+    model: str
+    width: float
+    batch_norm: bool | None
+    plays: str
+    accuracy: float
+    classes: int = 10
+    paper_accuracy: float = math.nan
+
+    @property
+    def exact(self) -> bool:
+        """The paper's own architecture: same model, full width (resnet20x1/resnet32x10 fix theirs), no BatchNorm
+        added to a VGG13."""
+        fixed_width = self.model.endswith(("x1", "x10"))
+        return self.model == self.plays and (fixed_width or self.width == 1.0) and not (
+            self.model.startswith("vgg13") and self.batch_norm)
+
+    @property
+    def in_family(self) -> bool:
+        """Of the paper's architecture family: a VGG13 variant for a VGG13, a ResNet of the same depth."""
+        base = self.plays[: self.plays.rindex("x")] if re.fullmatch(r"resnet\d+x\d+", self.plays) else self.plays
+        return self.model in (self.plays, base) or self.model.startswith(base + "x")
+
+    @property
+    def label(self) -> str:
+        width = "" if self.model.endswith(("x1", "x10")) else f" w{self.width:g}"
+        return f"{self.model}{width}"
+
+
+def facts(run, plays: str, paper_accuracy: float = math.nan, accuracy: float | None = None) -> RunFacts:
+    """The :class:`RunFacts` of a cached run (``accuracy``: its final clean test accuracy unless given)."""
+    cfg = run.config
+    acc = float(run.history[-1]["test_acc"]) if accuracy is None else float(accuracy)
+    classes = int(run.dataset_info.get("num_classes", cfg.num_classes)) if getattr(run, "dataset_info", None) else \
+        cfg.num_classes
+    return RunFacts(run.name, cfg.model, cfg.width, cfg.batch_norm, plays, acc, classes, paper_accuracy)
+
+
+def scale_problems(c: Claim, runs: Sequence[RunFacts]) -> list[str]:
+    """Why the profile cannot test claim ``c`` with ``runs`` (empty: it can)."""
+    out = []
+    for r in runs:
+        if c.architecture == "exact" and not r.exact:
+            out.append(f"{r.label} stands in for {r.plays}" if r.model != r.plays else
+                       f"{r.label}{' with BatchNorm' if r.batch_norm else ''} is not the paper's {r.plays}")
+        elif c.architecture == "family" and not r.in_family:
+            out.append(f"{r.label} is not of {r.plays}'s family")
+        if math.isfinite(c.min_accuracy_over_chance) and r.accuracy < c.min_accuracy_over_chance / r.classes:
+            out.append(f"{r.label} {r.name} reached {r.accuracy:.1%} test accuracy, below "
+                       f"{c.min_accuracy_over_chance:g}x chance ({c.min_accuracy_over_chance / r.classes:.0%})")
+        if math.isfinite(c.min_accuracy_of_paper) and math.isfinite(r.paper_accuracy) and \
+                r.accuracy < c.min_accuracy_of_paper * r.paper_accuracy:
+            out.append(f"{r.label} reached {r.accuracy:.1%}, below {c.min_accuracy_of_paper:.0%} of the paper's "
+                       f"{r.paper_accuracy:.1%}")
+    return list(dict.fromkeys(out))
+
 
 @dataclass(frozen=True)
 class ClaimRow:
-    """A row of a claims table (``shows``: the figure or table that shows it)."""
+    """A row of a claims table (``shows``: the figure or table that shows it). ``p`` is the raw
+    two-sided p-value of a tested paper claim and ``p_adjusted`` its Holm-adjusted value within
+    ``family`` (NaN where no test was made)."""
 
     id: str
     claim: str
@@ -88,16 +199,53 @@ class ClaimRow:
     verdict: str
     note: str
     shows: str = ""
+    kind: str = "paper"
+    family: str = ""
+    fixed: str = ""
+    p: float = math.nan
+    p_adjusted: float = math.nan
+    effect: float = math.nan          # mean effect minus null (its sign decides the direction)
+    expected_sign: int = 1
+    blocked: str = ""                 # non-empty: a "yes" cannot stand (e.g. a curve that is not monotone)
+    pending: bool = False             # a tested paper claim awaiting :func:`adjust`
 
     def as_dict(self) -> dict:
-        return {"claim": self.claim, "paper value": self.paper, "measured value": self.measured,
-                "holds": self.verdict, "note": self.note, "id": self.id, "shows": self.shows}
+        return {"claim": self.claim, "kind": self.kind, "paper value": self.paper, "measured value": self.measured,
+                "p": _p_text(self.p), "p (Holm)": _p_text(self.p_adjusted), "holds": self.verdict,
+                "criterion fixed": self.fixed, "note": self.note, "id": self.id, "shows": self.shows,
+                "family": self.family}
+
+
+def _p_text(p: float) -> str:
+    return "" if not math.isfinite(p) else (f"{p:.2g}" if p >= 1e-4 else f"{p:.1e}")
 
 
 @dataclass(frozen=True)
 class Declared:
     paper: Mapping
     claims: Mapping[str, Claim] = field(default_factory=dict)
+
+
+def _check(cid: str, claim: Claim, path: Path) -> None:
+    where = f"{path}: claim {cid!r}"
+    if claim.criterion not in CRITERIA:
+        raise ClaimsFileError(f"{where} has criterion {claim.criterion!r}; valid: {', '.join(CRITERIA)}")
+    if claim.kind not in KINDS:
+        raise ClaimsFileError(f"{where} has kind {claim.kind!r}; valid: {', '.join(KINDS)}")
+    if (claim.kind == "reported") != (claim.criterion == "reported"):
+        raise ClaimsFileError(f"{where}: kind 'reported' and criterion 'reported' go together")
+    if claim.kind == "paper" and claim.criterion != "seeds":
+        raise ClaimsFileError(f"{where}: a paper claim depends on trained weights, so its criterion is 'seeds'")
+    if claim.side not in ("above", "below"):
+        raise ClaimsFileError(f"{where}: side must be above or below")
+    if claim.architecture not in ARCHITECTURES:
+        raise ClaimsFileError(f"{where}: architecture must be one of {', '.join(ARCHITECTURES)}")
+    if claim.criterion in ("at_most", "at_least") and not math.isfinite(claim.threshold):
+        raise ClaimsFileError(f"{where} needs a threshold")
+    if claim.min_seeds < 2:
+        raise ClaimsFileError(f"{where}: min_seeds must be >= 2 (one seed cannot measure training noise)")
+    if not claim.fixed:
+        raise ClaimsFileError(f"{where} must say when its criterion was fixed (fixed = \"date (commit)\")")
 
 
 @lru_cache(maxsize=4)
@@ -110,15 +258,12 @@ def declared(path: Path = FILE) -> Declared:
         unknown = set(spec) - _FIELDS
         if unknown:
             raise ClaimsFileError(f"{path}: claim {cid!r} has unknown fields {sorted(unknown)}")
+        missing = {"claim", "paper", "statistic", "criterion", "kind", "family", "fixed"} - set(spec)
+        if missing:
+            raise ClaimsFileError(f"{path}: claim {cid!r} lacks {sorted(missing)}")
+        spec = {**spec, "statistics": tuple(spec.get("statistics", ()))}
         claim = Claim(id=cid, **spec)
-        if claim.criterion not in KINDS:
-            raise ClaimsFileError(f"{path}: claim {cid!r} has criterion {claim.criterion!r}; valid: {', '.join(KINDS)}")
-        if claim.criterion == "test" and claim.direction not in ("positive", "negative"):
-            raise ClaimsFileError(f"{path}: claim {cid!r}: direction must be positive or negative")
-        if claim.criterion in ("interval", "monotone_interval") and claim.side not in ("above", "below"):
-            raise ClaimsFileError(f"{path}: claim {cid!r}: side must be above or below")
-        if claim.criterion in ("at_most", "at_least") and not math.isfinite(claim.threshold):
-            raise ClaimsFileError(f"{path}: claim {cid!r} needs a threshold")
+        _check(cid, claim, path)
         claims[cid] = claim
     return Declared(raw.get("paper", {}), claims)
 
@@ -135,17 +280,93 @@ def paper(key: str) -> Any:
     return declared().paper[key]
 
 
-# --------------------------------------------------------------------------- criteria
-def verdict_of(c: Claim, **ev: Any) -> str:
-    """The verdict of claim ``c`` on the evidence ``ev`` (keys depend on the criterion:
-    ``value``/``reference`` for greater, ``value`` for at_most/at_least, ``values`` for within,
-    ``p_expected``/``p_opposite`` for test (``p_positive``/``p_negative`` are read by ``direction``),
-    ``lo``/``hi`` (and ``monotone``) for the intervals, ``value``/``bound`` for bound)."""
+# --------------------------------------------------------------------------- evidence
+@dataclass(frozen=True)
+class SeedEvidence:
+    """A paper claim's evidence: its statistic per training seed (``per_seed``, aligned with ``seeds``;
+    NaN where undefined for a seed). ``others`` holds the same statistic computed otherwise (e.g. other
+    summaries of a heavy-tailed ratio), each per seed: the claim is decided only where all agree.
+    ``not_informative``: why the criterion cannot fail on these data (then no test is made);
+    ``blocked``: why a "yes" cannot stand although the test would say so (e.g. a curve not monotone);
+    ``indicative``: test-sample evidence of one run, shown where the seeds cannot decide."""
+
+    per_seed: Sequence[float]
+    seeds: Sequence[int]
+    unit: str = ""
+    others: Mapping[str, Sequence[float]] = field(default_factory=dict)
+    not_informative: str = ""
+    blocked: str = ""
+    indicative: str = ""
+
+
+def _summary(t: dict, unit: str, signed: bool = True) -> str:
+    f = "{:+.3g}" if signed else "{:.3g}"
+    if t["n"] >= 2:
+        return f"{f.format(t['mean'])}{unit} [{f.format(t['lo'])}, {f.format(t['hi'])}] over {t['n']} seeds"
+    return f"{f.format(t['mean'])}{unit} (one seed)" if t["n"] == 1 else "undefined (no seed)"
+
+
+def judge(cid: str, measured: str = "", context: str = "", fill: Mapping | None = None,
+          evidence: SeedEvidence | None = None, runs: Sequence[RunFacts] = (), **values: Any) -> ClaimRow:
+    """The claims-table row of claim ``cid``: its declared text (placeholders from ``fill``), the paper's
+    value, ``measured`` (text), the note (``context``, then the criterion) and its verdict, or, for a
+    tested paper claim, its p-value awaiting :func:`adjust`. Paper claims take ``evidence`` (per-seed
+    statistics) and ``runs`` (for the scale check); derivation checks take ``value`` (at_most /
+    at_least), ``values`` (within) or ``value`` and ``bound`` (bound)."""
+    c = claim(cid)
+    base = dict(id=cid, claim=c.text(**(fill or {})), paper=c.paper, shows=c.shows, kind=c.kind, family=c.family,
+                fixed=c.fixed_label(), expected_sign=c.expected_sign)
+    notes = [part for part in (context, c.rule(), c.reason) if part]
+    if c.kind == "reported":
+        return ClaimRow(measured=measured, verdict=stats.NOT_ASSESSED, note="; ".join(notes), **base)
+    if c.kind == "derivation":
+        return ClaimRow(measured=measured, verdict=_deterministic(c, **values), note="; ".join(notes), **base)
+    if evidence is None:
+        raise ValueError(f"claim {cid!r} is a paper claim: pass its per-seed evidence")
+    per_seed = np.asarray(evidence.per_seed, dtype=float)
+    t = stats.seed_test(per_seed - c.null if per_seed.size else per_seed)
+    seeds = ", ".join(str(s) for s in evidence.seeds)
+    signed = c.null == 0
+    shown = _summary({**t, "mean": t["mean"] + c.null, "lo": t["lo"] + c.null, "hi": t["hi"] + c.null}, evidence.unit,
+                     signed)
+    values_text = " / ".join(("{:+.3g}" if signed else "{:.3g}").format(v) for v in per_seed)
+    lead = f"{c.statistics[0]}: " if c.statistics else ""
+    measured = "; ".join(part for part in (measured, lead + shown + (f" (seeds {seeds}: {values_text})" if t["n"] >= 2
+                                                                     else "")) if part)
+    notes.insert(len([context] if context else []), f"statistic: {c.statistic}")
+    problems = scale_problems(c, runs)
+    if problems:
+        notes.insert(0, f"not tested at this scale: {'; '.join(problems)} (the claim needs {c.scale_rule()}"
+                        + (f": {c.scale_reason}" if c.scale_reason else "") + ")")
+        ind = f"; test sample of one run: {evidence.indicative}" if evidence.indicative else ""
+        return ClaimRow(measured=f"indicative only: {measured}{ind}", verdict=stats.NOT_TESTED, note="; ".join(notes),
+                        **base)
+    if evidence.not_informative:
+        notes.insert(0, f"not informative: {evidence.not_informative}")
+        return ClaimRow(measured=measured, verdict=stats.NOT_INFORMATIVE, note="; ".join(notes), **base)
+    if t["n"] < c.min_seeds:
+        what = "one training run" if t["n"] <= 1 else f"{t['n']} training seeds"
+        ind = f"; test sample of one run: {evidence.indicative}" if evidence.indicative else ""
+        notes.insert(0, f"{what}: training noise is not measured (the criterion needs {c.min_seeds} seeds), so "
+                        "the data cannot decide")
+        return ClaimRow(measured=measured + ind, verdict=stats.INCONCLUSIVE, note="; ".join(notes), **base)
+    p, effect, blocked = t["p"], t["mean"], evidence.blocked
+    if c.statistics:
+        tests = {c.statistics[0]: t, **{name: stats.seed_test(np.asarray(v, float) - c.null)
+                                        for name, v in evidence.others.items()}}
+        signs = {np.sign(x["mean"]) for x in tests.values()}
+        ps = [x["p"] for x in tests.values()]
+        p = max(ps) if all(math.isfinite(q) for q in ps) else math.nan  # intersection-union: every statistic must decide
+        measured += "; " + "; ".join(f"{name}: {_summary(x, evidence.unit)}" for name, x in list(tests.items())[1:])
+        if len(signs) > 1:
+            blocked = blocked or "the choice of statistic decides the direction (" + ", ".join(
+                f"{name} {x['mean']:+.3g}" for name, x in tests.items()) + ")"
+    return ClaimRow(measured=measured, verdict=stats.INCONCLUSIVE, note="; ".join(notes), p=p, effect=effect,
+                    blocked=blocked, pending=True, **base)
+
+
+def _deterministic(c: Claim, **ev: Any) -> str:
     k = c.criterion
-    if k == "reported":
-        return stats.NOT_ASSESSED
-    if k == "greater":
-        return stats.HOLDS if ev["value"] > ev["reference"] else stats.DOES_NOT_HOLD
     if k in ("at_most", "at_least"):
         v = ev.get("value")
         if v is None or (isinstance(v, float) and math.isnan(v)):
@@ -154,81 +375,39 @@ def verdict_of(c: Claim, **ev: Any) -> str:
         return stats.HOLDS if ok else stats.DOES_NOT_HOLD
     if k == "within":
         return stats.HOLDS if all(abs(v - c.target) <= c.tolerance for v in ev["values"]) else stats.DOES_NOT_HOLD
-    if k == "test":
-        if "p_expected" in ev:
-            p_exp, p_opp = ev["p_expected"], ev["p_opposite"]
-        else:
-            pos, neg = ev["p_positive"], ev["p_negative"]
-            p_exp, p_opp = (pos, neg) if c.direction == "positive" else (neg, pos)
-        return stats.test_verdict(p_exp, p_opp, alpha=c.alpha)
-    if k in ("interval", "monotone_interval"):
-        if k == "monotone_interval" and not ev["monotone"]:
-            return stats.DOES_NOT_HOLD
-        return stats.verdict(ev["lo"], ev["hi"], +1 if c.side == "above" else -1, null=c.null)
     if k == "bound":
         if not ev["bound"] > 0:
             return stats.NOT_INFORMATIVE
         return stats.HOLDS if ev["value"] >= ev["bound"] - 1e-12 else stats.DOES_NOT_HOLD
-    raise ClaimsFileError(f"unknown criterion {k!r}")
+    raise ClaimsFileError(f"criterion {k!r} is not a deterministic check")
 
 
-def training_noise(c: Claim, verdict: str, effect: float, per_seed: list[float], spread: SeedSpread,
-                   profile: str) -> tuple[str, str, str]:
-    """Account for training noise in the verdict of a claim that compares trained models.
-
-    With effects of two or more seeds (``per_seed``) the verdict is that of their t interval of
-    the mean (in the claimed direction) and the sample verdict is not used. With one seed the sample
-    verdict stands only if ``|effect| > t(0.975, m - 1) * sqrt(2) * sd``, where ``sd`` is the
-    standard deviation of this claim's effect over the ``m`` seeds it was measured on: the 95% bound
-    of the difference between the effects of two training runs, so that a rerun, whose effect
-    differs by that much, could not reverse it. Else it is inconclusive. Returns ``(verdict, note, what
-    to add to the measured value)``."""
-    if not c.training_noise:
-        return verdict, "", ""
-    expected = +1 if (c.direction == "positive" if c.criterion == "test" else c.side == "above") else -1
-    if len(per_seed) >= 2:
-        iv = stats.seed_interval(per_seed)
-        return (stats.verdict(iv["lo"], iv["hi"], expected),
-                f"judged over {iv['n']} training seeds: mean effect {iv['mean']:+.3g}, 95% t interval "
-                f"[{iv['lo']:+.3g}, {iv['hi']:+.3g}] (seed sd {iv['sd']:.3g}); the test-sample verdict of one seed is not used",
-                f"; over {iv['n']} seeds: {iv['mean']:+.3g} [{iv['lo']:+.3g}, {iv['hi']:+.3g}]")
-    sd = spread.sd.get(c.id)
-    if sd is None:
-        return verdict, (f"one training run; the seed-to-seed spread is not measured for profile {profile}, so this "
-                         "verdict covers the test sample only, not training noise"), ""
-    m = len(spread.seeds)
-    bound = rerun_bound(sd, m)
-    rule = (f"t(0.975, {m - 1}) x sqrt(2) x seed sd {sd:.3g} = {bound:.3g}, the spread between two training runs "
-            f"(measured over seeds {', '.join(map(str, spread.seeds))})")
-    if verdict in (stats.HOLDS, stats.DOES_NOT_HOLD) and abs(effect) <= bound:
-        return stats.INCONCLUSIVE, (f"one training run; the test-sample verdict was {verdict}, but |effect| "
-                                    f"{abs(effect):.3g} <= {rule}: within training noise"), ""
-    return verdict, f"one training run; |effect| {abs(effect):.3g} against {rule}", ""
-
-
-def rerun_bound(sd: float, seeds: int) -> float:
-    """How far the effects of two training runs are apart at most (95%): ``t(0.975, seeds - 1) * sqrt(2) * sd``."""
-    return float(sstats.t.ppf(0.975, seeds - 1)) * math.sqrt(2.0) * sd
-
-
-def judge(cid: str, measured: str, context: str = "", fill: Mapping | None = None, noise: Mapping | None = None,
-          **evidence: Any) -> ClaimRow:
-    """The claims-table row of claim ``cid``: its declared text (placeholders from ``fill``), the
-    paper's value, ``measured`` (text), the verdict of its criterion on ``evidence`` and the note
-    (``context``, then the criterion; for a capacity claim ``noise`` holds ``effect``, ``per_seed``,
-    ``spread`` and ``profile`` for :func:`training_noise`)."""
-    c = claim(cid)
-    verdict = verdict_of(c, **evidence)
-    note = "; ".join(part for part in (context, c.rule()) if part)
-    if noise is not None:
-        verdict, extra, more = training_noise(c, verdict, noise["effect"], noise["per_seed"], noise["spread"],
-                                              noise["profile"])
-        note = "; ".join(part for part in (note, extra) if part)
-        measured += more
-    return ClaimRow(cid, c.text(**(fill or {})), c.paper, measured, verdict, note, c.shows)
+def adjust(rows: Iterable[ClaimRow]) -> list[ClaimRow]:
+    """Holm's correction within each family: the tested paper claims' two-sided p-values are adjusted
+    over the tests of their family (:func:`cckl_core.stats.holm`) and each verdict is decided on the
+    adjusted value (:func:`cckl_core.stats.directional_verdict`); rows without a test pass unchanged."""
+    rows = list(rows)
+    out = list(rows)
+    for family in dict.fromkeys(r.family for r in rows if r.pending):
+        idx = [k for k, r in enumerate(rows) if r.pending and r.family == family]
+        adjusted = stats.holm([rows[k].p for k in idx])
+        m = int(np.isfinite([rows[k].p for k in idx]).sum())
+        for k, p_adj in zip(idx, adjusted):
+            r = rows[k]
+            c = claim(r.id)
+            v = stats.directional_verdict(p_adj, r.effect, r.expected_sign, c.alpha)
+            extra = f"p {_p_text(r.p) or 'undefined'}, Holm-adjusted over the {m} tested paper claims of {family}: " \
+                    f"{_p_text(p_adj) or 'undefined'}"
+            if v == stats.HOLDS and r.blocked:
+                v, extra = stats.INCONCLUSIVE, f"{extra}; but {r.blocked}"
+            elif r.blocked and v == stats.INCONCLUSIVE:
+                extra = f"{extra}; {r.blocked}"
+            out[k] = replace(r, verdict=v, p_adjusted=float(p_adj), pending=False, note=f"{extra}; {r.note}")
+    return out
 
 
 def skipped(cid: str, measured: str, note: str, fill: Mapping | None = None) -> ClaimRow:
     """The row of a claim that cannot be judged here (its run is not in this profile's cache)."""
     c = claim(cid)
-    return ClaimRow(cid, c.text(**(fill or {})), c.paper, measured, stats.NOT_ASSESSED, note, c.shows)
+    return ClaimRow(cid, c.text(**(fill or {})), c.paper, measured, stats.NOT_ASSESSED, note, c.shows, c.kind, c.family,
+                    c.fixed_label(), expected_sign=c.expected_sign)

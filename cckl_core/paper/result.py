@@ -18,8 +18,9 @@ from .. import plotting, stats, store, tables
 from ..paths import figures_root
 from .criteria import ClaimRow
 
-#: Columns of every claims table, in order.
-CLAIM_COLUMNS = ["claim", "paper value", "measured value", "holds", "note"]
+#: Columns of every claims table, in order: the claim, its kind (paper / derivation / reported), the values,
+#: the raw and Holm-adjusted two-sided p-values of a tested paper claim, the verdict, when its criterion was fixed.
+CLAIM_COLUMNS = ["claim", "kind", "paper value", "measured value", "p", "p (Holm)", "holds", "criterion fixed", "note"]
 
 
 @dataclass
@@ -73,8 +74,9 @@ class Rendered:
         return pd.DataFrame([{k: v for k, v in r.as_dict().items() if k in CLAIM_COLUMNS} for r in self.claims],
                             columns=CLAIM_COLUMNS)
 
-    def counts(self) -> dict[str, int]:
-        return count_verdicts(r.verdict for r in self.claims)
+    def counts(self, kind: str | None = "paper") -> dict[str, int]:
+        """Verdict counts of this notebook's claims of ``kind`` (``None``: every row)."""
+        return count_verdicts(r.verdict for r in self.claims if kind is None or r.kind == kind)
 
     def save(self, folder: Path | None = None) -> None:
         """Write every figure (PDF and PNG), table (Markdown and CSV) and the claims
@@ -94,7 +96,8 @@ class Rendered:
         store.atomic_write_text(stem.with_suffix(".csv"), df.to_csv(index=False))
         store.atomic_write_text(stem.with_suffix(".md"),
                                 f"**Claims of `{self.notebook}`** · profile `{self.profile}` · dataset {self.dataset} · "
-                                f"{verdict_line(self.counts())}\n\n{tables.markdown_table(df)}\n")
+                                f"paper claims: {verdict_line(self.counts())}; derivation checks: "
+                                f"{verdict_line(self.counts('derivation'), 'checks')}\n\n{tables.markdown_table(df)}\n")
         meta = {"notebook": self.notebook, "profile": self.profile, "dataset": self.dataset,
                 "rows": [r.as_dict() for r in self.claims], "figures": list(self.figures)}
         store.atomic_write_text(stem.with_suffix(".json"), json.dumps(meta, indent=1, sort_keys=True) + "\n")
@@ -117,7 +120,8 @@ def shown_path(path: Path) -> str:
 
 
 def count_verdicts(verdicts: Iterable[str]) -> dict[str, int]:
-    """How many rows carry each verdict; ``assessed`` = yes + no + inconclusive."""
+    """How many rows carry each verdict; ``assessed`` = yes + no + inconclusive (a claim the profile cannot
+    test, or whose criterion could not fail, is not assessed)."""
     counts = {v: 0 for v in stats.VERDICTS}
     for v in verdicts:
         if v not in counts:
@@ -127,8 +131,8 @@ def count_verdicts(verdicts: Iterable[str]) -> dict[str, int]:
     return counts
 
 
-def verdict_line(counts: dict[str, int]) -> str:
-    """``"12 of 20 assessed claims hold, 3 do not, 5 inconclusive; 2 not informative, 1 n/a"``."""
-    return (f"{counts[stats.HOLDS]} of {counts['assessed']} assessed claims hold, {counts[stats.DOES_NOT_HOLD]} do not, "
-            f"{counts[stats.INCONCLUSIVE]} inconclusive; {counts[stats.NOT_INFORMATIVE]} not informative, "
-            f"{counts[stats.NOT_ASSESSED]} n/a")
+def verdict_line(counts: dict[str, int], noun: str = "claims") -> str:
+    """``"12 of 20 assessed claims hold, 3 do not, 5 inconclusive; 4 not tested at this scale, 2 not informative, 1 n/a"``."""
+    return (f"{counts[stats.HOLDS]} of {counts['assessed']} assessed {noun} hold, {counts[stats.DOES_NOT_HOLD]} do not, "
+            f"{counts[stats.INCONCLUSIVE]} inconclusive; {counts[stats.NOT_TESTED]} not tested at this scale, "
+            f"{counts[stats.NOT_INFORMATIVE]} not informative, {counts[stats.NOT_ASSESSED]} n/a")

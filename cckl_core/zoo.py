@@ -1,0 +1,167 @@
+"""Trained models by name, as RobustBench serves them: ``zoo.load("quick", "resnet20_trades")``.
+
+The repository carries the final weights of every run of a published profile's first training seed
+in ``results/<profile>-models.tar`` (:func:`pack` writes it; ``make paper`` refreshes it for
+``quick``): one safetensors file per run, in float16 where that keeps the run's predictions (else
+float32; :func:`pack` checks this), and a manifest with each run's config key, training seed, dtype
+and the SHA-256 and size of its file.
+
+:func:`load` trusts nothing it reads: the archive and each member are bounded in size, only the
+manifest's regular-file members are read (into memory: nothing is unpacked, so nothing can land
+outside a folder), every file is checked against its SHA-256, and the run's key must equal the key
+of the current profile's config for it (a model trained with other settings is refused, naming the
+command that makes it again). The model comes back in float32, in eval mode, on the CPU.
+"""
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from . import profiles, store
+from .paths import results_root
+
+FORMAT = 1
+MANIFEST = "manifest.json"
+#: Bounds on what :func:`load` reads: the archive, one member, the manifest.
+MAX_ARCHIVE_BYTES = 256 * 2 ** 20
+MAX_MEMBER_BYTES = 128 * 2 ** 20
+MAX_MANIFEST_BYTES = 2 ** 20
+
+
+class ZooError(ValueError):
+    """A model that cannot be served: unknown name, missing or damaged archive, stale weights."""
+
+
+class IncompleteCache(ZooError):
+    """:func:`pack` was asked for a profile whose run cache lacks some trained weights."""
+
+
+def archive_path(profile: str) -> Path:
+    """Where the repository carries a profile's trained models: ``results/<profile>-models.tar``."""
+    return results_root() / f"{profiles.check_name(profile)}-models.tar"
+
+
+def _open(profile: str) -> tuple[tarfile.TarFile, dict]:
+    path = archive_path(profile)
+    if not path.is_file():
+        raise ZooError(f"no trained models of profile {profile!r} in this repository ({path} is missing); "
+                       f"make them with `make paper PROFILE={profile}`, which writes it")
+    if path.stat().st_size > MAX_ARCHIVE_BYTES:
+        raise ZooError(f"{path} is larger than {MAX_ARCHIVE_BYTES // 2 ** 20} MiB; not read")
+    try:
+        tar = tarfile.open(path, mode="r:")
+        info = tar.getmember(MANIFEST)
+        if not info.isfile() or info.size > MAX_MANIFEST_BYTES:
+            raise ZooError(f"{path}: its {MANIFEST} is not a small regular file")
+        manifest = json.loads(tar.extractfile(info).read())
+    except (tarfile.TarError, KeyError, OSError, EOFError, ValueError) as err:
+        raise ZooError(f"{path} is not a readable model archive ({err}); restore it with `git checkout -- {path}`") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or not isinstance(manifest.get("models"), dict):
+        raise ZooError(f"{path}: its manifest is not of format {FORMAT}")
+    return tar, manifest
+
+
+def names(profile: str = "quick") -> list[str]:
+    """The runs whose trained models profile ``profile`` carries (``load`` takes these names)."""
+    tar, manifest = _open(profile)
+    tar.close()
+    return sorted(manifest["models"])
+
+
+def load(profile: str, name: str) -> nn.Module:
+    """The trained model of run ``name`` of ``profile`` (its first training seed), verified, in float32 and
+    eval mode on the CPU."""
+    from .training import build_model
+
+    prof = profiles.load(profile)
+    tar, manifest = _open(prof.name)
+    with tar:
+        entry = manifest["models"].get(name)
+        if not isinstance(entry, dict):
+            raise ZooError(f"profile {prof.name!r} carries no trained model {name!r}; its models: "
+                           f"{', '.join(sorted(manifest['models'])) or 'none'}")
+        cfg = prof.run(name)
+        if entry.get("key") != cfg.key or entry.get("seed") != cfg.seed:
+            raise ZooError(f"the carried model {name!r} was trained with other settings than profile {prof.name}'s "
+                           f"current ones (key {entry.get('key')} against {cfg.key}); make it again with "
+                           f"`make paper PROFILE={prof.name}`")
+        try:
+            info = tar.getmember(str(entry.get("file")))
+        except KeyError:
+            raise ZooError(f"{archive_path(prof.name)} lacks the file of {name!r}") from None
+        if not info.isfile() or info.size > MAX_MEMBER_BYTES or info.size != entry.get("bytes"):
+            raise ZooError(f"{archive_path(prof.name)}: the file of {name!r} is not the regular file of "
+                           f"{entry.get('bytes')} bytes its manifest names")
+        payload = tar.extractfile(info).read()
+    if store.sha256_bytes(payload) != entry.get("sha256"):
+        raise ZooError(f"{archive_path(prof.name)}: the weights of {name!r} do not match their checksum (damaged or "
+                       f"edited); restore the file with git")
+    from safetensors.torch import load as load_tensors
+
+    state = {k: (v.float() if v.is_floating_point() else v) for k, v in load_tensors(payload).items()}
+    model = build_model(cfg, int(entry.get("num_classes", cfg.num_classes)))
+    model.load_state_dict(state)
+    return model.eval()
+
+
+def _half_keeps_predictions(model: nn.Module, state: dict, x: torch.Tensor) -> bool:
+    """Whether the model with its weights rounded to float16 predicts every image of ``x`` as in float32."""
+    with torch.no_grad():
+        before = model(x).argmax(1)
+        model.load_state_dict({k: (v.half().float() if v.is_floating_point() else v) for k, v in state.items()})
+        after = model(x).argmax(1)
+        model.load_state_dict(state)
+    return bool(torch.equal(before, after))
+
+
+def pack(profile: str, out: Path | None = None, check_images: int = 2000) -> dict:
+    """Write ``results/<profile>-models.tar`` (or ``out``) from the run cache: the final weights of every
+    finished run of the profile's first training seed, in float16 where rounding them keeps the model's
+    predictions on ``check_images`` test images (else float32). Returns the manifest."""
+    from safetensors.torch import save
+
+    from . import runs
+
+    prof = profiles.load(profile)
+    out = Path(out) if out is not None else archive_path(prof.name)
+    models, files = {}, []
+    lacking = [name for name, cfg in prof.runs.items() if not cfg.optional
+               and runs.inspect(runs.path_of(cfg), cfg).state != runs.COMPLETE]
+    if lacking:
+        raise IncompleteCache(f"the run cache lacks the trained weights of {', '.join(lacking)} (profile {prof.name}, "
+                              f"training seed {prof.seeds[0]}); train them first (`make paper PROFILE={prof.name}`)")
+    for name, cfg in prof.runs.items():
+        try:
+            run = runs.load(cfg, weights=True, device="cpu")
+        except runs.RunNotFoundError:
+            continue  # an optional run whose data set cannot be had here
+        state = {k: v.detach().cpu().clone().contiguous() for k, v in run.model.state_dict().items()}  # a copy: the check below rounds the model's own
+        x = run.dataset("test", n=min(check_images, run.dataset_info["n_test"])).float()
+        half = _half_keeps_predictions(run.model.eval(), state, x)
+        stored = {k: (v.half() if half and v.is_floating_point() else v) for k, v in state.items()}
+        payload = save(stored)
+        file = f"{name}.safetensors"
+        files.append((file, payload))
+        models[name] = {"key": cfg.key, "seed": cfg.seed, "model": cfg.model, "width": cfg.width,
+                        "objective": cfg.objective, "num_classes": len(run.classes), "file": file,
+                        "dtype": "float16" if half else "float32", "bytes": len(payload),
+                        "sha256": store.sha256_bytes(payload), "parameters": sum(
+                            v.numel() for v in state.values() if v.is_floating_point())}
+    manifest = {"format": FORMAT, "profile": prof.name, "models": models}
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:") as tar:
+        for member, payload in [(MANIFEST, store.json_bytes(manifest))] + files:
+            info = tarfile.TarInfo(member)
+            info.size, info.mtime, info.mode = len(payload), 0, 0o644
+            tar.addfile(info, io.BytesIO(payload))
+    store.atomic_write_bytes(out, buf.getvalue())
+    manifest["bytes"] = len(buf.getvalue())
+    return manifest
+
+
+__all__ = ["IncompleteCache", "ZooError", "archive_path", "load", "names", "pack"]
