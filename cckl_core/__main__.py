@@ -137,9 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _dispatch(args)
     except (ValueError, KeyError, DataNotFoundError, NonFiniteLossError, runs.RunNotFoundError, EvaluationMissingError,
-            ResultsMissing, PermissionError, NotADirectoryError, store.DiskFullError) as err:
+            ResultsMissing, PermissionError, NotADirectoryError, store.WriteError) as err:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else (err.strerror or str(err)) \
-            if isinstance(err, store.DiskFullError) else str(err)
+            if isinstance(err, store.WriteError) else str(err)
         print("error: " + " ".join(line.strip() for line in str(msg).splitlines()), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
