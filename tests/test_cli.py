@@ -159,3 +159,83 @@ def test_a_real_process_prints_no_traceback(tmp_path):
                          capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 2
     assert out.stderr.strip().count("\n") == 0 and "Traceback" not in out.stderr and "CCKL_THREADS" in out.stderr
+
+
+# --------------------------------------------------------------------------- report trusts no claims file
+def _figures_with_claims(tmp_path, claims) -> "Path":
+    import json
+    folder = tmp_path / "figures" / "smoke"
+    folder.mkdir(parents=True)
+    (folder / "fig.png").write_bytes(b"")
+    (folder / "claims_01_theorem_check.json").write_text(json.dumps(claims))
+    return folder.parent
+
+
+GOOD_ROW = {"claim": "a claim", "paper value": "1", "measured value": "2", "holds": "yes", "note": "n", "shows": "fig"}
+
+
+@pytest.mark.parametrize("claims, words", [
+    ([GOOD_ROW], "holds a JSON list, not an object"),
+    ({"rows": {"claim": "x"}}, "'rows' is a dict, not a list"),
+    ({"rows": [3]}, "rows[0] is a int, not an object"),
+    ({"rows": [{k: v for k, v in GOOD_ROW.items() if k != "claim"}]}, "rows[0] has no 'claim'"),
+    ({"rows": [{**GOOD_ROW, "claim": 7}]}, "rows[0] has no 'claim'"),
+    ({"rows": [{**GOOD_ROW, "holds": "maybe"}]}, "has verdict 'maybe'; valid: yes, no"),
+    ({"rows": [GOOD_ROW], "figures": "fig"}, "'figures' is not a list"),
+    ({"rows": [GOOD_ROW], "notebook": ["x"]}, "'notebook' is not a string"),
+])
+def test_report_names_the_claims_file_of_the_wrong_structure_and_the_fix(capsys, tmp_path, claims, words):
+    root = _figures_with_claims(tmp_path, claims)
+    assert cli_main(["report", "--profile", "smoke", "--root", str(root)]) == 2
+    _one_error_line(capsys, words, "claims_01_theorem_check.json", "render the notebook again")
+
+
+def test_report_ignores_extra_keys_and_reads_the_verdicts_from_stats(capsys, tmp_path, monkeypatch):
+    from cckl_core import stats
+    row = {**GOOD_ROW, "kind": "test", "family": "f", "p": 0.01, "p adjusted": 0.02, "fixed": True}
+    row.pop("note")  # a display field a row lacks is shown empty
+    root = _figures_with_claims(tmp_path, {"rows": [row, {**GOOD_ROW, "holds": "not tested at this scale"}]})
+    monkeypatch.setattr(stats, "VERDICTS", (*stats.VERDICTS, "not tested at this scale"))
+    assert cli_main(["report", "--profile", "smoke", "--root", str(root)]) == 0
+    assert "a claim" in (root / "smoke" / "index.html").read_text()
+
+
+# --------------------------------------------------------------------------- write failures are one line
+def _fail_writes(monkeypatch, code):
+    import errno  # noqa: F401
+
+    def fail(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(os, "replace", fail)
+
+
+@pytest.mark.parametrize("code, words", [(30, "read-only"), (27, "ulimit -f")])
+def test_report_on_a_read_only_or_size_limited_file_system_is_one_line(capsys, tmp_path, monkeypatch, code, words):
+    root = _figures_with_claims(tmp_path, {"rows": [GOOD_ROW]})
+    _fail_writes(monkeypatch, code)
+    assert cli_main(["report", "--profile", "smoke", "--root", str(root)]) == 2
+    _one_error_line(capsys, "cannot write", str(root / "smoke"), words)
+
+
+@pytest.mark.parametrize("code, words", [(30, "read-only"), (27, "ulimit -f")])
+def test_a_figure_that_cannot_be_written_is_one_line_in_a_notebook(tmp_path, monkeypatch, code, words):
+    """plotting.save draws in memory and writes atomically: a failed write is one WriteError, shown in
+    a notebook as its one line (IPython's _render_traceback_), and no half file is left."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from cckl_core import plotting, store
+    import matplotlib.pyplot as plt
+    fig, _ = plt.subplots()
+    plotting.stamp(fig, "synthetic", "smoke", "vgg13")
+    _fail_writes(monkeypatch, code)
+    with pytest.raises(store.WriteError) as err:
+        plotting.save(fig, "fig_x", tmp_path / "figs")
+    assert words in str(err.value) and "fig_x.pdf" in str(err.value)
+    assert err.value._render_traceback_() == [f"WriteError: {err.value}"]
+    assert not list((tmp_path / "figs").iterdir())
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.undo()
+    with pytest.raises(store.WriteError, match="is a file, not a folder|part of the path is a file"):
+        plotting.save(fig, "fig_x", blocker / "figs")
