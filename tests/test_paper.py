@@ -393,7 +393,10 @@ def test_the_notebooks_are_views():
     assert total <= 667 // 3, total
 
 
-def test_the_spread_and_each_seeds_own_verdict_come_from_the_cache(monkeypatch):
+@pytest.mark.parametrize("machine", ["", 'one "H100"\n[runs.x]\\ tab\there \x7f \x00 é'])
+def test_the_spread_and_each_seeds_own_verdict_come_from_the_cache(monkeypatch, machine):
+    """`cckl spread` prints TOML: a --machine with quotes, newlines, backslashes or control characters is
+    escaped (it parses back to the same text) and cannot add a section."""
     prof = _capacity_inputs(monkeypatch, [0.2, 0.5, 0.8, 0.3, 0.6], 0.5)
     fake = capacity_study.gather()
     for seed, shift in ((1, 0.01), (2, -0.01)):  # two more seeds, nearly the same effects
@@ -405,9 +408,11 @@ def test_the_spread_and_each_seeds_own_verdict_come_from_the_cache(monkeypatch):
             other = _run(prof, name, seed=seed)
             ev = fake.evaluations[name, "fig5"]
             fake.seeds.setdefault((name, "fig5"), []).append((other, _result(**{**ev, "kl": ev["kl"] * (1 + shift)})))
-    text = capacity_study.spread_toml(prof)
+    text = capacity_study.spread_toml(prof, machine=machine)
     import tomllib
     parsed = tomllib.loads(text)["seed_spread"]
+    assert set(tomllib.loads(text)) == {"seed_spread"}
+    assert parsed["how"] == f"python -m cckl_core spread --profile {prof.name}" + (f", {machine}" if machine else "")
     assert parsed["seeds"] == [0, 1, 2] and set(parsed["sd"]) == {c for c in CLAIMS if CLAIMS[c].training_noise}
     spread = profiles.SeedSpread(parsed["sd"], tuple(parsed["seeds"]))
     alone = capacity_study.one_seed_verdicts(fake, spread)

@@ -312,8 +312,9 @@ def spread_toml(profile: Profile, seed: int = 0, machine: str = "") -> str:
     alone = one_seed_verdicts(inputs, measured)
     lines = ["[seed_spread]",
              f"# measured by `python -m cckl_core spread --profile {profile.name}` on {time.strftime('%Y-%m-%d')}"
-             + (f", {machine}" if machine else ""),
-             f"how = \"python -m cckl_core spread --profile {profile.name}{', ' + machine if machine else ''}\"",
+             + (f", {profiles.toml_comment(machine)}" if machine else ""),  # escaped: the output is TOML
+             "how = " + profiles.toml_string(f"python -m cckl_core spread --profile {profile.name}"
+                                             f"{', ' + machine if machine else ''}"),
              f"seeds = [{', '.join(map(str, seeds))}]", "", "[seed_spread.sd]  # standard deviation over seeds of each effect"]
     for cid, values in effects.items():
         verdicts = ", ".join(f"seed {k} {v}" for k, v in sorted(alone.get(cid, {}).items()))

@@ -499,6 +499,29 @@ def _check_sizing(raw: dict, runs: dict, where: str) -> Sizing | None:
     return Sizing(device.strip(), MappingProxyType(out), overhead, margin)
 
 
+# --------------------------------------------------------------------------- writing TOML
+_TOML_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+
+
+def toml_string(text: str) -> str:
+    """``text`` as a TOML basic string (quoted, every quote, backslash and control character escaped), for
+    output that a profile file will hold (``cckl spread`` prints a ``[seed_spread]`` section)."""
+    out = []
+    for ch in str(text):
+        if ch in _TOML_ESCAPES:
+            out.append(_TOML_ESCAPES[ch])
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F or 0xD800 <= ord(ch) <= 0xDFFF:  # controls; a lone surrogate
+            out.append(f"\\u{ord(ch) if ord(ch) < 0xD800 else 0xFFFD:04X}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def toml_comment(text: str) -> str:
+    """``text`` fit for a TOML comment: one line, no control characters (each run of them one space)."""
+    return re.sub(r"[\x00-\x1f\x7f\ud800-\udfff]+", " ", str(text)).strip()
+
+
 # --------------------------------------------------------------------------- checks of single values
 def _check_int(key: str, value, minimum: int, where: str, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
