@@ -310,8 +310,15 @@ def main(profile: Profile, root: str | None = None, notebooks: str | None = None
         print(f"error: no figures for profile {profile.name!r} under {root_path}; render the notebooks first "
               f"(make paper PROFILE={profile.name})", file=sys.stderr)
         return 2
-    if notebooks:
-        export_notebooks(Path(notebooks), folder)
+    if notebooks is not None:
+        from .paper import NOTEBOOKS
+        executed = Path(notebooks).expanduser()
+        if not executed.is_dir() or not any((executed / f"{nb}.ipynb").is_file() for nb in NOTEBOOKS):
+            what = "no such folder" if not executed.is_dir() else "it holds none of the paper's executed notebooks"
+            print(f"error: --notebooks {executed}: {what}; render them first (make paper PROFILE={profile.name} "
+                  f"writes build/{profile.name}/), or leave --notebooks out", file=sys.stderr)
+            return 2
+        export_notebooks(executed, folder)
     costs.write(profile, folder)
     store.atomic_write_text(folder / HTML_FILE, html_page(folder))
     store.atomic_write_text(root_path / "README.md", summary(root_path))

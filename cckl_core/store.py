@@ -55,6 +55,7 @@ _WRITE_FIXES = {
                   "raise the limit (`ulimit -f unlimited`) or write on another file system"),
     errno.ENOTDIR: ("a part of the path is a file, not a folder", "remove that file or choose another path"),
     errno.EISDIR: ("the path is a folder", "choose a file name, or remove the folder"),
+    errno.EEXIST: ("a file is in the way of the folder", "remove that file or choose another path"),
     errno.EDQUOT: ("the disk quota is exhausted", "free some space and run the same command again"),
     errno.ENOSPC: ("no space left on the device", "free some space and run the same command again"),
 }
@@ -93,6 +94,17 @@ def make_folder(folder: Path) -> Path:
     folder = Path(folder)
     with writing(folder):
         folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def check_writable_folder(folder: Path) -> Path:
+    """``folder`` created if absent and proved writable (a probe file written and removed) before any work
+    goes into it; a failure is one :class:`WriteError` naming it and the fix."""
+    folder = make_folder(Path(folder))
+    probe = folder / f".cckl-probe-{os.getpid()}"
+    atomic_write_bytes(probe, b"probe\n")
+    with writing(probe):
+        probe.unlink()
     return folder
 
 

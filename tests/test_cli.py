@@ -239,3 +239,65 @@ def test_a_figure_that_cannot_be_written_is_one_line_in_a_notebook(tmp_path, mon
     monkeypatch.undo()
     with pytest.raises(store.WriteError, match="is a file, not a folder|part of the path is a file"):
         plotting.save(fig, "fig_x", blocker / "figs")
+
+
+# --------------------------------------------------------------------------- one check per option, every command
+@pytest.mark.parametrize("argv, words", [
+    (["evaluate", "--profile", "smoke", "--jobs", "0"], ["--jobs must be >= 1, got 0"]),
+    (["evaluate", "--profile", "smoke", "--jobs", "-2"], ["--jobs must be >= 1, got -2"]),
+    (["jobs", "--profile", "smoke", "--jobs", "0"], ["--jobs must be >= 1, got 0"]),
+    (["evaluate", "--profile", "smoke", "--run", "vgg13_standard", "--sample-seed", str(2 ** 32)],
+     ["--sample-seed must be <= 4294967295"]),
+    (["train", "--profile", "smoke", "--run", "vgg13_standard", "--seed", str(2 ** 32)], ["--seed must be <= 4294967295"]),
+    (["plan", "--profile", "gpu", "--sizing", "--runs", "nope"], ["has no run 'nope'"]),
+    (["launch", "--profile", "smoke", "--executor", "local", "--partition", "gpu"], ["--partition applies to Slurm"]),
+    (["launch", "--profile", "smoke", "--executor", "local", "--gpus-per-job", "2", "--wait"],
+     ["--gpus-per-job, --wait apply to Slurm"]),
+    (["notebooks", "--profile", "bogus"], ["unknown profile 'bogus'"]),
+    (["unbundle", "--profile", "bogus", "x.tar.gz"], ["unknown profile 'bogus'"]),
+])
+def test_an_option_is_checked_the_same_in_every_command(capsys, argv, words):
+    assert cli_main(argv) == 2
+    _one_error_line(capsys, *words)
+
+
+def test_plan_sizing_follows_runs(capsys):
+    from cckl_core import profiles
+    gpu = profiles.load("gpu")
+    first = next(iter(gpu.sizing.runs))
+    assert cli_main(["plan", "--profile", "gpu", "--sizing", "--runs", first]) == 0
+    out = capsys.readouterr().out
+    train, evals = gpu.sizing.runs[first]
+    assert f"expected {train + evals + gpu.sizing.overhead_s:.0f} s" in out
+    assert [n for n in gpu.runs if n != first and n in out] == []
+
+
+@pytest.mark.parametrize("cmd", ["runs", "costs", "spread", "bundle"])
+def test_an_artifacts_root_that_is_a_file_is_one_line_for_every_command(capsys, monkeypatch, tmp_path, cmd):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    monkeypatch.setenv("CCKL_ARTIFACTS", str(blocker))
+    argv = [cmd, "--profile", "smoke"] + (["--out", str(tmp_path / "b.tar.gz")] if cmd == "bundle" else [])
+    assert cli_main(argv) == 2
+    _one_error_line(capsys, "is a file, not a folder")
+
+
+def test_report_notebooks_from_a_missing_folder_is_one_line(capsys, tmp_path):
+    root = _figures_with_claims(tmp_path, {"rows": [GOOD_ROW]})
+    assert cli_main(["report", "--profile", "smoke", "--root", str(root), "--notebooks", str(tmp_path / "nope")]) == 2
+    _one_error_line(capsys, "--notebooks", "no such folder")
+    (tmp_path / "empty").mkdir()
+    assert cli_main(["report", "--profile", "smoke", "--root", str(root), "--notebooks", str(tmp_path / "empty")]) == 2
+    _one_error_line(capsys, "holds none of the paper's executed notebooks")
+    assert not (root / "smoke" / "index.html").exists()
+
+
+def test_rehearse_into_an_unusable_folder_fails_at_once(capsys, tmp_path, monkeypatch):
+    from cckl_core import schedule
+    monkeypatch.setattr(schedule, "run", lambda *a, **k: pytest.fail("started work"))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    assert cli_main(["rehearse", "--profile", "smoke", "--out", str(blocker)]) == 2
+    _one_error_line(capsys, str(blocker), "remove that file or choose another path")
+    assert cli_main(["rehearse", "--profile", "smoke", "--out", str(blocker / "sub")]) == 2
+    _one_error_line(capsys, "cannot write", "a part of the path is a file")
