@@ -20,10 +20,15 @@ Sources are not trusted. The offline CIFAR-10 copy, zip or folder, is named CIFA
 is checked to be it: exactly CIFAR-10's ten class folders, with 5,000 training and 1,000 test
 images in each (:data:`CIFAR10_CLASSES`, :data:`CIFAR10_PER_CLASS`). A file that is not a zip
 (truncated, damaged), an empty class folder, an unreadable image, an image of more than
-4,096 x 4,096 pixels (refused from its header, before it is decoded) and an image file of more
-than 128 MiB (refused before it is read) are each one
+4,096 x 4,096 pixels (refused from its header, before it is decoded), an image file of more
+than 128 MiB (refused before it is read, and read through a bounded read), a path named like an
+image that is not a regular file (a FIFO, a link to a device: never opened for reading) and an
+image of a bit depth the loader does not read (32-bit or floating-point pixels; 16-bit grey is
+scaled to 8 bits) are each one
 :class:`DataError` naming the file and saying how to fix it; a missing data set is one
-:class:`DataNotFoundError`.
+:class:`DataNotFoundError`. An image folder is walked in ``ImageFolder``'s order, following links,
+but every folder is entered once (a symbolic-link loop is not followed again) and every file is
+read once; what that leaves out is said in one line.
 
 Decoding happens once; the decoded tensors are cached at ``<root>/cache/`` as safetensors (no
 pickle, written atomically through :mod:`.store`) beside a JSON sidecar recording the source's

@@ -3,14 +3,16 @@
 A profile file holds ``[defaults]`` for every run, ``[runs.<name>]`` overrides, ``[roles]``
 saying which run plays which part in the notebooks, ``[evaluation]`` sizes of the cached
 evaluations (see :mod:`cckl_core.evaluations`), optionally ``seeds = [...]`` (each run is
-trained once per seed; the first is the default) and ``[seed_spread]`` (the seed-to-seed spread
+trained once per seed; the first is every run's default ``seed``, and a ``seed`` that differs is
+refused) and ``[seed_spread]`` (the seed-to-seed spread
 of the capacity-study effects, measured once, see :mod:`cckl_core.paper.capacity_study`) and
 ``[sizing]`` (the seconds each run was sized to take on a named device; ``cckl plan`` prints it).
 
 :func:`load` parses and checks a file once into frozen objects: a :class:`Profile` holding one
 :class:`RunConfig` per run and one :class:`EvaluationSettings`. Those objects, not names and
 dicts, travel through the package (runs, evaluations, plan, costs, bundle, launch). A mistake in
-a file is one :class:`ProfileError` line naming the file and the key.
+a file is one :class:`ProfileError` line naming the file and the key. Profile and run names become
+folder names, so they follow one rule (:data:`SAFE_NAME`, also the bundle's).
 
 Two default-profile rules, each written here once: :func:`default_to_compute` (what ``make
 paper`` and the command line use: ``$CCKL_PROFILE``, else ``paper`` with CUDA and ``quick``
