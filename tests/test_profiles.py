@@ -351,3 +351,13 @@ def test_bad_seed_spread_is_one_line_naming_the_key(tmp_path, old, new, words):
     with pytest.raises(profiles.ProfileError) as err:
         profiles.parse(path)
     assert words in str(err.value) and str(path) in str(err.value)
+
+
+def test_a_config_made_by_hand_cannot_name_a_folder_outside_the_root(tmp_path, monkeypatch):
+    from cckl_core import runs
+    monkeypatch.setenv("CCKL_ARTIFACTS", str(tmp_path / "artifacts"))
+    cfg = profiles.load("smoke").run("vgg13_standard")
+    assert runs.path_of(cfg).parent.parent == tmp_path / "artifacts"
+    for bad in (dict(name="../../x"), dict(name=""), dict(profile="../elsewhere")):
+        with pytest.raises(profiles.ProfileError, match="cannot be used as a folder name"):
+            runs.path_of(dataclasses.replace(cfg, **bad))
