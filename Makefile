@@ -107,8 +107,8 @@ RENDER_THREADS = $(shell n=$$(( $$(nproc 2>/dev/null || echo 1) / $(RENDER_JOBS)
 render: $(addprefix build/$(PROFILE)/,$(addsuffix .ipynb,$(NOTEBOOKS)))
 
 # A notebook's kernel log goes to a file, shown only when the notebook fails; an expected stop (results
-# missing, a write that failed) is its one line, not papermill's traceback around it.
-ONE_LINE_ERRORS := ResultsMissing|WriteError
+# missing, a bad parameter, a write that failed) is its one line, not papermill's traceback around it.
+ONE_LINE_ERRORS := ResultsMissing|ParameterError|WriteError|DiskFullError
 build/$(PROFILE)/%.ipynb: notebooks/%.ipynb $(STAMP) FORCE
 	@mkdir -p $(@D) && echo "[cckl] rendering $* ($(PROFILE))"
 	@OMP_NUM_THREADS=$(RENDER_THREADS) CCKL_FIGURES=$(call q,$(CURDIR)/figures) $(PY) -m papermill --log-level ERROR \
