@@ -31,6 +31,7 @@ import seaborn as sns
 from scipy import stats
 
 from . import store
+from .profiles import check_safe_name
 
 #: Size of one panel in inches (width, height); figures are ``n`` panels side by side.
 PANEL = (3.7, 2.9)
@@ -116,8 +117,7 @@ def save(fig: plt.Figure, name: str, folder: Path) -> tuple[Path, Path]:
     text = getattr(fig, _STAMP_ATTR, None)
     if not text:
         raise ValueError(f"figure {name!r} has no stamp: call plotting.stamp(fig, dataset, profile, model) before save()")
-    if not name or any(ch in name for ch in "/\\ "):
-        raise ValueError(f"figure name must be a plain file stem like 'fig3_fisher_vgg13', got {name!r}")
+    check_safe_name(name, "figure name (a file stem like 'fig3_fisher_vgg13')")  # the one rule for names of paths
     folder = store.make_folder(Path(folder))
     pdf, png = folder / f"{name}.pdf", folder / f"{name}.png"
     for path, kwargs in ((pdf, dict(format="pdf", metadata={"Title": name, "Subject": text, "CreationDate": None})),

@@ -301,3 +301,20 @@ def test_rehearse_into_an_unusable_folder_fails_at_once(capsys, tmp_path, monkey
     _one_error_line(capsys, str(blocker), "remove that file or choose another path")
     assert cli_main(["rehearse", "--profile", "smoke", "--out", str(blocker / "sub")]) == 2
     _one_error_line(capsys, "cannot write", "a part of the path is a file")
+
+
+@pytest.mark.parametrize("name", ["../escape", "a/b", "", "fig x"])
+def test_figure_and_table_names_follow_the_one_safe_name_rule(tmp_path, name):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from cckl_core import plotting, profiles, tables
+    fig, _ = plt.subplots()
+    plotting.stamp(fig, "synthetic", "smoke", "vgg13")
+    with pytest.raises(profiles.ProfileError, match="cannot be used as a file or folder name"):
+        plotting.save(fig, name, tmp_path / "figs")
+    with pytest.raises(profiles.ProfileError, match="cannot be used as a file or folder name"):
+        tables.write(pd.DataFrame({"a": [1]}), name, tmp_path / "tables")
+    assert not (tmp_path.parent / "escape.csv").exists() and not list(tmp_path.rglob("*.csv"))

@@ -279,8 +279,8 @@ def test_a_run_name_that_is_not_path_safe_is_refused(tmp_path, name):
     path = _write(tmp_path, text=text)
     with pytest.raises(profiles.ProfileError) as err:
         profiles.parse(path)
-    assert "cannot be used as a folder name" in str(err.value) and str(path) in str(err.value)
-    with pytest.raises(profiles.ProfileError, match="cannot be used as a folder name"):
+    assert "cannot be used as a file or folder name" in str(err.value) and str(path) in str(err.value)
+    with pytest.raises(profiles.ProfileError, match="cannot be used as a file or folder name"):
         profiles.run_config(name, "smoke", {"model": "resnet20", "objective": "standard", "lr": 0.1})
 
 
@@ -359,5 +359,5 @@ def test_a_config_made_by_hand_cannot_name_a_folder_outside_the_root(tmp_path, m
     cfg = profiles.load("smoke").run("vgg13_standard")
     assert runs.path_of(cfg).parent.parent == tmp_path / "artifacts"
     for bad in (dict(name="../../x"), dict(name=""), dict(profile="../elsewhere")):
-        with pytest.raises(profiles.ProfileError, match="cannot be used as a folder name"):
+        with pytest.raises(profiles.ProfileError, match="cannot be used as a file or folder name"):
             runs.path_of(dataclasses.replace(cfg, **bad))

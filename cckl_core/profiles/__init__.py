@@ -80,7 +80,7 @@ def check_safe_name(name: object, what: str, where: str = "") -> str:
     """``name`` if it follows :data:`SAFE_NAME` (it becomes a folder name), else one :class:`ProfileError`."""
     if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name):
         at = f"{where}: " if where else ""
-        raise ProfileError(f"{at}{what} {name!r} cannot be used as a folder name: a name must start with a letter or "
+        raise ProfileError(f"{at}{what} {name!r} cannot be used as a file or folder name: a name must start with a letter or "
                            "digit and hold only letters, digits, '_' and '-' (at most 100 characters); rename it")
     return name
 
