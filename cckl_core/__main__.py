@@ -274,9 +274,6 @@ def _dispatch(args) -> int:
         names = parse_list(args.runs, "--runs")
         for n in names or []:
             profile.run(n)
-        for flag, value in (("--probe-batch", args.probe_batch), ("--eval-probe", args.eval_probe)):
-            if value is not None and value < 1:
-                raise ValueError(f"{flag} must be >= 1, got {value}")
         if args.sizing:
             print_sizing(profile, runs_=names)
         else:
