@@ -268,8 +268,9 @@ def _open_regular(path: Path, max_bytes: int | None = None):
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
-        raise DataError(f"{path} is not a regular file (a FIFO, a device or a socket{', through a link to ' + os.path.realpath(path) if os.path.islink(path) else ''}); "
-                        "an image must be a plain file: remove it or replace it with the image")
+        link = f", through a link to {os.path.realpath(path)}" if os.path.islink(path) else ""
+        raise DataError(f"{path} is not a regular file (a FIFO, a device or a socket{link}); an image must be a "
+                        "plain file: remove it or replace it with the image")
     if max_bytes is not None and st.st_size > max_bytes:
         os.close(fd)
         raise DataError(f"{path} is {st.st_size:,} bytes, more than the {max_bytes:,} an image file may have "
