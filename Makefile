@@ -47,7 +47,7 @@ $(error JOBS must be a whole number >= 1, got '$(JOBS)')
 endif
 endif
 ifdef BUNDLE
-ifeq ($(wildcard $(BUNDLE)),)
+ifeq ($(shell test -f $(call q,$(BUNDLE)) && echo yes),)
 $(error BUNDLE=$(BUNDLE): no such file; make one with `python -m cckl_core bundle --profile P --out FILE`)
 endif
 endif
@@ -71,18 +71,20 @@ $(STAMP): pyproject.toml requirements.lock
 
 # ---------------------------------------------------------------- tests
 # pytest (2 workers, one torch thread each), then the notebooks under nbval, rendering a smoke fixture that the
-# test set-up trains once (build/test-fixture/; the notebooks train nothing).
+# test set-up trains once (build/test-fixture/; the notebooks train nothing). Paths from $(CURDIR) are quoted
+# ($(call q,...)): a checkout whose path holds a space works.
 FIXTURE := $(CURDIR)/build/test-fixture
 test: pytest nbval
 
 fixture: $(STAMP)
-	@CCKL_THREADS=1 $(PY) tests/fixture.py $(FIXTURE)
+	@CCKL_THREADS=1 $(PY) tests/fixture.py $(call q,$(FIXTURE))
 
 pytest: fixture
-	CCKL_TEST_FIXTURE=$(FIXTURE) CCKL_THREADS=1 $(PY) -m pytest -n 2 -q -p no:cacheprovider --durations=10 tests
+	CCKL_TEST_FIXTURE=$(call q,$(FIXTURE)) CCKL_THREADS=1 $(PY) -m pytest -n 2 -q -p no:cacheprovider --durations=10 tests
 
 nbval: fixture
-	CCKL_PROFILE=smoke CCKL_ARTIFACTS=$(FIXTURE)/artifacts CCKL_DATA_ROOT=$(FIXTURE)/no-data CCKL_FIGURES=$(CURDIR)/build/nbval/figures \
+	CCKL_PROFILE=smoke CCKL_ARTIFACTS=$(call q,$(FIXTURE)/artifacts) CCKL_DATA_ROOT=$(call q,$(FIXTURE)/no-data) \
+	  CCKL_FIGURES=$(call q,$(CURDIR)/build/nbval/figures) \
 	  $(PY) -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env $(addprefix notebooks/,$(addsuffix .ipynb,$(NOTEBOOKS)))
 
 # ---------------------------------------------------------------- the paper
@@ -106,16 +108,20 @@ endif
 RENDER_THREADS = $(shell n=$$(( $$(nproc 2>/dev/null || echo 1) / $(RENDER_JOBS) )); [ $$n -ge 1 ] && echo $$n || echo 1)
 render: $(addprefix build/$(PROFILE)/,$(addsuffix .ipynb,$(NOTEBOOKS)))
 
-# A notebook's kernel log goes to a file, shown only when the notebook fails. Every parameter is injected (profile and
-# the sampling seed 0), so nothing saved in a source notebook's parameters cell steers a published render.
+# A notebook's kernel log goes to a file, shown only when the notebook fails; an expected stop (results
+# missing, a bad parameter, a write that failed) is its one line, not papermill's traceback around it. Every
+# parameter is injected (profile and the sampling seed 0), so nothing saved in a source notebook steers a render.
+ONE_LINE_ERRORS := ResultsMissing|ParameterError|WriteError|DiskFullError
 build/$(PROFILE)/%.ipynb: notebooks/%.ipynb $(STAMP) FORCE
 	@mkdir -p $(@D) && echo "[cckl] rendering $* ($(PROFILE))"
-	@OMP_NUM_THREADS=$(RENDER_THREADS) CCKL_FIGURES=$(CURDIR)/figures $(PY) -m papermill --log-level ERROR \
+	@OMP_NUM_THREADS=$(RENDER_THREADS) CCKL_FIGURES=$(call q,$(CURDIR)/figures) $(PY) -m papermill --log-level ERROR \
 	  --no-progress-bar $< $@ -p profile $(PROFILE) -p seed 0 > build/$(PROFILE)/$*.log 2>&1 || \
-	  { cat build/$(PROFILE)/$*.log; echo "[cckl] $* failed; its log: build/$(PROFILE)/$*.log"; exit 1; }
+	  { line=$$(grep -m1 -E '^($(ONE_LINE_ERRORS)): ' build/$(PROFILE)/$*.log); \
+	    if [ -n "$$line" ]; then echo "[cckl] $*: $$line" >&2; else cat build/$(PROFILE)/$*.log; fi; \
+	    echo "[cckl] $* failed; its log: build/$(PROFILE)/$*.log" >&2; exit 1; }
 
 report: $(STAMP)
-	@CCKL_FIGURES=$(CURDIR)/figures $(PY) -m cckl_core report --profile $(PROFILE) --notebooks build/$(PROFILE)
+	@CCKL_FIGURES=$(call q,$(CURDIR)/figures) $(PY) -m cckl_core report --profile $(PROFILE) --notebooks build/$(PROFILE)
 
 FORCE:
 
@@ -124,7 +130,7 @@ FORCE:
 # get PROFILE when given (else each notebook picks a profile whose results are present).
 lab: $(STAMP)
 	$(if $(filter command line,$(origin PROFILE)),CCKL_PROFILE=$(PROFILE)) $(VENV)/bin/jupyter lab --ip=127.0.0.1 \
-	  --no-browser $(if $(filter 0,$(shell id -u)),--allow-root) --ServerApp.root_dir=$(CURDIR) \
+	  --no-browser $(if $(filter 0,$(shell id -u)),--allow-root) --ServerApp.root_dir=$(call q,$(CURDIR)) \
 	  --LabApp.default_url=/lab/tree/notebooks
 
 # The gpu profile's exact runs at a few images on this CPU: train, evaluate, bundle, unbundle, render.

@@ -115,7 +115,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--executor", required=True, choices=("slurm", "local"),
                    help="slurm: one job array, returns after submission (see --wait); local: side by side here, waits")
     p.add_argument("--partition", default=None, help="Slurm partition (default: the cluster's)")
-    p.add_argument("--gpus-per-job", type=int, default=1, help="GPUs per Slurm task (default 1)")
+    p.add_argument("--gpus-per-job", type=int, default=None, help="GPUs per Slurm task (default 1)")
     p.add_argument("--cpus-per-task", type=int, default=None, help="Slurm CPUs per task (default: the cluster's)")
     p.add_argument("--max-parallel", type=int, default=None,
                    help="tasks at a time (default: slurm all; local as `evaluate`)")
@@ -143,9 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _dispatch(args)
     except (ValueError, KeyError, DataNotFoundError, NonFiniteLossError, runs.RunNotFoundError, EvaluationMissingError,
-            ResultsMissing, PermissionError, NotADirectoryError, store.DiskFullError) as err:
+            ResultsMissing, PermissionError, NotADirectoryError, store.WriteError) as err:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else (err.strerror or str(err)) \
-            if isinstance(err, store.DiskFullError) else str(err)
+            if isinstance(err, store.WriteError) else str(err)
         print("error: " + " ".join(line.strip() for line in str(msg).splitlines()), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -153,6 +153,42 @@ def main(argv: list[str] | None = None) -> int:
             print("interrupted: finished epochs and evaluations are kept; run the same command to resume",
                   file=sys.stderr)
         return 130
+
+
+#: The bounds of every numeric option, by its destination: the one check each command that has the option
+#: runs (:func:`_check_options`), so an option means the same in every command.
+_OPTION_BOUNDS = {"jobs": (1, None), "seed": (0, profiles.MAX_SEED), "sample_seed": (0, profiles.MAX_SEED),
+                  "probe_batch": (1, None), "eval_probe": (1, None), "max_parallel": (1, None),
+                  "cpus_per_task": (1, None), "gpus_per_job": (0, None)}
+#: Options of ``launch`` that only a Slurm launch uses (``--time`` has its own note).
+_SLURM_ONLY = ("partition", "gpus_per_job", "cpus_per_task", "logs", "wait")
+#: Commands that read or write the artifacts root: a root that is a file is one line before anything runs.
+_USES_ARTIFACTS = ("train", "evaluate", "plan", "rehearse", "runs", "costs", "bundle", "spread")  # launch: its own
+
+
+def _check_options(args) -> None:
+    """Check every option the command has against :data:`_OPTION_BOUNDS` and the profile name, before
+    anything runs: one ``ValueError`` line naming the option."""
+    for dest, (low, high) in _OPTION_BOUNDS.items():
+        value = getattr(args, dest, None)
+        if value is None:
+            continue
+        flag = "--" + dest.replace("_", "-")
+        if value < low:
+            raise ValueError(f"{flag} must be >= {low}, got {value}")
+        if high is not None and value > high:
+            raise ValueError(f"{flag} must be <= {high} (the largest seed torch and the notebooks take), got {value}")
+    if getattr(args, "profile", None) is not None:
+        profiles.check_name(args.profile)
+    if args.cmd == "launch" and args.executor == "local":
+        given = [f"--{d.replace('_', '-')}" for d in _SLURM_ONLY if getattr(args, d, None) not in (None, False)]
+        if given:
+            raise ValueError(f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to Slurm tasks "
+                             "(--executor slurm); a local launch does not use it: leave it out")
+    if args.cmd == "plan" and args.sizing:
+        for flag in ("probe_batch", "eval_probe"):
+            if getattr(args, flag) is not None:
+                raise ValueError(f"--{flag.replace('_', '-')} times a step; --sizing times nothing: give one of them")
 
 
 def _check_artifacts_root() -> None:
@@ -183,6 +219,7 @@ def _dispatch(args) -> int:
     from . import runs
     from .devices import configure_threads, resolve_device
 
+    _check_options(args)
     if args.cmd == "unbundle":
         from . import bundle
         _check_artifacts_root()
@@ -197,7 +234,7 @@ def _dispatch(args) -> int:
         print(profiles.check_name(args.profile) if args.profile else profiles.default_to_compute())
         return 0
     profile = profiles.load(args.profile)
-    if args.cmd in ("train", "evaluate", "plan", "rehearse"):
+    if args.cmd in _USES_ARTIFACTS:
         _check_artifacts_root()
     if getattr(args, "device", None) is not None:
         resolve_device(args.device)  # fail early, in one line, on a device this machine lacks
@@ -243,15 +280,14 @@ def _dispatch(args) -> int:
         names = parse_list(args.runs, "--runs")
         for n in names or []:
             profile.run(n)
-        for flag, value in (("--probe-batch", args.probe_batch), ("--eval-probe", args.eval_probe)):
-            if value is not None and value < 1:
-                raise ValueError(f"{flag} must be >= 1, got {value}")
         if args.sizing:
-            print_sizing(profile)
+            print_sizing(profile, runs_=names)
         else:
             plan(profile, args.device, args.probe_batch, names, eval_probe=args.eval_probe)
     elif args.cmd == "launch":
         from . import launch
+        if args.gpus_per_job is None:
+            args.gpus_per_job = 1
         try:
             return launch.run_cli(profile, args)
         except launch.MissingExtraError as err:
@@ -300,8 +336,6 @@ def _evaluate(profile: profiles.Profile, args) -> int:
     from . import evaluations, runs, schedule
 
     configs = _selection(profile, args)
-    if args.sample_seed < 0:
-        raise ValueError(f"--sample-seed must be >= 0, got {args.sample_seed}")
     if args.worker or (len(configs) == 1 and args.jobs in (None, 1)):
         cfg = configs[0]
         try:

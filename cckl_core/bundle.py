@@ -58,7 +58,7 @@ _HEADER_ALLOWANCE = 4096
 _CHUNK = 1 << 20
 
 _RUN_FILES = (*runs.RECORDED, "complete.json")
-_FOLDER = re.compile(r"(?P<run>[A-Za-z0-9][A-Za-z0-9_-]{0,99})-(?P<hash>[0-9a-f]{12})")
+_FOLDER = re.compile(rf"(?P<run>{profiles.SAFE_NAME})-(?P<hash>[0-9a-f]{{12}})")  # the one safe-name rule
 _EVAL_FILE = re.compile(r"(?P<stem>[A-Za-z0-9][A-Za-z0-9_-]{0,63}-[0-9a-f]{12})\.(?P<ext>json|npz)")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _STAGING_PREFIX = ".unbundle-"
@@ -422,7 +422,10 @@ def _remove_orphans(prof_dir: Path) -> None:
     for path in prof_dir.glob(_STAGING_PREFIX + "*"):
         if path.is_symlink() or not path.is_dir():
             continue
-        if not (path / ".lock").is_file():
+        lock = path / store.LOCK_FILE
+        if lock.is_symlink() or (lock.exists() and not lock.is_file()):
+            continue  # not a lock this module made: left alone (never opened)
+        if not lock.is_file():
             with contextlib.suppress(OSError):
                 if time.time() - path.stat().st_mtime > _ORPHAN_AGE:
                     _remove_own(path, prof_dir, _STAGING_PREFIX)
@@ -430,7 +433,7 @@ def _remove_orphans(prof_dir: Path) -> None:
         try:
             with store.locked(path, wait=False):
                 pass
-        except (store.BusyError, OSError):
+        except (store.BusyError, store.UnsafeLockError, OSError):
             continue
         _remove_own(path, prof_dir, _STAGING_PREFIX)
 
@@ -634,17 +637,44 @@ def extract(bundle: str | Path, profile: str | None = None, replace: bool = Fals
 
 
 # --------------------------------------------------------------------------- is a bundle still current?
-def read_manifest(bundle: str | Path) -> dict:
-    """The manifest of ``bundle`` (read only, nothing unpacked); :class:`BundleError` if it has none."""
-    bundle = Path(bundle)
+@contextlib.contextmanager
+def _stream(bundle: Path, limit: int):
+    """The bundle as a tar stream (``r|``) of at most ``limit`` decompressed bytes, with the bounded reader:
+    every read error, an empty, truncated or non-gzip file included, is one :class:`BundleError`."""
+    if not bundle.is_file():
+        raise BundleError(f"no bundle at {bundle} (or it is not a regular file)")
     try:
-        with tarfile.open(bundle, mode="r:gz") as tar:
-            first = tar.next()
-            if first is None or first.name != MANIFEST or first.size > MAX_MANIFEST_BYTES:
-                raise BundleError(f"{bundle} does not start with a valid {MANIFEST}")
-            return json.loads(tar.extractfile(first).read())
-    except (tarfile.TarError, OSError, EOFError, zlib.error, ValueError) as err:
-        raise BundleError(f"{bundle} is not a readable bundle ({err})") from None
+        raw = open(bundle, "rb")
+    except OSError as err:
+        raise BundleError(f"cannot read {bundle} ({err.strerror})") from None
+    with raw, gzip.GzipFile(fileobj=raw, mode="rb") as gz:
+        reader = _BoundedReader(gz, bundle, limit)
+        with _reading(bundle):
+            tar = tarfile.open(fileobj=reader, mode="r|")
+        with tar:
+            yield tar, reader
+
+
+def _manifest_only(tar: tarfile.TarFile, bundle: Path) -> dict:
+    """The first member of ``tar``, which must be a JSON object ``bundle.json`` of bounded size."""
+    first = _next_member(tar, bundle)
+    if first is None or first.name != MANIFEST or not first.isreg() or first.size > MAX_MANIFEST_BYTES:
+        raise BundleError(f"{bundle} does not start with a valid {MANIFEST}; {_REMAKE}")
+    try:
+        manifest = json.loads(_read_member(tar, first, bundle))
+    except (ValueError, RecursionError):
+        manifest = None
+    if not isinstance(manifest, dict):
+        raise BundleError(f"{bundle}: its {MANIFEST} is not a JSON object; {_REMAKE}")
+    return manifest
+
+
+def read_manifest(bundle: str | Path) -> dict:
+    """The manifest of ``bundle`` (read only, nothing unpacked): a JSON object; :class:`BundleError` if it
+    has none, or the file is empty, truncated or not a ``.tar.gz``."""
+    bundle = Path(bundle)
+    with _stream(bundle, MAX_MANIFEST_BYTES + 4 * _HEADER_ALLOWANCE + 2 * tarfile.RECORDSIZE) as (tar, _):
+        return _manifest_only(tar, bundle)
 
 
 def stale(bundle: str | Path) -> list[str]:
@@ -652,33 +682,51 @@ def stale(bundle: str | Path) -> list[str]:
     every run of the profile, with every training seed the profile trains it with, present under the folder
     name its current config gives,
     its ``complete.json`` of the current run format, and every evaluation the profile needs for it
-    under the key its current settings give (sampling seed 0)."""
+    under the key its current settings give (sampling seed 0).
+
+    The file is checked before anything in it is parsed: read as a bounded stream (at most
+    :data:`MAX_BYTES`), a manifest that is a JSON object whose ``runs`` is a list and ``members`` an
+    object; an empty, truncated or non-tar file, or a manifest or ``complete.json`` of the wrong shape,
+    is one :class:`BundleError`."""
     from . import evaluations
 
-    manifest = read_manifest(bundle)
-    problems = []
-    if manifest.get("format") != FORMAT:
-        problems.append(f"bundle format {manifest.get('format')!r}, not {FORMAT}")
-    try:
-        prof = profiles.load(profiles.check_name(manifest.get("profile")))
-    except profiles.ProfileError as err:
-        return problems + [str(err)]
-    members = manifest.get("members", {})
-    folders = {e.get("folder") for e in manifest.get("runs", [])}
-    for cfg in prof.configs():
-        name, want = cfg.name, cfg.folder
-        if want not in folders:
-            if not cfg.optional:
-                seed = f" (seed {cfg.seed})" if cfg.seed != prof.seeds[0] else ""
-                problems.append(f"run {name}{seed}: no folder {want} (its config changed, or it is missing)")
-            continue
-        for e in evaluations.needed(prof, name):
-            stem = f"{e}-{evaluations.settings_key(evaluations.settings(prof, e))}"
-            if f"{prof.name}/{want}/evaluations/{stem}.json" not in members:
-                problems.append(f"run {name}: evaluation {stem} missing (its settings or code version changed)")
-    with tarfile.open(bundle, mode="r:gz") as tar:
-        for m in tar:
-            if m.name.endswith("/complete.json"):
-                if json.loads(tar.extractfile(m).read()).get("format") != runs.FORMAT:
+    bundle = Path(bundle)
+    with _stream(bundle, MAX_BYTES) as (tar, _):
+        manifest = _manifest_only(tar, bundle)
+        members, entries = manifest.get("members", {}), manifest.get("runs", [])
+        if not isinstance(members, dict) or not isinstance(entries, list) or \
+                not all(isinstance(e, dict) for e in entries):
+            raise BundleError(f"{bundle}: its {MANIFEST} does not have the shape of a bundle's (runs: a list of "
+                              f"objects, members: an object); {_REMAKE}")
+        problems = []
+        if manifest.get("format") != FORMAT:
+            problems.append(f"bundle format {manifest.get('format')!r}, not {FORMAT}")
+        try:
+            prof = profiles.load(profiles.check_name(manifest.get("profile")))
+        except profiles.ProfileError as err:
+            return problems + [str(err)]
+        folders = {e.get("folder") for e in entries}
+        for cfg in prof.configs():
+            name, want = cfg.name, cfg.folder
+            if want not in folders:
+                if not cfg.optional:
+                    seed = f" (seed {cfg.seed})" if cfg.seed != prof.seeds[0] else ""
+                    problems.append(f"run {name}{seed}: no folder {want} (its config changed, or it is missing)")
+                continue
+            for e in evaluations.needed(prof, name):
+                stem = f"{e}-{evaluations.settings_key(evaluations.settings(prof, e))}"
+                if f"{prof.name}/{want}/evaluations/{stem}.json" not in members:
+                    problems.append(f"run {name}: evaluation {stem} missing (its settings or code version changed)")
+        while (m := _next_member(tar, bundle)) is not None:
+            if m.name.endswith("/complete.json") and m.isreg():
+                if m.size > MAX_MANIFEST_BYTES:
+                    raise BundleError(f"{bundle}: member {m.name!r} is too large for a complete.json; {_REMAKE}")
+                try:
+                    record = json.loads(_read_member(tar, m, bundle))
+                except (ValueError, RecursionError):
+                    record = None
+                if not isinstance(record, dict):
+                    raise BundleError(f"{bundle}: member {m.name!r} is not a JSON object; {_REMAKE}")
+                if record.get("format") != runs.FORMAT:
                     problems.append(f"{m.name}: run format is not {runs.FORMAT}")
     return problems

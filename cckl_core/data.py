@@ -20,10 +20,15 @@ Sources are not trusted. The offline CIFAR-10 copy, zip or folder, is named CIFA
 is checked to be it: exactly CIFAR-10's ten class folders, with 5,000 training and 1,000 test
 images in each (:data:`CIFAR10_CLASSES`, :data:`CIFAR10_PER_CLASS`). A file that is not a zip
 (truncated, damaged), an empty class folder, an unreadable image, an image of more than
-4,096 x 4,096 pixels (refused from its header, before it is decoded) and an image file of more
-than 128 MiB (refused before it is read) are each one
+4,096 x 4,096 pixels (refused from its header, before it is decoded), an image file of more
+than 128 MiB (refused before it is read, and read through a bounded read), a path named like an
+image that is not a regular file (a FIFO, a link to a device: never opened for reading) and an
+image of a bit depth the loader does not read (32-bit or floating-point pixels; 16-bit grey is
+scaled to 8 bits) are each one
 :class:`DataError` naming the file and saying how to fix it; a missing data set is one
-:class:`DataNotFoundError`.
+:class:`DataNotFoundError`. An image folder is walked in ``ImageFolder``'s order, following links,
+but every folder is entered once (a symbolic-link loop is not followed again) and every file is
+read once; what that leaves out is said in one line.
 
 Decoding happens once; the decoded tensors are cached at ``<root>/cache/`` as safetensors (no
 pickle, written atomically through :mod:`.store`) beside a JSON sidecar recording the source's
@@ -43,6 +48,7 @@ import json
 import math
 import numbers
 import os
+import stat
 import struct
 import sys
 import warnings
@@ -251,27 +257,68 @@ class _Expected:
 _sha256_memo: dict[tuple, str] = {}
 
 
+def _open_regular(path: Path, max_bytes: int | None = None):
+    """``path`` opened for reading (binary) if it is a regular file (after following links) of at most
+    ``max_bytes``; anything else, a FIFO or a device (``/dev/zero``) included, is one :class:`DataError`
+    before a byte is read. Opened without blocking, so a FIFO cannot hang the loader."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as err:
+        raise DataError(f"cannot read {path} ({err.strerror or err}); fix its permissions or remove it") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        link = f", through a link to {os.path.realpath(path)}" if os.path.islink(path) else ""
+        raise DataError(f"{path} is not a regular file (a FIFO, a device or a socket{link}); an image must be a "
+                        "plain file: remove it or replace it with the image")
+    if max_bytes is not None and st.st_size > max_bytes:
+        os.close(fd)
+        raise DataError(f"{path} is {st.st_size:,} bytes, more than the {max_bytes:,} an image file may have "
+                        "here; it was not read: replace or delete it")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb"), st
+
+
+def _read_bounded(path: Path, max_bytes: int) -> bytes:
+    """The bytes of the regular file ``path``, never more than ``max_bytes`` (a file that grows while it is
+    read is refused too): one :class:`DataError` otherwise."""
+    fh, _ = _open_regular(path, max_bytes)
+    try:
+        with fh:
+            payload = fh.read(max_bytes + 1)
+    except OSError as err:
+        raise DataError(f"cannot read {path} ({err.strerror or err}); fix its permissions or remove it") from None
+    if len(payload) > max_bytes:
+        raise DataError(f"{path} holds more than the {max_bytes:,} bytes an image file may have here; replace or "
+                        "delete it")
+    return payload
+
+
 def _file_sha256(path: Path, max_bytes: int | None = None) -> str:
-    """The sha256 of a file's bytes; a file that cannot be read, or of more than ``max_bytes``
-    (refused before it is read), is one :class:`DataError`.
+    """The sha256 of a regular file's bytes (:func:`_open_regular`); a file that cannot be read, is not a
+    regular file, or holds more than ``max_bytes`` (refused before it is read, and while reading) is one
+    :class:`DataError`.
 
     Files of 1 MiB or more (a zip, torchvision's batches) are remembered for the process while
     their (device, inode, size, mtime, ctime) stay the same, so loading both splits of a zip reads
     it once; any write to a file changes its ctime.
     """
-    try:
-        st = os.stat(path)
-        if max_bytes is not None and st.st_size > max_bytes:
-            raise DataError(f"{path} is {st.st_size:,} bytes, more than the {max_bytes:,} an image file may have "
-                            "here; it was not read: replace or delete it")
-        if st.st_size < 2**20:
-            return sha256_file(path)
+    if max_bytes is not None:
+        return hashlib.sha256(_read_bounded(path, max_bytes)).hexdigest()
+    fh, st = _open_regular(path)
+    with fh:
         key = (os.path.abspath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-        if key not in _sha256_memo:
-            _sha256_memo[key] = sha256_file(path)
-        return _sha256_memo[key]
-    except OSError as err:
-        raise DataError(f"cannot read {path} ({err.strerror or err}); fix its permissions or remove it") from None
+        if st.st_size >= 2**20 and key in _sha256_memo:
+            return _sha256_memo[key]
+        h = hashlib.sha256()
+        try:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        except OSError as err:
+            raise DataError(f"cannot read {path} ({err.strerror or err}); fix its permissions or remove it") from None
+    if st.st_size >= 2**20:
+        _sha256_memo[key] = h.hexdigest()
+    return h.hexdigest()
 
 
 def _files_digest(kind: str, base: Path, files, classes=(), max_bytes: int | None = None) -> str:
@@ -478,15 +525,74 @@ def _folder_classes(split_dir: Path) -> list[str] | None:
 def _folder_listing(split_dir: Path, classes: list[str]) -> _Listing:
     """The ``ImageFolder`` listing of ``split_dir`` (no image is opened); a split without class
     folders, or a class folder without images, is one :class:`DataError`."""
-    from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
+    from torchvision.datasets.folder import IMG_EXTENSIONS
 
     if not classes:
         raise DataError(f"{split_dir} holds no class folders: an image-folder data set needs "
                         f"{split_dir}/<class>/<image files>; add them, or point at the right folder")
-    samples = make_dataset(str(split_dir), {c: k for k, c in enumerate(classes)}, IMG_EXTENSIONS, allow_empty=True)
-    listing = _Listing(list(classes), [path for path, _ in samples], [label for _, label in samples])
+    samples, labels = [], []
+    for k, c in enumerate(classes):
+        files = _class_files(split_dir / c, IMG_EXTENSIONS)
+        samples += files
+        labels += [k] * len(files)
+    listing = _Listing(list(classes), samples, labels)
     _check_not_empty(str(split_dir), listing, lambda c: str(split_dir / c), "add images or remove the folder")
     return listing
+
+
+def _class_files(folder: Path, extensions: tuple[str, ...]) -> list[str]:
+    """The image files of one class folder in ``ImageFolder``'s order (``os.walk`` following links, folders
+    sorted by path, names sorted), resolved and bounded: every folder is entered once (a symbolic-link loop,
+    or a second link to a folder already read, is not followed again) and every file is listed once (a
+    file reached again through a link is left out); what was left out is said in one line. A path named
+    like an image that is not a regular file (a FIFO, a device) is one :class:`DataError`
+    (:func:`_open_regular`), refused before it is read."""
+    groups, seen_dirs, seen_files, repeats = [], set(), set(), []
+
+    def key(path: str):
+        st = os.stat(path)
+        return st.st_dev, st.st_ino
+
+    def walk_error(err: OSError) -> None:
+        raise DataError(f"cannot read the folder {err.filename} ({err.strerror or err}); fix its permissions or "
+                        "remove it")
+
+    seen_dirs.add(key(folder))
+    for root, dirs, fnames in os.walk(folder, followlinks=True, onerror=walk_error):
+        keep = []
+        for d in sorted(dirs):
+            try:
+                k = key(os.path.join(root, d))
+            except OSError:
+                continue  # a dangling link
+            if k in seen_dirs:
+                repeats.append(os.path.join(root, d))
+            else:
+                seen_dirs.add(k)
+                keep.append(d)
+        dirs[:] = keep
+        groups.append((root, fnames))
+    out = []
+    for root, fnames in sorted(groups):
+        for name in sorted(fnames):
+            if not name.lower().endswith(extensions):
+                continue
+            path = os.path.join(root, name)
+            try:
+                st = os.stat(path)
+            except OSError as err:  # a dangling link, say
+                raise DataError(f"cannot read {path} ({err.strerror or err}); fix it or remove it") from None
+            if not stat.S_ISREG(st.st_mode):
+                _open_regular(Path(path))  # raises the one-line error, without reading
+            if (st.st_dev, st.st_ino) in seen_files:
+                repeats.append(path)
+                continue
+            seen_files.add((st.st_dev, st.st_ino))
+            out.append(path)
+    if repeats:
+        _announce(f"[cckl] {folder}: {len(repeats)} path(s) lead through links to a folder or image already read "
+                  f"(e.g. {repeats[0]}); each folder and image is read once")
+    return out
 
 
 def _folder_fix(folder: Path) -> str:
@@ -570,12 +676,35 @@ def _missing_message(name: str, root: Path, err: Exception | None) -> str:
 def _to_chw32(img) -> torch.Tensor:
     """A PIL image as uint8 (3, 32, 32) RGB (as ``ImageFolder``'s loader converts it); other sizes are
     resized (shorter side 32, antialiased) and centre-cropped."""
-    t = torch.from_numpy(np.array(img.convert("RGB"))).permute(2, 0, 1)
+    t = torch.from_numpy(_rgb8(img)).permute(2, 0, 1)
     if t.shape[-2:] != (32, 32):
         from torchvision.transforms.v2 import functional as TF
 
         t = TF.center_crop(TF.resize(t, 32, antialias=True), 32)
     return t
+
+
+#: PIL modes of 16-bit grey pixels (a 16-bit PNG): scaled to 8 bits, not clipped.
+_GREY16 = ("I;16", "I;16L", "I;16B", "I;16N")
+
+
+class _BitDepthError(ValueError):
+    """An image whose pixels are of a depth the loader does not read (32-bit integers, floats)."""
+
+
+def _rgb8(img) -> np.ndarray:
+    """``img`` as uint8 RGB (H, W, 3). 16-bit grey (a 16-bit PNG) is scaled to 8 bits (PIL's own conversion
+    would clip it to white); 32-bit integer or floating-point pixels are refused (:class:`_BitDepthError`)."""
+    if img.mode in _GREY16 or (img.mode == "I" and img.format == "PNG"):  # "I": a 16-bit PNG in older PIL
+        grey = np.asarray(img, dtype=np.uint32)
+        if grey.max(initial=0) > 65535:
+            raise _BitDepthError(f"its pixels exceed 16 bits (mode {img.mode})")
+        grey = ((grey * 255 + 32767) // 65535).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    if img.mode in ("I", "F") or img.mode.startswith(("I;", "F;")):
+        raise _BitDepthError(f"its pixels are {'32-bit integers' if img.mode.startswith('I') else 'floating-point'} "
+                             f"(mode {img.mode}); this loader reads 8-bit and 16-bit images")
+    return np.array(img.convert("RGB"))
 
 
 def _pixel_limit() -> str:
@@ -608,6 +737,9 @@ def _decode_one(open_file, source: str, label: str, fix: str) -> torch.Tensor:
             return _to_chw32(img)
     except DataError:
         raise
+    except _BitDepthError as err:
+        raise DataError(f"the image {label} has a bit depth this loader does not support: {err}; convert it to an "
+                        f"8-bit (or 16-bit) PNG or JPEG: {fix}") from None
     except Image.DecompressionBombError as err:
         raise DataError(f"the image {label} is too large to decode ({err}); an image here may have at most "
                         f"{_pixel_limit()} pixels: {fix}") from None
@@ -645,7 +777,8 @@ def _progress(items, desc: str):
 
 def _decode_folder(listing: _Listing, split: str, name: str) -> ImageData:
     """Decode the images of an ``ImageFolder`` listing into uint8 tensors, 32x32 RGB."""
-    images = _decode_all(listing.samples, lambda path: open(path, "rb"), f"decoding {name} {split}")
+    images = _decode_all(listing.samples, lambda path: io.BytesIO(_read_bounded(Path(path), MAX_IMAGE_BYTES)),
+                         f"decoding {name} {split}")
     return ImageData(images, torch.tensor(listing.labels, dtype=torch.long), list(listing.classes), name, split)
 
 

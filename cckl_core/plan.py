@@ -19,6 +19,8 @@ from __future__ import annotations
 import copy
 import math
 import time
+from dataclasses import replace
+from types import MappingProxyType
 from typing import Callable
 
 import torch
@@ -172,20 +174,27 @@ def fmt_seconds(s: float) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
-def print_sizing(profile: Profile, out: Callable[[str], None] = print) -> None:
+def print_sizing(profile: Profile, out: Callable[[str], None] = print, runs_: list[str] | None = None) -> None:
     """Print the profile's ``[sizing]``: each sized run's training and evaluation seconds on the device
     it was sized for, their sum S, the expected wall time one run after another (S + overhead) and
-    the same with the margin on the throughputs (margin * S + overhead)."""
+    the same with the margin on the throughputs (margin * S + overhead). With ``runs_``, only those runs
+    (and their sums)."""
     sz = profile.sizing
     if sz is None:
         raise ValueError(f"profile {profile.name!r} has no [sizing] section; `plan --profile {profile.name}` "
                          "(without --sizing) times its runs on this machine")
+    selected = list(profile.runs) if runs_ is None else list(runs_)
+    for n in selected:
+        profile.run(n)  # an unknown run is one line
+    if runs_ is not None:
+        sz = replace(sz, runs=MappingProxyType({n: sz.runs[n] for n in selected if n in sz.runs}))
+    picked = "" if runs_ is None else f", runs {', '.join(selected)}"
     out(f"sizing of profile {profile.name} (written in {profile.path.name if profile.path else 'the profile'}), "
-        f"for {sz.device}")
+        f"for {sz.device}{picked}")
     out(f"{'run':28s} {'train':>9s} {'evals':>9s} {'total':>9s}")
     for name, (train, evals) in sz.runs.items():
         out(f"{name[:28]:28s} {fmt_seconds(train):>9s} {fmt_seconds(evals):>9s} {fmt_seconds(train + evals):>9s}")
-    unsized = [n for n in profile.runs if n not in sz.runs]
+    unsized = [n for n in selected if n not in sz.runs]
     if unsized:
         out(f"not sized: {', '.join(unsized)}")
     out(f"expected {sz.expected_s():.0f} s = {sz.expected_s() / 60:.1f} min one run after another "
@@ -201,7 +210,7 @@ def plan(profile: Profile, device: str = "auto", probe: int | None = None, runs_
     ``steps``, ``train``, ``per_epoch_eval``, ``evaluations``, ``total`` in seconds, and on CUDA
     ``peak_bytes``)."""
     if profile.sizing is not None:
-        print_sizing(profile, out)
+        print_sizing(profile, out, runs_)
     dev = resolve_device(device)
     names = runs_ or list(profile.runs)
     rows = []

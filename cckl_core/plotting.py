@@ -16,6 +16,7 @@ inputs in [0, 1]; ``ln`` is the natural logarithm, as in the paper's figures.
 """
 from __future__ import annotations
 
+import io
 import math
 import textwrap
 import warnings
@@ -29,6 +30,8 @@ from numpy.typing import ArrayLike
 import seaborn as sns
 from scipy import stats
 
+from . import store
+from .profiles import check_safe_name
 from .stats import pearson
 
 #: Size of one panel in inches (width, height); figures are ``n`` panels side by side.
@@ -115,13 +118,14 @@ def save(fig: plt.Figure, name: str, folder: Path) -> tuple[Path, Path]:
     text = getattr(fig, _STAMP_ATTR, None)
     if not text:
         raise ValueError(f"figure {name!r} has no stamp: call plotting.stamp(fig, dataset, profile, model) before save()")
-    if not name or any(ch in name for ch in "/\\ "):
-        raise ValueError(f"figure name must be a plain file stem like 'fig3_fisher_vgg13', got {name!r}")
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    check_safe_name(name, "figure name (a file stem like 'fig3_fisher_vgg13')")  # the one rule for names of paths
+    folder = store.make_folder(Path(folder))
     pdf, png = folder / f"{name}.pdf", folder / f"{name}.png"
-    fig.savefig(pdf, bbox_inches="tight", metadata={"Title": name, "Subject": text, "CreationDate": None})
-    fig.savefig(png, bbox_inches="tight", dpi=SAVE_DPI, metadata={"Title": name, "Description": text})
+    for path, kwargs in ((pdf, dict(format="pdf", metadata={"Title": name, "Subject": text, "CreationDate": None})),
+                         (png, dict(format="png", dpi=SAVE_DPI, metadata={"Title": name, "Description": text}))):
+        buf = io.BytesIO()  # drawn in memory, written atomically: a failed write is one WriteError line
+        fig.savefig(buf, bbox_inches="tight", **kwargs)
+        store.atomic_write_bytes(path, buf.getvalue())
     return pdf, png
 
 

@@ -14,12 +14,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import bundle, paper, profiles, report, schedule
+from . import bundle, paper, profiles, report, schedule, store
 
 
 def main(profile: profiles.Profile, out: str | None = None) -> int:
     """Rehearse ``profile``; print each step's time; 0 when every step passed, 1 otherwise."""
     target = profiles.rehearsal(profile) if not profile.name.endswith(profiles.REHEARSAL) else profile
+    if out:  # an unusable folder is one line now, not one failed run after minutes of work
+        store.check_writable_folder(Path(out).expanduser().resolve())
     with tempfile.TemporaryDirectory(prefix="cckl-rehearsal-") as tmp:
         base = Path(out).expanduser().resolve() if out else Path(tmp)
         return rehearse(target, base)

@@ -40,14 +40,60 @@ GROUPS = (stats.HOLDS, stats.DOES_NOT_HOLD, stats.INCONCLUSIVE, stats.NOT_TESTED
 
 
 # --------------------------------------------------------------------------- reading what the notebooks wrote
+class ClaimsFileError(ValueError):
+    """A claims file whose structure is not what a notebook writes; the message names the file and the fix."""
+
+
+def _check_claims(data: object, path: Path) -> dict:
+    """``data`` (a parsed claims file) if it has what the report reads: an object whose ``rows`` is a list
+    of objects, each with a string ``claim`` and a ``holds`` among :data:`cckl_core.stats.VERDICTS`
+    (``notebook``, ``dataset``: strings; ``figures``: a list of strings, when present). Other keys are
+    kept and ignored; the display fields a row lacks are shown empty."""
+    fix = (f"render the notebook again to rewrite it (make paper PROFILE={path.parent.name}), or delete {path.name}")
+
+    def bad(what: str) -> ClaimsFileError:
+        return ClaimsFileError(f"{path}: {what}; it is not a claims file as a notebook writes it: {fix}")
+
+    if not isinstance(data, dict):
+        raise bad(f"the file holds a JSON {type(data).__name__}, not an object")
+    rows = data.get("rows", [])
+    if not isinstance(rows, list):
+        raise bad(f"'rows' is a {type(rows).__name__}, not a list of claims")
+    for key in ("notebook", "dataset"):
+        if key in data and not isinstance(data[key], str):
+            raise bad(f"{key!r} is not a string")
+    figures = data.get("figures", [])
+    if not isinstance(figures, list) or not all(isinstance(f, str) for f in figures):
+        raise bad("'figures' is not a list of figure names")
+    checked = []
+    for k, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise bad(f"rows[{k}] is a {type(row).__name__}, not an object")
+        if not isinstance(row.get("claim"), str):
+            raise bad(f"rows[{k}] has no 'claim' (a string)")
+        if row.get("holds") not in stats.VERDICTS:
+            raise bad(f"rows[{k}] ({row['claim'][:60]!r}) has verdict {row.get('holds')!r}; valid: "
+                      f"{', '.join(stats.VERDICTS)}")
+        shown = {key: "" if row.get(key) is None else str(row[key])
+                 for key in ("paper value", "measured value", "note", "shows")}
+        checked.append({**row, **shown})
+    return {**data, "notebook": data.get("notebook", path.stem[len("claims_"):]), "rows": checked,
+            "figures": figures}
+
+
 def claims_of(folder: Path) -> list[dict]:
-    """The claims files (``claims_<notebook>.json``) of a profile folder, in notebook order."""
+    """The claims files (``claims_<notebook>.json``) of a profile folder, in notebook order, each checked
+    (:func:`_check_claims`): a file of the wrong structure is one :class:`ClaimsFileError` naming it and
+    the fix; an unreadable one is listed as an error with no rows."""
     out = []
     for path in sorted(folder.glob("claims_*.json")):
         try:
-            out.append(json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, ValueError):
-            out.append({"notebook": path.stem[len("claims_"):], "dataset": "unknown", "rows": [], "error": True})
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError):
+            out.append({"notebook": path.stem[len("claims_"):], "dataset": "unknown", "rows": [], "error": True,
+                        "figures": []})
+            continue
+        out.append(_check_claims(data, path))
     return out
 
 
@@ -304,8 +350,15 @@ def main(profile: Profile, root: str | None = None, notebooks: str | None = None
         print(f"error: no figures for profile {profile.name!r} under {root_path}; render the notebooks first "
               f"(make paper PROFILE={profile.name})", file=sys.stderr)
         return 2
-    if notebooks:
-        export_notebooks(Path(notebooks), folder)
+    if notebooks is not None:
+        from .paper import NOTEBOOKS
+        executed = Path(notebooks).expanduser()
+        if not executed.is_dir() or not any((executed / f"{nb}.ipynb").is_file() for nb in NOTEBOOKS):
+            what = "no such folder" if not executed.is_dir() else "it holds none of the paper's executed notebooks"
+            print(f"error: --notebooks {executed}: {what}; render them first (make paper PROFILE={profile.name} "
+                  f"writes build/{profile.name}/), or leave --notebooks out", file=sys.stderr)
+            return 2
+        export_notebooks(executed, folder)
     costs.write(profile, folder)
     store.atomic_write_text(folder / HTML_FILE, html_page(folder))
     store.atomic_write_text(root_path / "README.md", summary(root_path))

@@ -130,7 +130,11 @@ class Run:
 
 
 def path_of(cfg: RunConfig) -> Path:
-    """The folder of run ``cfg``: ``<artifacts root>/<profile>/<name>-<key>``."""
+    """The folder of run ``cfg``: ``<artifacts root>/<profile>/<name>-<key>``. Both names must follow the one
+    safe-name rule (:func:`cckl_core.profiles.check_safe_name`): a config made by hand cannot point outside."""
+    from .profiles import check_safe_name
+    check_safe_name(cfg.name, "run name")
+    check_safe_name(cfg.profile, "profile name")
     return artifacts_root() / cfg.profile / cfg.folder
 
 

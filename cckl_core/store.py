@@ -14,6 +14,7 @@ import fcntl
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -26,8 +27,85 @@ class CorruptedFileError(ValueError):
     """A cache file does not match the checksum recorded for it, or cannot be parsed."""
 
 
-class DiskFullError(OSError):
+class WriteError(OSError):
+    """A write failed (read-only file system, no permission, a file-size limit, no space, ...); the
+    message is one line naming the path and the fix, and the file it would have replaced is intact.
+    Every write of the package goes through :func:`writing`, the one place that makes it."""
+
+    def __str__(self) -> str:
+        return self.strerror or super().__str__()
+
+    def _render_traceback_(self) -> list[str]:  # IPython (a notebook) shows this instead of a traceback
+        return [f"WriteError: {self}"]
+
+
+class DiskFullError(WriteError):
     """A write failed for want of space; the file it would have replaced is intact."""
+
+
+#: errno -> (what happened, how to fix it), for :func:`write_error`.
+_WRITE_FIXES = {
+    errno.EROFS: ("the file system is read-only", "write somewhere writable (set CCKL_ARTIFACTS, CCKL_FIGURES or "
+                  "the output path to a writable folder)"),
+    errno.EACCES: ("permission denied", "fix the folder's permissions or write somewhere else (CCKL_ARTIFACTS, "
+                   "CCKL_FIGURES or the output path)"),
+    errno.EPERM: ("operation not permitted", "fix the folder's permissions or write somewhere else (CCKL_ARTIFACTS, "
+                  "CCKL_FIGURES or the output path)"),
+    errno.EFBIG: ("the file is larger than this process may write (a file-size limit: `ulimit -f`?)",
+                  "raise the limit (`ulimit -f unlimited`) or write on another file system"),
+    errno.ENOTDIR: ("a part of the path is a file, not a folder", "remove that file or choose another path"),
+    errno.EISDIR: ("the path is a folder", "choose a file name, or remove the folder"),
+    errno.EEXIST: ("a file is in the way of the folder", "remove that file or choose another path"),
+    errno.EDQUOT: ("the disk quota is exhausted", "free some space and run the same command again"),
+    errno.ENOSPC: ("no space left on the device", "free some space and run the same command again"),
+}
+
+
+def write_error(err: OSError, path: Path, size: int | None = None) -> WriteError:
+    """``err``, raised while writing ``path``, as one :class:`WriteError` line naming the path and the fix
+    (:class:`DiskFullError` for want of space)."""
+    path = Path(path)
+    if isinstance(err, WriteError):
+        return err
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        need = f", {size / 2 ** 20:.1f} MiB needed" if size is not None else ""
+        return DiskFullError(err.errno, f"no space left to write {path.name} in {path.parent} "
+                             f"({free_bytes(path.parent) / 2 ** 20:.1f} MiB free{need}); free some space and run the "
+                             "same command again")
+    what, fix = _WRITE_FIXES.get(err.errno, (err.strerror or type(err).__name__, "fix the cause or write somewhere "
+                                             "else, then run the same command again"))
+    where = f" ({err.filename})" if err.filename and str(err.filename) != str(path) else ""
+    return WriteError(err.errno, f"cannot write {path}{where}: {what}; {fix}")
+
+
+@contextlib.contextmanager
+def writing(path: Path, size: int | None = None) -> Iterator[None]:
+    """Turn every ``OSError`` of the write of ``path`` inside the block into one :class:`WriteError`."""
+    try:
+        yield
+    except WriteError:
+        raise
+    except OSError as err:
+        raise write_error(err, path, size) from None
+
+
+def make_folder(folder: Path) -> Path:
+    """``folder`` created (with its parents) if absent; a failure is one :class:`WriteError`."""
+    folder = Path(folder)
+    with writing(folder):
+        folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def check_writable_folder(folder: Path) -> Path:
+    """``folder`` created if absent and proved writable (a probe file written and removed) before any work
+    goes into it; a failure is one :class:`WriteError` naming it and the fix."""
+    folder = make_folder(Path(folder))
+    probe = folder / f".cckl-probe-{os.getpid()}"
+    atomic_write_bytes(probe, b"probe\n")
+    with writing(probe):
+        probe.unlink()
+    return folder
 
 
 # --------------------------------------------------------------------------- atomic files
@@ -35,26 +113,24 @@ def atomic_write_bytes(path: Path, payload: bytes) -> str:
     """Write ``payload`` to ``path`` atomically; return its SHA-256 (hex).
 
     The bytes go to a temporary file in the same folder, are flushed to disk and renamed over
-    ``path``: a reader sees the old file or the new one, never half of one. A full disk raises
-    :class:`DiskFullError` naming the folder and the space needed, the old file left intact.
+    ``path``: a reader sees the old file or the new one, never half of one. Any failure is one
+    :class:`WriteError` line naming the path and the fix (:class:`DiskFullError` for a full disk,
+    naming the space needed), the old file left intact.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException as err:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise DiskFullError(err.errno, f"no space left to write {path.name} in {path.parent} "
-                                f"({free_bytes(path.parent) / 2 ** 20:.1f} MiB free, {len(payload) / 2 ** 20:.1f} MiB "
-                                f"needed); free some space and run the same command again") from None
-        raise
+    with writing(path, len(payload)):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(payload)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
     return sha256_bytes(payload)
 
 
@@ -138,24 +214,55 @@ class BusyError(RuntimeError):
     """Another process holds the lock of a folder (see :func:`locked` with ``wait=False``)."""
 
 
+class UnsafeLockError(ValueError):
+    """A folder's ``.lock`` is a symbolic link, a folder or another non-file: it is never opened."""
+
+
+LOCK_FILE = ".lock"
+
+
+def open_lock(folder: Path) -> int:
+    """A descriptor on ``folder/.lock`` for :func:`locked`, the one opener of lock files: created if
+    absent, never truncated, never through a symbolic link (``O_NOFOLLOW``), never blocking (a FIFO),
+    and only if it is a regular file; anything else is one :class:`UnsafeLockError` line (a link planted
+    in a shared artifacts root cannot make this process touch another file)."""
+    path = Path(folder) / LOCK_FILE
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    fix = f"remove it (rm {path}) and run the same command again; a lock file is an empty regular file"
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as err:
+        if err.errno == errno.ELOOP or (err.errno in (errno.EISDIR, errno.ENXIO, errno.EEXIST) and path.is_symlink()):
+            raise UnsafeLockError(f"refusing the lock file {path}: it is a symbolic link ({os.readlink(path)!r}), "
+                                  f"which could make this process write to another file; {fix}") from None
+        if err.errno in (errno.EISDIR, errno.ENXIO, errno.EOPNOTSUPP):
+            raise UnsafeLockError(f"refusing the lock file {path}: it is not a regular file; {fix}") from None
+        raise
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise UnsafeLockError(f"refusing the lock file {path}: it is not a regular file; {fix}")
+    return fd
+
+
 @contextlib.contextmanager
 def locked(folder: Path, wait: bool = True) -> Iterator[None]:
-    """An exclusive ``fcntl`` lock on ``folder/.lock`` for the block: a second process waits, or
-    with ``wait=False`` gets :class:`BusyError` at once.
+    """An exclusive ``fcntl`` lock on ``folder/.lock`` (opened by :func:`open_lock`) for the block: a
+    second process waits, or with ``wait=False`` gets :class:`BusyError` at once.
 
     Only writers lock; reading a finished entry needs no lock (and works on a read-only root).
     """
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fh = open(folder / ".lock", "w")
+        fd = open_lock(folder)
     except OSError as err:
         if err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
             raise PermissionError(f"cannot write to {folder} ({err.strerror}): the artifacts root is read-only "
                                   "here; finished runs can still be read, but nothing can be trained or "
                                   "evaluated into it (set CCKL_ARTIFACTS to a writable folder)") from err
-        raise
-    with fh:
+        raise write_error(err, folder / LOCK_FILE) from None
+    with os.fdopen(fd, "w") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

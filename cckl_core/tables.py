@@ -53,6 +53,8 @@ def write(df: pd.DataFrame, name: str, folder: Path, caption: str | None = None,
           digits: int = 4) -> tuple[Path, Path]:
     """Write ``df`` as ``folder/<name>.md`` (Markdown, ``caption`` above) and ``folder/<name>.csv``;
     return both paths. ``index`` defaults to keeping a named index."""
+    from .profiles import check_safe_name
+    check_safe_name(name, "table name")  # it becomes a file name: the one rule for names of paths
     if index is None:
         index = any(n is not None for n in df.index.names)
     md_path, csv_path = Path(folder) / f"{name}.md", Path(folder) / f"{name}.csv"

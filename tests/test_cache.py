@@ -238,3 +238,88 @@ def test_bf16_training_step_on_cpu_is_finite():
     assert torch.bfloat16 in dtypes  # autocast was on
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+# ------------------------------------------------------------------ locks
+@pytest.mark.parametrize("kind", ["link to a file", "dangling link", "folder", "fifo"])
+def test_a_lock_that_is_not_a_plain_file_is_refused_and_nothing_is_written_through_it(tmp_path, kind):
+    """`folder/.lock` is opened by one opener that refuses links and non-files: a link planted in a
+    shared artifacts root cannot get another user's file truncated, a folder or FIFO is one line."""
+    import os
+    folder, victim = tmp_path / "run", tmp_path / "outside" / "precious.txt"
+    folder.mkdir()
+    victim.parent.mkdir()
+    victim.write_text("keep me")
+    lock = folder / ".lock"
+    if kind == "link to a file":
+        lock.symlink_to(victim)
+    elif kind == "dangling link":
+        lock.symlink_to(tmp_path / "outside" / "new.txt")
+    elif kind == "folder":
+        lock.mkdir()
+    else:
+        os.mkfifo(lock)
+    with pytest.raises(store.UnsafeLockError) as err:
+        with store.locked(folder):
+            pass
+    assert str(lock) in str(err.value) and "\n" not in str(err.value) and "remove it" in str(err.value)
+    assert victim.read_text() == "keep me" and not (tmp_path / "outside" / "new.txt").exists()
+
+
+def test_a_plain_lock_file_is_used_and_never_truncated(tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / ".lock").write_text("pid 1")
+    with store.locked(folder):
+        pass
+    assert (folder / ".lock").read_text() == "pid 1"
+    with store.locked(tmp_path / "new"):
+        assert (tmp_path / "new" / ".lock").is_file()
+
+
+def test_evaluate_refuses_a_run_folders_linked_lock_in_one_line(smoke, tmp_path, capsys):
+    victim = tmp_path / "precious.txt"
+    victim.write_text("keep me")
+    (smoke / ".lock").unlink(missing_ok=True)
+    (smoke / ".lock").symlink_to(victim)
+    shutil.rmtree(smoke / "evaluations")  # something to compute: evaluate takes the run's lock
+    assert cli_main(["evaluate", "--profile", "smoke", "--run", "vgg13_standard", "--device", "cpu",
+                     "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "refusing the lock file" in err and "Traceback" not in err
+    assert victim.read_text() == "keep me"
+
+
+# ------------------------------------------------------------------ write failures
+@pytest.mark.parametrize("code, words", [(30, "read-only"), (27, "ulimit -f"), (13, "permission denied")])
+def test_every_write_failure_is_one_line_naming_the_path_and_the_fix(tmp_path, monkeypatch, code, words):
+    import errno
+    import os
+
+    def fail(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(os, "fsync", fail)
+    target = tmp_path / "out" / "x.json"
+    with pytest.raises(store.WriteError) as err:
+        store.atomic_write_json(target, {"a": 1})
+    msg = str(err.value)
+    assert str(target) in msg and words in msg and "\n" not in msg and err.value.errno == code
+    assert not list(target.parent.glob("*.tmp"))  # nothing half-written is left
+    assert code != errno.ENOSPC
+
+
+def test_a_file_size_limit_during_training_is_one_line(tmp_path):
+    """`ulimit -f`: the kernel refuses the write (EFBIG; Python ignores SIGXFSZ) -> one line, exit 2."""
+    import os
+    import subprocess
+    import sys
+    env = {**os.environ, "CCKL_ARTIFACTS": str(tmp_path / "artifacts"), "CCKL_DATA_ROOT": str(tmp_path / "data"),
+           "CCKL_THREADS": "1"}
+    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000)); "
+            "from cckl_core.__main__ import main; sys.exit(main(sys.argv[1:]))")
+    proc = subprocess.run([sys.executable, "-c", code, "train", "--profile", "smoke", "--run", "vgg13_standard",
+                           "--device", "cpu", "--no-progress"], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "ulimit -f" in lines[0] and "Traceback" not in proc.stderr, proc.stderr

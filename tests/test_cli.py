@@ -159,3 +159,162 @@ def test_a_real_process_prints_no_traceback(tmp_path):
                          capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 2
     assert out.stderr.strip().count("\n") == 0 and "Traceback" not in out.stderr and "CCKL_THREADS" in out.stderr
+
+
+# --------------------------------------------------------------------------- report trusts no claims file
+def _figures_with_claims(tmp_path, claims) -> "Path":
+    import json
+    folder = tmp_path / "figures" / "smoke"
+    folder.mkdir(parents=True)
+    (folder / "fig.png").write_bytes(b"")
+    (folder / "claims_01_theorem_check.json").write_text(json.dumps(claims))
+    return folder.parent
+
+
+GOOD_ROW = {"claim": "a claim", "paper value": "1", "measured value": "2", "holds": "yes", "note": "n", "shows": "fig"}
+
+
+@pytest.mark.parametrize("claims, words", [
+    ([GOOD_ROW], "holds a JSON list, not an object"),
+    ({"rows": {"claim": "x"}}, "'rows' is a dict, not a list"),
+    ({"rows": [3]}, "rows[0] is a int, not an object"),
+    ({"rows": [{k: v for k, v in GOOD_ROW.items() if k != "claim"}]}, "rows[0] has no 'claim'"),
+    ({"rows": [{**GOOD_ROW, "claim": 7}]}, "rows[0] has no 'claim'"),
+    ({"rows": [{**GOOD_ROW, "holds": "maybe"}]}, "has verdict 'maybe'; valid: yes, no"),
+    ({"rows": [GOOD_ROW], "figures": "fig"}, "'figures' is not a list"),
+    ({"rows": [GOOD_ROW], "notebook": ["x"]}, "'notebook' is not a string"),
+])
+def test_report_names_the_claims_file_of_the_wrong_structure_and_the_fix(capsys, tmp_path, claims, words):
+    root = _figures_with_claims(tmp_path, claims)
+    assert cli_main(["report", "--profile", "smoke", "--root", str(root)]) == 2
+    _one_error_line(capsys, words, "claims_01_theorem_check.json", "render the notebook again")
+
+
+def test_report_ignores_extra_keys_and_reads_the_verdicts_from_stats(capsys, tmp_path, monkeypatch):
+    from cckl_core import stats
+    row = {**GOOD_ROW, "kind": "test", "family": "f", "p": 0.01, "p adjusted": 0.02, "fixed": True}
+    row.pop("note")  # a display field a row lacks is shown empty
+    root = _figures_with_claims(tmp_path, {"rows": [row, {**GOOD_ROW, "holds": "not tested at this scale"}]})
+    monkeypatch.setattr(stats, "VERDICTS", (*stats.VERDICTS, "not tested at this scale"))
+    assert cli_main(["report", "--profile", "smoke", "--root", str(root)]) == 0
+    assert "a claim" in (root / "smoke" / "index.html").read_text()
+
+
+# --------------------------------------------------------------------------- write failures are one line
+def _fail_writes(monkeypatch, code):
+    import errno  # noqa: F401
+
+    def fail(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(os, "replace", fail)
+
+
+@pytest.mark.parametrize("code, words", [(30, "read-only"), (27, "ulimit -f")])
+def test_report_on_a_read_only_or_size_limited_file_system_is_one_line(capsys, tmp_path, monkeypatch, code, words):
+    root = _figures_with_claims(tmp_path, {"rows": [GOOD_ROW]})
+    _fail_writes(monkeypatch, code)
+    assert cli_main(["report", "--profile", "smoke", "--root", str(root)]) == 2
+    _one_error_line(capsys, "cannot write", str(root / "smoke"), words)
+
+
+@pytest.mark.parametrize("code, words", [(30, "read-only"), (27, "ulimit -f")])
+def test_a_figure_that_cannot_be_written_is_one_line_in_a_notebook(tmp_path, monkeypatch, code, words):
+    """plotting.save draws in memory and writes atomically: a failed write is one WriteError, shown in
+    a notebook as its one line (IPython's _render_traceback_), and no half file is left."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from cckl_core import plotting, store
+    import matplotlib.pyplot as plt
+    fig, _ = plt.subplots()
+    plotting.stamp(fig, "synthetic", "smoke", "vgg13")
+    _fail_writes(monkeypatch, code)
+    with pytest.raises(store.WriteError) as err:
+        plotting.save(fig, "fig_x", tmp_path / "figs")
+    assert words in str(err.value) and "fig_x.pdf" in str(err.value)
+    assert err.value._render_traceback_() == [f"WriteError: {err.value}"]
+    assert not list((tmp_path / "figs").iterdir())
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.undo()
+    with pytest.raises(store.WriteError, match="is a file, not a folder|part of the path is a file"):
+        plotting.save(fig, "fig_x", blocker / "figs")
+
+
+# --------------------------------------------------------------------------- one check per option, every command
+@pytest.mark.parametrize("argv, words", [
+    (["evaluate", "--profile", "smoke", "--jobs", "0"], ["--jobs must be >= 1, got 0"]),
+    (["evaluate", "--profile", "smoke", "--jobs", "-2"], ["--jobs must be >= 1, got -2"]),
+    (["jobs", "--profile", "smoke", "--jobs", "0"], ["--jobs must be >= 1, got 0"]),
+    (["evaluate", "--profile", "smoke", "--run", "vgg13_standard", "--sample-seed", str(2 ** 32)],
+     ["--sample-seed must be <= 4294967295"]),
+    (["train", "--profile", "smoke", "--run", "vgg13_standard", "--seed", str(2 ** 32)], ["--seed must be <= 4294967295"]),
+    (["plan", "--profile", "gpu", "--sizing", "--runs", "nope"], ["has no run 'nope'"]),
+    (["launch", "--profile", "smoke", "--executor", "local", "--partition", "gpu"], ["--partition applies to Slurm"]),
+    (["launch", "--profile", "smoke", "--executor", "local", "--gpus-per-job", "2", "--wait"],
+     ["--gpus-per-job, --wait apply to Slurm"]),
+    (["notebooks", "--profile", "bogus"], ["unknown profile 'bogus'"]),
+    (["unbundle", "--profile", "bogus", "x.tar.gz"], ["unknown profile 'bogus'"]),
+])
+def test_an_option_is_checked_the_same_in_every_command(capsys, argv, words):
+    assert cli_main(argv) == 2
+    _one_error_line(capsys, *words)
+
+
+def test_plan_sizing_follows_runs(capsys):
+    from cckl_core import profiles
+    gpu = profiles.load("gpu")
+    first = next(iter(gpu.sizing.runs))
+    assert cli_main(["plan", "--profile", "gpu", "--sizing", "--runs", first]) == 0
+    out = capsys.readouterr().out
+    train, evals = gpu.sizing.runs[first]
+    assert f"expected {train + evals + gpu.sizing.overhead_s:.0f} s" in out
+    assert [n for n in gpu.runs if n != first and n in out] == []
+
+
+@pytest.mark.parametrize("cmd", ["runs", "costs", "spread", "bundle"])
+def test_an_artifacts_root_that_is_a_file_is_one_line_for_every_command(capsys, monkeypatch, tmp_path, cmd):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    monkeypatch.setenv("CCKL_ARTIFACTS", str(blocker))
+    argv = [cmd, "--profile", "smoke"] + (["--out", str(tmp_path / "b.tar.gz")] if cmd == "bundle" else [])
+    assert cli_main(argv) == 2
+    _one_error_line(capsys, "is a file, not a folder")
+
+
+def test_report_notebooks_from_a_missing_folder_is_one_line(capsys, tmp_path):
+    root = _figures_with_claims(tmp_path, {"rows": [GOOD_ROW]})
+    assert cli_main(["report", "--profile", "smoke", "--root", str(root), "--notebooks", str(tmp_path / "nope")]) == 2
+    _one_error_line(capsys, "--notebooks", "no such folder")
+    (tmp_path / "empty").mkdir()
+    assert cli_main(["report", "--profile", "smoke", "--root", str(root), "--notebooks", str(tmp_path / "empty")]) == 2
+    _one_error_line(capsys, "holds none of the paper's executed notebooks")
+    assert not (root / "smoke" / "index.html").exists()
+
+
+def test_rehearse_into_an_unusable_folder_fails_at_once(capsys, tmp_path, monkeypatch):
+    from cckl_core import schedule
+    monkeypatch.setattr(schedule, "run", lambda *a, **k: pytest.fail("started work"))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    assert cli_main(["rehearse", "--profile", "smoke", "--out", str(blocker)]) == 2
+    _one_error_line(capsys, str(blocker), "remove that file or choose another path")
+    assert cli_main(["rehearse", "--profile", "smoke", "--out", str(blocker / "sub")]) == 2
+    _one_error_line(capsys, "cannot write", "a part of the path is a file")
+
+
+@pytest.mark.parametrize("name", ["../escape", "a/b", "", "fig x"])
+def test_figure_and_table_names_follow_the_one_safe_name_rule(tmp_path, name):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from cckl_core import plotting, profiles, tables
+    fig, _ = plt.subplots()
+    plotting.stamp(fig, "synthetic", "smoke", "vgg13")
+    with pytest.raises(profiles.ProfileError, match="cannot be used as a file or folder name"):
+        plotting.save(fig, name, tmp_path / "figs")
+    with pytest.raises(profiles.ProfileError, match="cannot be used as a file or folder name"):
+        tables.write(pd.DataFrame({"a": [1]}), name, tmp_path / "tables")
+    assert not (tmp_path.parent / "escape.csv").exists() and not list(tmp_path.rglob("*.csv"))

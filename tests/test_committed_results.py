@@ -96,3 +96,68 @@ def test_a_bundle_lacking_a_seed_the_profile_trains_is_found_stale(smoke_cache, 
     more = replace(real, run_seeds=MappingProxyType({"vgg13_trades": (0, 1)}))
     monkeypatch.setattr(profiles, "load", lambda name=None: more)
     assert any(p.startswith("run vgg13_trades (seed 1): no folder") for p in bundle.stale(made))
+
+
+def _bundle_of(manifest: bytes, extra=()) -> bytes:
+    import io
+    import tarfile
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, blob in [("bundle.json", manifest), *extra]:
+            info = tarfile.TarInfo(name)
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+    return buf.getvalue()
+
+
+def _bad_bundles() -> dict:
+    good = (REPO / "results" / "quick.tar.gz").read_bytes()
+    manifest = bundle.read_manifest(REPO / "results" / "quick.tar.gz")
+    complete = next(m for m in manifest["members"] if m.endswith("/complete.json"))
+    return {
+        "empty": b"",
+        "truncated": good[: len(good) // 3],
+        "not a tar": b"this is not a bundle\n" * 10,
+        "gzip of no tar": __import__("gzip").compress(b"plain text, not a tar archive" * 20),
+        "manifest a list": _bundle_of(b"[1, 2, 3]"),
+        "runs an object": _bundle_of(json.dumps({**manifest, "runs": {"a": 1}}).encode()),
+        "runs of numbers": _bundle_of(json.dumps({**manifest, "runs": [1, 2]}).encode()),
+        "members a list": _bundle_of(json.dumps({**manifest, "members": [1]}).encode()),
+        "complete.json a list": _bundle_of(json.dumps(manifest).encode(), [(complete, b"[]")]),
+        "complete.json not JSON": _bundle_of(json.dumps(manifest).encode(), [(complete, b"{")]),
+    }
+
+
+@pytest.mark.parametrize("kind", list(_bad_bundles()))
+def test_a_bad_committed_bundle_is_one_line_in_a_notebooks_set_up(tmp_path, monkeypatch, capsys, kind):
+    """The committed bundle is checked before anything in it is parsed: an empty, truncated or non-tar
+    `results/quick.tar.gz`, or a member of the wrong JSON shape, is one line, then the usual message
+    naming what is missing, never a traceback."""
+    from cckl_core import profiles
+    from cckl_core.paper import inputs
+    bad = tmp_path / "quick.tar.gz"
+    bad.write_bytes(_bad_bundles()[kind])
+    monkeypatch.setattr(inputs, "bundle_path", lambda name: bad)
+    monkeypatch.setenv("CCKL_ARTIFACTS", str(tmp_path / "artifacts"))
+    note = inputs._unpack_committed(profiles.load("quick"))
+    assert note.startswith("[cckl] could not unpack") and "\n" not in note, note
+    with pytest.raises(bundle.BundleError):
+        bundle.stale(bad)
+    with pytest.raises(paper.ResultsMissing):
+        paper.render("03_capacity_study", "quick")
+    assert "Traceback" not in capsys.readouterr().out
+
+
+def test_a_linked_profile_lock_is_not_truncated_by_the_automatic_unpack(tmp_path, monkeypatch):
+    """A profile folder's `.lock` that links to another file: the notebook's automatic unpack refuses it
+    in one line and the file keeps its bytes."""
+    from cckl_core import profiles
+    from cckl_core.paper import inputs
+    victim = tmp_path / "precious.txt"
+    victim.write_text("keep me")
+    monkeypatch.setenv("CCKL_ARTIFACTS", str(tmp_path / "artifacts"))
+    (tmp_path / "artifacts" / "quick").mkdir(parents=True)
+    (tmp_path / "artifacts" / "quick" / ".lock").symlink_to(victim)
+    note = inputs._unpack_committed(profiles.load("quick"))
+    assert note.startswith("[cckl] could not unpack") and "symbolic link" in note, note
+    assert victim.read_text() == "keep me"

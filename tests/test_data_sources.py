@@ -525,3 +525,87 @@ def test_torchvision_cache_is_keyed_by_content_and_checked(tmp_path, monkeypatch
     (files / "test_batch").write_bytes(b"batch two")  # other content: another cache entry
     data.load("cifar10", "test", root=tmp_path, download=False)
     assert len(built) == 3 and len(list((tmp_path / "cache").glob("*.safetensors"))) == 2
+
+
+# --------------------------------------------------------------------------- a loader that trusts no tree
+def _within(seconds: float, call):
+    """``call()``, failed (not hung) if it takes longer than ``seconds``."""
+    import signal
+
+    def stop(*_):
+        raise TimeoutError(f"still reading after {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        return call()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def test_a_symbolic_link_loop_in_a_class_folder_is_read_once_with_a_word(tmp_path, capfd):
+    tree = _tree(tmp_path / "tree")
+    (tree / "train" / "cat" / "loop").symlink_to(tree / "train" / "cat", target_is_directory=True)
+    (tree / "train" / "dog" / "again.png").symlink_to(tree / "train" / "dog" / "0000.png")
+    train = _within(30, lambda: data.load(f"folder:{tree}", "train", root=tmp_path / "root"))
+    assert len(train) == 6 and train.labels.tolist() == [0, 0, 0, 1, 1, 1]  # each image once
+    err = capfd.readouterr().err
+    assert "read once" in err and str(tree / "train" / "cat") in err
+
+
+def test_links_to_folders_elsewhere_are_followed_in_imagefolders_order(tmp_path):
+    """A class folder may link to images kept elsewhere: read, in ImageFolder's order."""
+    from torchvision.datasets import ImageFolder
+    tree = _tree(tmp_path / "tree")
+    _png(tmp_path / "elsewhere" / "x" / "a.png", 77)
+    (tree / "train" / "cat" / "more").symlink_to(tmp_path / "elsewhere" / "x", target_is_directory=True)
+    train = data.load(f"folder:{tree}", "train", root=tmp_path / "root")
+    reference = ImageFolder(str(tree / "train"))
+    assert [p for p, _ in reference.samples] == data._folder_listing(tree / "train", ["cat", "dog"]).samples
+    assert len(train) == 7
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
+def test_a_fifo_or_a_device_named_like_an_image_is_refused_not_read(tmp_path, kind):
+    tree = _tree(tmp_path / "tree")
+    bad = tree / "test" / "dog" / "0005.png"
+    if kind == "fifo":
+        os.mkfifo(bad)
+    else:
+        bad.symlink_to("/dev/zero")
+    _within(30, lambda: _one_line_error(lambda: data.load(f"folder:{tree}", "test", root=tmp_path / "root"),
+                                        str(bad), "not a regular file"))
+
+
+def test_a_file_that_grows_past_the_limit_while_read_is_cut_off(tmp_path, monkeypatch):
+    """The byte limit holds while reading too, not only by the size the file had when it was listed."""
+    path = tmp_path / "x.png"
+    path.write_bytes(b"\0" * 100)
+    real_fstat = os.fstat
+    monkeypatch.setattr(os, "fstat", lambda fd: os.stat_result((*real_fstat(fd)[:6], 10, *real_fstat(fd)[7:])))
+    _one_line_error(lambda: data._read_bounded(path, 50), str(path), "more than the 50 bytes")
+
+
+def _png16(path: Path, values: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(values.astype(np.uint16)).save(path)
+
+
+def test_sixteen_bit_pngs_are_scaled_not_clipped_to_white(tmp_path):
+    tree = _tree(tmp_path / "tree")
+    grey = np.full((32, 32), 32896, dtype=np.uint16)  # mid grey in 16 bits (128 * 257)
+    grey[0, 0] = 65535
+    _png16(tree / "test" / "cat" / "0000.png", grey)
+    test = data.load(f"folder:{tree}", "test", root=tmp_path / "root")
+    img = test.images[0]
+    assert img.shape == (3, 32, 32) and int(img[0, 1, 1]) == 128 and int(img[0, 0, 0]) == 255
+    assert (img[0] == img[1]).all() and (img[1] == img[2]).all()
+
+
+def test_a_bit_depth_it_does_not_read_is_one_clear_error(tmp_path):
+    tree = _tree(tmp_path / "tree")
+    bad = tree / "test" / "cat" / "0000.tif"
+    Image.fromarray(np.full((32, 32), 0.5, dtype=np.float32)).save(bad)
+    _one_line_error(lambda: data.load(f"folder:{tree}", "test", root=tmp_path / "root"),
+                    str(bad), "bit depth this loader does not support", "floating-point")

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from cckl_core import evaluations, fisher, metrics, profiles, runs, store
-from cckl_core.plan import plan
+from cckl_core.plan import plan, print_sizing
 
 RUN = "resnet20_trades"  # smoke: plays table1 and fig5
 SMOKE = profiles.load("smoke")
@@ -198,5 +198,8 @@ def test_plan_prints_the_profiles_sizing_and_the_timed_ratio_to_it(capsys):
     out = capsys.readouterr().out
     assert "sizing of profile smoke" in out and "for a test card" in out
     assert "expected 6 s = 0.1 min" in out and "with the 2x margin on the throughputs: 10 s" in out
-    assert "not sized: " in out and "resnet20_trades" in out.split("not sized: ")[1].splitlines()[0]
+    assert "not sized: " not in out and "resnet20_trades" not in out  # the sizing follows the runs planned
     assert f"timed here / sized for a test card: {rows[0]['total'] / 4:.2f}x over the 1 sized run(s)" in out
+    print_sizing(sized, runs_=["vgg13_standard", "resnet20_trades"])
+    out = capsys.readouterr().out
+    assert "not sized: resnet20_trades" in out and "expected 6 s" in out

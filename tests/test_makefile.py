@@ -77,7 +77,7 @@ def test_paper_evaluates_the_profile_once_then_renders_then_reports(scratch):
         assert f"notebooks/{nb}.ipynb build/smoke/{nb}.ipynb -p profile smoke" in line and "-p device" not in line
         from cckl_core.paper import PARAMETERS  # every parameter injected: a saved notebook cannot steer a render
         assert all(f"-p {name} " in line for name in PARAMETERS) and "-p seed 0 " in line
-        assert f"CCKL_FIGURES={scratch}/figures " in line
+        assert f"CCKL_FIGURES={scratch}/figures" in shlex.split(line.replace(";", " ; "))
     assert not [line for line in lines if ".done" in line or "deps" in line]
 
 
@@ -159,3 +159,61 @@ def test_a_device_value_is_never_executed(scratch, device, received):
     _make(scratch, "evaluations", "PROFILE=smoke", f"DEVICE={device}", py=str(fake))
     assert not (scratch / "pwned").exists()
     assert "|--device|" in log.read_text()
+
+
+# --------------------------------------------------------------------------- paths with spaces, one-line stops
+@pytest.fixture
+def spaced(tmp_path) -> Path:
+    """The scratch copy in a folder whose path holds a space."""
+    folder = tmp_path / "my checkout"
+    folder.mkdir()
+    for name in ("Makefile", "pyproject.toml", "requirements.lock"):
+        shutil.copy(REPO / name, folder / name)
+    (folder / "cckl_core").symlink_to(REPO / "cckl_core", target_is_directory=True)
+    (folder / "notebooks").symlink_to(REPO / "notebooks", target_is_directory=True)
+    (folder / "installed").write_text("")
+    return folder
+
+
+def _make_spaced(folder: Path, *args: str, py: str) -> subprocess.CompletedProcess:
+    """As :func:`_make`, with the stamp named relative to the folder (make cannot name a target whose path
+    holds a space; the Makefile's own stamp, .venv/.installed, is relative too)."""
+    base = {k: v for k, v in os.environ.items() if k not in _CALLER}
+    return subprocess.run(["make", "--no-print-directory", f"PY={py}", "STAMP=installed", *args],
+                          cwd=folder, env=base, capture_output=True, text=True, timeout=60)
+
+
+def _recorder(folder: Path, body: str = "") -> tuple[Path, Path]:
+    log = folder.parent / "calls.log"
+    fake = folder.parent / "fake-python"
+    fake.write_text(f'#!/bin/sh\nprintf "%s|%s\\n" "$CCKL_FIGURES" "$*" >> "{log}"\n{body}')
+    fake.chmod(0o755)
+    return fake, log
+
+
+def test_report_works_in_a_checkout_whose_path_holds_a_space(spaced):
+    fake, log = _recorder(spaced)
+    out = _make_spaced(spaced, "report", "PROFILE=smoke", py=str(fake))
+    assert out.returncode == 0, out.stderr
+    figures, args = log.read_text().splitlines()[0].split("|")
+    assert figures == f"{spaced}/figures" and args == "-m cckl_core report --profile smoke --notebooks build/smoke"
+
+
+def test_a_bundle_whose_name_holds_a_space_is_found(spaced):
+    fake, log = _recorder(spaced)
+    bundle = spaced / "gpu results.tar.gz"
+    bundle.write_bytes(b"")
+    out = _make_spaced(spaced, "evaluations", "PROFILE=smoke", f"BUNDLE={bundle}", py=str(fake))
+    assert out.returncode == 0 and "no such file" not in out.stderr, out.stderr
+    assert f"-m cckl_core unbundle --profile smoke {bundle}" in log.read_text()
+
+
+def test_render_with_results_missing_is_one_line_not_papermills_traceback(spaced):
+    """`make render` on a profile without results stops with the notebook's one ResultsMissing line."""
+    body = ('echo "Traceback (most recent call last):"; echo "papermill.exceptions.PapermillExecutionError:"\n'
+            'echo "ResultsMissing: profile \'smoke\' has no results; make them with make evaluations"\nexit 1\n')
+    fake, _ = _recorder(spaced, body)
+    out = _make_spaced(spaced, "render", "PROFILE=smoke", py=str(fake))
+    assert out.returncode != 0
+    assert "Traceback" not in out.stdout + out.stderr, out.stdout + out.stderr
+    assert "ResultsMissing: profile 'smoke' has no results" in out.stderr

@@ -573,14 +573,20 @@ def test_the_notebooks_are_views():
 
 
 
-def test_the_spread_of_the_capacity_effects_comes_from_the_seeds_in_the_cache(monkeypatch):
+@pytest.mark.parametrize("machine", ["", 'one "H100"\n[runs.x]\\ tab\there \x7f \x00 é'])
+def test_the_spread_of_the_capacity_effects_comes_from_the_seeds_in_the_cache(monkeypatch, machine):
+    """`cckl spread` prints TOML from the seeds in the cache: a --machine with quotes, newlines, backslashes or
+    control characters is escaped (it parses back to the same text) and cannot add a section."""
     import tomllib
     prof = _capacity_inputs(monkeypatch, [0.2, 0.5, 0.8, 0.3, 0.6], 0.5)
     fake = capacity_study.gather()
     with pytest.raises(ValueError, match="one training seed"):
         capacity_study.spread_toml(prof)
     _more_capacity_seeds(fake, prof, [(1, [0.21, 0.52, 0.8, 0.31, 0.62]), (2, [0.18, 0.5, 0.79, 0.3, 0.59])], (0.01, -0.01))
-    parsed = tomllib.loads(capacity_study.spread_toml(prof))["seed_spread"]
+    text = capacity_study.spread_toml(prof, machine=machine)
+    assert set(tomllib.loads(text)) == {"seed_spread"}
+    parsed = tomllib.loads(text)["seed_spread"]
+    assert parsed["how"] == f"python -m cckl_core spread --profile {prof.name}" + (f", {machine}" if machine else "")
     effects = capacity_study.seed_effects(fake)
     assert parsed["seeds"] == [0, 1, 2] and set(parsed["sd"]) == {c for c in effects if ":" not in c}
     seeds, values = effects["table1_half_vs_pure_clean"]

@@ -239,8 +239,11 @@ def test_sizing_sums_what_each_run_was_sized_to_take(tmp_path):
 @pytest.mark.parametrize("old, new, words", [
     ("a = [10, 5]", "z = [10, 5]", "sizing.runs names run 'z', which the profile does not define"),
     ("a = [10, 5]", "a = 15", "sizing.runs.a must be [training seconds, evaluation seconds]"),
-    ("a = [10, 5]", "a = [10, -5]", "sizing.runs.a must be in [0, inf]"),
-    ("margin = 1.5", "margin = 0.5", "sizing.margin must be in [1, inf]"),
+    ("a = [10, 5]", "a = [10, -5]", "sizing.runs.a must be in [0, 1e+09]"),
+    ("margin = 1.5", "margin = 0.5", "sizing.margin must be in [1, 100]"),
+    ("a = [10, 5]", "a = [1e308, 1e308]", "sizing.runs.a must be in [0, 1e+09]"),  # the sums would overflow
+    ("overhead_s = 30", "overhead_s = 1.7e308", "sizing.overhead_s must be in [0, 1e+09]"),
+    ("margin = 1.5", "margin = 1e308", "sizing.margin must be in [1, 100]"),
     ('device = "one test card"', 'device = ""', "sizing.device must name the device"),
     ("overhead_s = 30", "overheads = 30", "[sizing] has unknown keys ['overheads']"),
 ])
@@ -282,3 +285,98 @@ def test_quick_trains_the_seeds_its_verdicts_use():
     for name in ("vgg13_standard", "vgg13_pgd_at", "vgg13_trades"):
         assert quick.seeds_of(name) == (0, 1, 2)
     assert all(quick.seeds_of(n) == (0,) for n in quick.runs if not n.startswith("vgg13_"))
+
+
+# --------------------------------------------------------------------------- names that become paths
+@pytest.mark.parametrize("name", ["../../x", "", "a/b", ".hidden", "-dash", "a b", "x" * 101, "é"])
+def test_a_run_name_that_is_not_path_safe_is_refused(tmp_path, name):
+    """A run's name becomes its folder (artifacts/<profile>/<name>-<key>/): `../../x` would train outside
+    the artifacts root, `""` could never be selected; both, and every other unsafe name, are one line."""
+    text = GOOD.format(defaults="", run="", evaluation="", extra="", top="").replace("[runs.e]", f"[runs.{_quoted(name)}]")
+    text = text.replace('table1 = ["a", "b", "c", "d", "e"]', f'table1 = ["a", "b", "c", "d", {_quoted(name)}]')
+    text = text.replace('fig5 = ["b", "e"]', f'fig5 = ["b", {_quoted(name)}]')
+    path = _write(tmp_path, text=text)
+    with pytest.raises(profiles.ProfileError) as err:
+        profiles.parse(path)
+    assert "cannot be used as a file or folder name" in str(err.value) and str(path) in str(err.value)
+    with pytest.raises(profiles.ProfileError, match="cannot be used as a file or folder name"):
+        profiles.run_config(name, "smoke", {"model": "resnet20", "objective": "standard", "lr": 0.1})
+
+
+def _quoted(name: str) -> str:
+    import json
+    return json.dumps(name)
+
+
+def test_the_bundle_and_the_profiles_share_one_safe_name_rule():
+    from cckl_core import bundle
+    assert profiles.SAFE_NAME in bundle._FOLDER.pattern
+
+
+def test_a_profile_file_named_like_a_rehearsal_is_refused_not_shadowed(monkeypatch, tmp_path):
+    """`quick-rehearsal.toml` would be silently shadowed by the rehearsal derived from `quick`: it is not
+    listed as a profile, and asking for it says why."""
+    import shutil
+    folder = tmp_path / "profiles"
+    shutil.copytree(profiles._DIR, folder, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    (folder / "quick-rehearsal.toml").write_text((folder / "smoke.toml").read_text())
+    (folder / "my profile.toml").write_text((folder / "smoke.toml").read_text())
+    monkeypatch.setattr(profiles, "_DIR", folder)
+    assert "quick-rehearsal" not in profiles.names() and "my profile" not in profiles.names()
+    with pytest.raises(profiles.ProfileError, match="ends with '-rehearsal'.*rename the file"):
+        profiles.load("quick-rehearsal")
+    with pytest.raises(profiles.ProfileError, match="not a safe folder name"):
+        profiles.check_name("my profile")
+
+
+# --------------------------------------------------------------------------- seeds and [seed_spread]
+@pytest.mark.parametrize("top, defaults, run", [
+    ("seeds = [1, 2]", "seed = 0", ""),       # [defaults] seed disagrees with the seeds list
+    ("seeds = [0, 1]", "", "seed = 3"),       # one run's seed disagrees
+    ("", "", "seed = 3"),                     # no list: run a's seed 3 against the others' 0
+])
+def test_the_default_seed_and_the_seeds_list_must_agree(tmp_path, top, defaults, run):
+    """`train` without --seed trains a run's `seed`; `make paper` trains the profile's seeds: they must
+    agree, or the README's "the first is the default" would not hold."""
+    path = _write(tmp_path, top=top, defaults=defaults, run=run)
+    with pytest.raises(profiles.ProfileError) as err:
+        profiles.parse(path)
+    assert "default training seed" in str(err.value) and str(path) in str(err.value)
+
+
+def test_a_seeds_list_gives_every_run_its_first_seed_as_the_default(tmp_path):
+    prof = profiles.parse(_write(tmp_path, top="seeds = [4, 5]"))
+    assert prof.seeds == (4, 5) and all(cfg.seed == 4 for cfg in prof.runs.values())
+    assert prof.run("a").seed == 4 and [c.seed for c in prof.configs(["a"])] == [4, 5]
+    same = profiles.parse(_write(tmp_path, top="seeds = [0, 1]"))
+    assert same.runs["a"].key == profiles.parse(_write(tmp_path)).runs["a"].key  # seed 0: the keys stay
+
+
+SPREAD = """[seed_spread]
+how = "test"
+seeds = [0, 1, 2]
+[seed_spread.sd]
+table1_half_vs_pure_clean = 1.5
+"""
+
+
+@pytest.mark.parametrize("old, new, words", [
+    ("table1_half_vs_pure_clean = 1.5", "table1_half_vs_pure_clena = 1.5", "does not declare"),
+    ("seeds = [0, 1, 2]", "seeds = [0, 1, 1]", "seed_spread.seeds has duplicates"),
+])
+def test_bad_seed_spread_is_one_line_naming_the_key(tmp_path, old, new, words):
+    assert profiles.parse(_write(tmp_path, extra=SPREAD)).spread.sd == {"table1_half_vs_pure_clean": 1.5}
+    path = _write(tmp_path, extra=SPREAD.replace(old, new))
+    with pytest.raises(profiles.ProfileError) as err:
+        profiles.parse(path)
+    assert words in str(err.value) and str(path) in str(err.value)
+
+
+def test_a_config_made_by_hand_cannot_name_a_folder_outside_the_root(tmp_path, monkeypatch):
+    from cckl_core import runs
+    monkeypatch.setenv("CCKL_ARTIFACTS", str(tmp_path / "artifacts"))
+    cfg = profiles.load("smoke").run("vgg13_standard")
+    assert runs.path_of(cfg).parent.parent == tmp_path / "artifacts"
+    for bad in (dict(name="../../x"), dict(name=""), dict(profile="../elsewhere")):
+        with pytest.raises(profiles.ProfileError, match="cannot be used as a file or folder name"):
+            runs.path_of(dataclasses.replace(cfg, **bad))

@@ -44,6 +44,9 @@ def test_jobs_command(capsys, monkeypatch):
     assert capsys.readouterr().out.strip() == "cpu: up to 1 runs side by side, 4 torch thread(s) each"
     assert cli_main(["jobs", "--profile", "smoke", "--device", "cpu", "--jobs", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "--jobs must be >= 1, got 0" in err[0]  # as evaluate
+    assert cli_main(["jobs", "--profile", "smoke", "--device", "cpu", "--jobs", "17"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "jobs must be in [1, 16]" in err[0]
     monkeypatch.setenv("CCKL_THREADS", "two")
     assert cli_main(["jobs", "--profile", "smoke", "--device", "cpu"]) == 2

@@ -335,8 +335,9 @@ def spread_toml(profile: Profile, seed: int = 0, machine: str = "") -> str:
     seeds = next(iter(effects.values()))[0]
     lines = ["[seed_spread]",
              f"# measured by `python -m cckl_core spread --profile {profile.name}` on {time.strftime('%Y-%m-%d')}"
-             + (f", {machine}" if machine else ""),
-             f"how = \"python -m cckl_core spread --profile {profile.name}{', ' + machine if machine else ''}\"",
+             + (f", {profiles.toml_comment(machine)}" if machine else ""),  # escaped: the output is TOML
+             "how = " + profiles.toml_string(f"python -m cckl_core spread --profile {profile.name}"
+                                             f"{', ' + machine if machine else ''}"),
              f"seeds = [{', '.join(map(str, seeds))}]", "", "[seed_spread.sd]  # standard deviation over seeds of each effect"]
     for cid, (_, values) in effects.items():
         lines.append(f"{cid} = {float(np.std(values, ddof=1)):.4g}  # effects {', '.join(f'{v:+.4g}' for v in values)}")

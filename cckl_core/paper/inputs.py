@@ -114,17 +114,17 @@ def _unpack_committed(profile: Profile) -> str:
     prof_dir = artifacts_root() / profile.name
     if not path.is_file() or _holds_runs(prof_dir):
         return ""
-    problems = bundle.stale(path)
-    if problems:
-        return (f"[cckl] not unpacking {path}: it no longer matches profile {profile.name} and this code "
-                f"({problems[0]}{'; ...' if len(problems) > 1 else ''}); make its results again")
-    try:
+    try:  # the bundle is checked (bundle.stale reads it bounded, every error a BundleError) before anything else
+        problems = bundle.stale(path)
+        if problems:
+            return (f"[cckl] not unpacking {path}: it no longer matches profile {profile.name} and this code "
+                    f"({problems[0]}{'; ...' if len(problems) > 1 else ''}); make its results again")
         with store.locked(prof_dir):
             if _holds_runs(prof_dir):
                 return ""
             bundle.extract(path, profile.name)
-    except (PermissionError, bundle.BundleError) as err:
-        return f"[cckl] could not unpack {path}: {err}"
+    except (PermissionError, store.WriteError, store.UnsafeLockError, bundle.BundleError) as err:
+        return f"[cckl] could not unpack {path}: {' '.join(str(err).split())}"
     return (f"[cckl] unpacked the results this repository carries for profile {profile.name} ({path.name}, checksums "
             f"verified) into {prof_dir}")
 

@@ -85,7 +85,7 @@ class Rendered:
         if "summary" in self.text:  # the profile has no runs for this notebook: nothing to write
             print(f"profile {self.profile} has no runs for {self.notebook}: nothing written")
             return
-        folder.mkdir(parents=True, exist_ok=True)
+        store.make_folder(folder)  # a failure is one WriteError line
         for name, fig in self.figures.items():
             plotting.save(fig, name, folder)
         for name, t in self.tables.items():

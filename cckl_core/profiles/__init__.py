@@ -3,14 +3,16 @@
 A profile file holds ``[defaults]`` for every run, ``[runs.<name>]`` overrides, ``[roles]``
 saying which run plays which part in the notebooks, ``[evaluation]`` sizes of the cached
 evaluations (see :mod:`cckl_core.evaluations`), optionally ``seeds = [...]`` (each run is
-trained once per seed; the first is the default) and ``[seed_spread]`` (the seed-to-seed spread
+trained once per seed; the first is every run's default ``seed``, and a ``seed`` that differs is
+refused) and ``[seed_spread]`` (the seed-to-seed spread
 of the capacity-study effects, measured once, see :mod:`cckl_core.paper.capacity_study`) and
 ``[sizing]`` (the seconds each run was sized to take on a named device; ``cckl plan`` prints it).
 
 :func:`load` parses and checks a file once into frozen objects: a :class:`Profile` holding one
 :class:`RunConfig` per run and one :class:`EvaluationSettings`. Those objects, not names and
 dicts, travel through the package (runs, evaluations, plan, costs, bundle, launch). A mistake in
-a file is one :class:`ProfileError` line naming the file and the key.
+a file is one :class:`ProfileError` line naming the file and the key. Profile and run names become
+folder names, so they follow one rule (:data:`SAFE_NAME`, also the bundle's).
 
 Two default-profile rules, each written here once: :func:`default_to_compute` (what ``make
 paper`` and the command line use: ``$CCKL_PROFILE``, else ``paper`` with CUDA and ``quick``
@@ -23,6 +25,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import tomllib
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -58,10 +61,28 @@ ROLES = ("fig2_standard", "fig6_cifar10", "fig6_cifar100", "fig3_standard", "fig
          "fig8_standard", "fig8_pgd_at", "fig8_trades", "fig9_robust", "table2", "table1", "fig5")
 LIST_ROLES = {"table1": 5, "fig5": 2}
 _TOP_LEVEL = {"description", "seeds", "defaults", "runs", "roles", "evaluation", "seed_spread", "sizing"}
+#: The one rule for a name that becomes a path (a profile's, a run's: ``artifacts/<profile>/<run>-<key>/``):
+#: a letter or digit, then letters, digits, ``_`` or ``-``, at most 100 characters. The bundle's member
+#: names use the same pattern, so every run a profile can hold can travel in a bundle.
+SAFE_NAME = r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}"
+_SAFE_NAME = re.compile(SAFE_NAME)
+#: The most seconds a ``[sizing]`` entry may give (about 30 years): sums and margins stay finite.
+MAX_SIZING_S = 1e9
+#: The largest ``sizing.margin``.
+MAX_MARGIN = 100.0
 
 
 class ProfileError(ValueError):
     """A profile (or a setting) that cannot be used as it is; the message names the file and the key."""
+
+
+def check_safe_name(name: object, what: str, where: str = "") -> str:
+    """``name`` if it follows :data:`SAFE_NAME` (it becomes a folder name), else one :class:`ProfileError`."""
+    if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name):
+        at = f"{where}: " if where else ""
+        raise ProfileError(f"{at}{what} {name!r} cannot be used as a file or folder name: a name must start with a letter or "
+                           "digit and hold only letters, digits, '_' and '-' (at most 100 characters); rename it")
+    return name
 
 
 # --------------------------------------------------------------------------- the frozen objects
@@ -263,17 +284,29 @@ class Profile:
 
 
 # --------------------------------------------------------------------------- loading
+def _usable_stem(stem: str) -> bool:
+    """Whether a profile file's name can name a profile: a :data:`SAFE_NAME` that does not end like a
+    derived rehearsal (``<name>-rehearsal`` is :func:`rehearsal` of ``<name>``, never a file)."""
+    return bool(_SAFE_NAME.fullmatch(stem)) and not stem.endswith(REHEARSAL)
+
+
 def names() -> list[str]:
-    """The profiles shipped with the package, largest first."""
-    found = {p.stem for p in _DIR.glob("*.toml")}
+    """The profiles shipped with the package, largest first (a file whose name cannot name a profile is
+    not one: asking for it by name says why, :func:`check_name`)."""
+    found = {p.stem for p in _DIR.glob("*.toml") if _usable_stem(p.stem)}
     return [n for n in ORDER if n in found] + sorted(found - set(ORDER))
 
 
 def check_name(name: object, source: str = "") -> str:
     """``name`` if it is a profile (or the rehearsal of one), else one :class:`ProfileError` line."""
+    where = f" (from {source})" if source else ""
+    if isinstance(name, str) and name and (_DIR / f"{name}.toml").is_file() and not _usable_stem(name):
+        why = (f"its name ends with {REHEARSAL!r}, which names the CPU rehearsal derived from profile "
+               f"{name[: -len(REHEARSAL)]!r}" if name.endswith(REHEARSAL) else
+               "its name is not a safe folder name (letters, digits, '_' and '-', starting with a letter or digit)")
+        raise ProfileError(f"profile file {_DIR / (name + '.toml')} cannot be used{where}: {why}; rename the file")
     base = name[: -len(REHEARSAL)] if isinstance(name, str) and name.endswith(REHEARSAL) else name
     if not isinstance(name, str) or not name or base not in names():
-        where = f" (from {source})" if source else ""
         raise ProfileError(f"unknown profile {name!r}{where}; valid profiles: {', '.join(names())}")
     return name
 
@@ -320,17 +353,29 @@ def parse(path: Path) -> Profile:
     bad = set(defaults) - set(RUN_KEYS)
     if bad:
         raise ProfileError(f"{where}: [defaults] has unknown keys {sorted(bad)}; valid keys: {sorted(RUN_KEYS)}")
+    check_safe_name(path.stem, "profile name", where)
+    given = _check_seed_list(raw["seeds"], where) if "seeds" in raw else None
     runs, run_seeds = {}, {}
     for run_name, overrides in raw.get("runs", {}).items():
+        check_safe_name(run_name, "run name", where)
         if not isinstance(overrides, dict):
             raise ProfileError(f"{where}: runs.{run_name} must be a table")
         overrides = dict(overrides)
         if "seeds" in overrides:
             run_seeds[run_name] = _check_seed_list(overrides.pop("seeds"), f"{where}, run {run_name!r}")
-        runs[run_name] = run_config(run_name, path.stem, {**defaults, **overrides}, where=f"{where}, run {run_name!r}")
+        settings = {**defaults, **overrides}
+        if given is not None and "seed" not in settings:
+            settings["seed"] = given[0]  # the default seed is the first of the profile's seeds
+        runs[run_name] = run_config(run_name, path.stem, settings, where=f"{where}, run {run_name!r}")
     if not runs:
         raise ProfileError(f"{where}: no [runs.<name>] tables")
-    seeds = _check_seed_list(raw.get("seeds", [next(iter(runs.values())).seed]), where)
+    seeds = given or (next(iter(runs.values())).seed,)
+    for run_name, cfg in runs.items():
+        if cfg.seed != seeds[0]:
+            source = f"seeds = {list(seeds)}" if given else f"run {next(iter(runs))!r}'s seed {seeds[0]}"
+            raise ProfileError(f"{where}, run {run_name!r}: seed = {cfg.seed}, but the profile's default training seed "
+                               f"is {seeds[0]} ({source}): `train` without --seed would train a seed that `make paper` "
+                               "does not; set the seeds in `seeds = [...]` only (the first is every run's default)")
     for run_name, own in run_seeds.items():
         if own[0] != seeds[0]:
             raise ProfileError(f"{where}, run {run_name!r}: its seeds {list(own)} must start with the profile's first "
@@ -357,6 +402,7 @@ def _check_seed_list(seeds, where: str) -> tuple[int, ...]:
 def run_config(name: str, profile: str, settings: Mapping, where: str | None = None) -> RunConfig:
     """A checked :class:`RunConfig` from a mapping of run keys (missing keys take their defaults)."""
     where = where or f"run {name!r}"
+    check_safe_name(name, "run name", where)  # the profile's name is checked where it names a folder (runs.path_of)
     bad = set(settings) - set(RUN_KEYS)
     if bad:
         raise ProfileError(f"{where}: unknown keys {sorted(bad)}; valid keys: {sorted(RUN_KEYS)}")
@@ -408,9 +454,19 @@ def _check_spread(raw: dict, where: str) -> SeedSpread:
     if not isinstance(seeds, list) or len(seeds) < 2:
         raise ProfileError(f"{where}: seed_spread.seeds must list the (at least two) seeds it was measured on")
     seeds = [_check_int("seed_spread.seeds", s, 0, where, MAX_SEED) for s in seeds]
+    if len(set(seeds)) != len(seeds):
+        raise ProfileError(f"{where}: seed_spread.seeds has duplicates: {seeds}; a spread over seeds needs distinct "
+                           "seeds")
     sd = raw.get("sd", {})
     if not isinstance(sd, dict):
         raise ProfileError(f"{where}: [seed_spread.sd] must be a table of claim id = standard deviation")
+    if sd:
+        from ..paper.criteria import declared  # claims.toml: imported here, when a spread names claims
+        known = declared().claims
+        unknown = sorted(k for k in sd if k not in known)
+        if unknown:
+            raise ProfileError(f"{where}: [seed_spread.sd] names claim(s) {unknown} that cckl_core/paper/claims.toml "
+                               "does not declare; use its claim ids (`python -m cckl_core spread` writes them)")
     sd = {k: _check_float(f"seed_spread.sd.{k}", v, where) for k, v in sd.items()}
     how = raw.get("how", "")
     if not isinstance(how, str):
@@ -438,10 +494,33 @@ def _check_sizing(raw: dict, runs: dict, where: str) -> Sizing | None:
         if not isinstance(value, list) or len(value) != 2:
             raise ProfileError(f"{where}: sizing.runs.{name} must be [training seconds, evaluation seconds], "
                                f"got {value!r}")
-        out[name] = tuple(_check_float(f"sizing.runs.{name}", v, where) for v in value)
-    overhead = _check_float("sizing.overhead_s", raw.get("overhead_s", 0.0), where)
-    margin = _check_float("sizing.margin", raw.get("margin", 1.0), where, low=1.0)
+        out[name] = tuple(_check_float(f"sizing.runs.{name}", v, where, high=MAX_SIZING_S) for v in value)
+    overhead = _check_float("sizing.overhead_s", raw.get("overhead_s", 0.0), where, high=MAX_SIZING_S)
+    margin = _check_float("sizing.margin", raw.get("margin", 1.0), where, low=1.0, high=MAX_MARGIN)
     return Sizing(device.strip(), MappingProxyType(out), overhead, margin)
+
+
+# --------------------------------------------------------------------------- writing TOML
+_TOML_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+
+
+def toml_string(text: str) -> str:
+    """``text`` as a TOML basic string (quoted, every quote, backslash and control character escaped), for
+    output that a profile file will hold (``cckl spread`` prints a ``[seed_spread]`` section)."""
+    out = []
+    for ch in str(text):
+        if ch in _TOML_ESCAPES:
+            out.append(_TOML_ESCAPES[ch])
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F or 0xD800 <= ord(ch) <= 0xDFFF:  # controls; a lone surrogate
+            out.append(f"\\u{ord(ch) if ord(ch) < 0xD800 else 0xFFFD:04X}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def toml_comment(text: str) -> str:
+    """``text`` fit for a TOML comment: one line, no control characters (each run of them one space)."""
+    return re.sub(r"[\x00-\x1f\x7f\ud800-\udfff]+", " ", str(text)).strip()
 
 
 # --------------------------------------------------------------------------- checks of single values
