@@ -145,7 +145,7 @@ def logits(model: nn.Module, out: torch.Tensor) -> None:
                          "softmax is applied where it is needed)")
     with torch.no_grad():
         o = out.detach().double()
-        if o.ndim != 2 or o.shape[1] < 2:
+        if o.ndim != 2 or o.shape[0] == 0 or o.shape[1] < 2:
             return
         ones = torch.ones_like(o[:, 0])
         probs = bool((o >= 0).all()) and bool(torch.allclose(o.sum(1), ones, atol=1e-4))

@@ -428,7 +428,8 @@ def seed_test(values: Sequence[float] | np.ndarray, null: float = 0.0, confidenc
 # --------------------------------------------------------------------------- pairs of images
 def weighted_mean(w: np.ndarray, x: np.ndarray) -> np.ndarray:
     """Row-wise weighted mean ``sum_p w[b, p] x[p] / sum_p w[b, p]`` of one sample ``x`` under weights ``w`` (B x P)."""
-    return (w @ x) / w.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):  # a row of zero weights (no pair drawn): NaN
+        return (w @ x) / w.sum(axis=1)
 
 
 def weighted_median(w: np.ndarray, x: np.ndarray) -> np.ndarray:

@@ -143,11 +143,14 @@ def _table1(out: Rendered, inputs: Inputs, effects: dict) -> None:
 
     fig, axes = plotting.panels(3)
     paper_of = paper_accuracies()
+    starred = [m if label == m else f"{m} *" for m, label in zip(models, labels)]  # short ticks; the stamp names ours
     for ax, key in zip(axes, METRICS):
         sub = table1[table1["attack"] == names[key]].set_index("paper model").loc[models]
-        plotting.paper_vs_measured_bars(ax, labels, sub["acc"], paper_of[key], ylabel="accuracy (%)", title=names[key],
+        plotting.paper_vs_measured_bars(ax, starred, sub["acc"], paper_of[key], ylabel="accuracy (%)", title=names[key],
                                         interval=(sub["acc_lo"], sub["acc_hi"]))
-    fig.suptitle("Table 1: TRADES models of growing capacity (paper: PGD-20 / CW-20; bars: 95% Wilson intervals)")
+    fig.suptitle("Table 1: TRADES models of growing capacity (paper: PGD-20 / CW-20; bars: 95% Wilson intervals)"
+                 + ("\n* ours is not the paper's model (a stand-in or a smaller width; our models are named in the stamp "
+                    "above)" if starred != list(models) else ""))
     plotting.stamp(fig, out.dataset, out.profile, t1_runs)
     out.figures["table1_capacity"] = fig
 
@@ -203,7 +206,8 @@ def fig5_statistic(quantity: str, statistic: str, v: Mapping[str, np.ndarray], w
     if quantity in ("KL", "G2"):
         return stats.weighted_mean(w, v[quantity])
     if statistic == "ratio of means":
-        return (w @ v["G2"]) / (w @ v["KL"])
+        with np.errstate(divide="ignore", invalid="ignore"):  # no KL drawn in a resample: NaN, left out
+            return (w @ v["G2"]) / (w @ v["KL"])
     ok = np.isfinite(v["G2/KL"])
     ratio, wk = np.where(ok, v["G2/KL"], 0.0), w * ok
     return stats.weighted_median(wk, ratio) if statistic == "median of ratios" else stats.weighted_mean(wk, ratio)
