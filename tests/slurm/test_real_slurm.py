@@ -207,8 +207,9 @@ def test_launch_kill_timeout_resume(roots, smoke_fixture):
     timed_out, killed, cancelled = configs[0], configs[1], configs[-1]  # the first two to start; the last to start
     assert not cancelled.optional and not killed.optional
 
-    # the README's command on a CPU partition (--device auto, the cluster's CPUs per task), waiting for the tasks
-    first = Launch(env, *_launch_args("--wait"))
+    # the README's command on a CPU partition (--device auto, the cluster's CPUs per task), waiting for the tasks;
+    # two at a time, so that the last one is still pending when it is cancelled, however many CPUs the node has
+    first = Launch(env, *_launch_args("--max-parallel", "2", "--wait"))
     deadline = time.time() + 120
     while len(first.jobs()) < len(configs) and time.time() < deadline and first.proc.poll() is None:
         time.sleep(0.05)
