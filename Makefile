@@ -4,7 +4,7 @@
 #   make paper DEVICE=cpu JOBS=1       (device; runs side by side: default one per CPU core, on a GPU as many as fit)
 #   make paper PROFILE=gpu BUNDLE=f    render results made elsewhere (`cckl bundle`): nothing is trained
 #   make evaluations PROFILE=gpu       train + evaluate only (what a GPU node without Jupyter runs)
-#   make test | make lab | make data | make clean | make env
+#   make test | make test-slurm | make lab | make data | make clean | make env
 # Variables come from the command line (or CCKL_PROFILE / CCKL_DEVICE); a PROFILE, DEVICE, JOBS, BUNDLE or
 # RENDER_JOBS in your shell environment is ignored, so that it cannot silently change what is built.
 
@@ -52,7 +52,7 @@ $(error BUNDLE=$(BUNDLE): no such file; make one with `python -m cckl_core bundl
 endif
 endif
 
-.PHONY: help env test pytest fixture nbval paper evaluations render report lab data clean rehearse
+.PHONY: help env test test-slurm pytest fixture nbval paper evaluations render report lab data clean rehearse
 .DEFAULT_GOAL := help
 
 help:
@@ -80,7 +80,17 @@ fixture: $(STAMP)
 	@CCKL_THREADS=1 $(PY) tests/fixture.py $(call q,$(FIXTURE))
 
 pytest: fixture
-	CCKL_TEST_FIXTURE=$(call q,$(FIXTURE)) CCKL_THREADS=1 $(PY) -m pytest -n 2 -q -p no:cacheprovider --durations=10 tests
+	CCKL_TEST_FIXTURE=$(call q,$(FIXTURE)) CCKL_THREADS=1 $(PY) -m pytest -n 2 -q -p no:cacheprovider --durations=10 \
+	  --ignore=tests/slurm tests
+
+# The scale-out test on a real Slurm: scripts/local_slurm.sh starts a single-node cluster from Debian's slurm-wlm and
+# munge (installed when missing: needs root), state and logs in build/slurm/; the smoke profile is launched through
+# it, killed, timed out and resumed, and compared with the smoke fixture byte for byte. Every daemon is stopped after,
+# pass or fail.
+test-slurm: fixture
+	@trap 'scripts/local_slurm.sh stop' EXIT; trap 'exit 130' INT TERM; scripts/local_slurm.sh start && \
+	  CCKL_TEST_SLURM=1 CCKL_TEST_FIXTURE=$(call q,$(FIXTURE)) SLURM_CONF=$(call q,$(CURDIR)/build/slurm/slurm.conf) \
+	  $(PY) -m pytest -q -p no:cacheprovider --durations=5 tests/slurm
 
 nbval: fixture
 	CCKL_PROFILE=smoke CCKL_ARTIFACTS=$(call q,$(FIXTURE)/artifacts) CCKL_DATA_ROOT=$(call q,$(FIXTURE)/no-data) \

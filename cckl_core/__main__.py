@@ -110,21 +110,28 @@ def _parser() -> argparse.ArgumentParser:
     p = add("rehearse", "run a profile's exact runs end to end on the CPU at a few images: train, evaluate, bundle, "
                         "unbundle, render (before a GPU session)")
     p.add_argument("--out", default=None, help="folder for the rehearsal's cache and output (default: a temporary one)")
-    p = add("launch", "train and evaluate every (run, seed) not yet complete: a Slurm job array or the local scheduler",
-            device=True)
+    p = add("launch", "train and evaluate every (run, seed) not yet complete: a Slurm job array or the local scheduler")
     p.add_argument("--executor", required=True, choices=("slurm", "local"),
                    help="slurm: one job array, returns after submission (see --wait); local: side by side here, waits")
-    p.add_argument("--partition", default=None, help="Slurm partition (default: the cluster's)")
-    p.add_argument("--gpus-per-job", type=int, default=None, help="GPUs per Slurm task (default 1)")
-    p.add_argument("--cpus-per-task", type=int, default=None, help="Slurm CPUs per task (default: the cluster's)")
+    p.add_argument("--device", default="auto", action=_Once,
+                   help="auto, cpu, cuda or cuda:N. slurm: auto follows the partition: a GPU per task (and CUDA) where "
+                        "sinfo shows GPUs on its nodes, else no GPU request (the CPU); cpu never asks for a GPU; cuda "
+                        "asks for --gpus-per-job. local: auto is CUDA if present here")
+    p.add_argument("--partition", default=None, help="Slurm partition (default: the cluster's default partition)")
+    p.add_argument("--gpus-per-job", type=int, default=None,
+                   help="GPUs per Slurm task when the tasks use GPUs (default 1; refused with --device cpu)")
+    p.add_argument("--cpus-per-task", type=int, default=None,
+                   help="Slurm CPUs per task (default: the cluster's); a task's torch threads are the CPUs it is given")
     p.add_argument("--max-parallel", type=int, default=None,
                    help="tasks at a time (default: slurm all; local as `evaluate`)")
-    p.add_argument("--time", default=None, help="Slurm time limit per task, HH:MM:SS (default 08:00:00); a task at "
-                                                "its limit is requeued and resumes")
+    p.add_argument("--time", default=None, help="Slurm time limit per task, HH:MM:SS (default 08:00:00; at least "
+                                                "00:04:00: Slurm signals a task 90 s before it); a task at its limit "
+                                                "is requeued and resumes")
     p.add_argument("--runs", default=None, action=_Once, help="comma-separated run names (default: all)")
     p.add_argument("--seeds", default=None, action=_Once, help="comma-separated seeds (default: the profile's seeds)")
     p.add_argument("--logs", default=None, help="submitit folder for logs (default: <artifacts root>/<profile>/.launch)")
-    p.add_argument("--wait", action="store_true", help="slurm: block until every task has finished, then summarise")
+    p.add_argument("--wait", action="store_true", help="slurm: block until every task has ended (read from squeue and "
+                                                       "the tasks' result files; no accounting needed), then summarise")
     p.add_argument("--no-plan", action="store_true", help="local: order runs by counted FLOPs instead of timing them")
     return parser
 
@@ -236,8 +243,8 @@ def _dispatch(args) -> int:
     profile = profiles.load(args.profile)
     if args.cmd in _USES_ARTIFACTS:
         _check_artifacts_root()
-    if getattr(args, "device", None) is not None:
-        resolve_device(args.device)  # fail early, in one line, on a device this machine lacks
+    if getattr(args, "device", None) is not None and getattr(args, "executor", None) != "slurm":
+        resolve_device(args.device)  # fail early, in one line, on a device this machine lacks (Slurm: the nodes')
     if args.cmd in ("train", "evaluate", "plan"):
         configure_threads()  # $CCKL_THREADS, else the CPUs this process may use
     if args.cmd == "train":
@@ -286,8 +293,6 @@ def _dispatch(args) -> int:
             plan(profile, args.device, args.probe_batch, names, eval_probe=args.eval_probe)
     elif args.cmd == "launch":
         from . import launch
-        if args.gpus_per_job is None:
-            args.gpus_per_job = 1
         try:
             return launch.run_cli(profile, args)
         except launch.MissingExtraError as err:

@@ -54,15 +54,36 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     return dev
 
 
+def slurm_task_cpus() -> int | None:
+    """The CPUs Slurm allocated to this task, or ``None`` outside a Slurm job: ``SLURM_CPUS_PER_TASK``
+    (set when the job asked for ``--cpus-per-task``), else ``SLURM_CPUS_ON_NODE`` shared by the job's
+    tasks on this node (``SLURM_NTASKS_PER_NODE``, default one). Without cgroups or task affinity
+    (``TaskPlugin=task/none``) a task can see every core of the node; this is what it was given."""
+    if not os.environ.get("SLURM_JOB_ID"):
+        return None
+
+    def count(var: str) -> int | None:
+        raw = os.environ.get(var, "").strip()
+        return int(raw) if raw.isdigit() and int(raw) > 0 else None
+
+    per_task = count("SLURM_CPUS_PER_TASK")
+    if per_task:
+        return per_task
+    on_node = count("SLURM_CPUS_ON_NODE")
+    if on_node:
+        return max(1, on_node // (count("SLURM_NTASKS_PER_NODE") or 1))
+    return None
+
+
 def available_cpus() -> int:
-    """The CPUs this process may use: Slurm's ``SLURM_CPUS_PER_TASK`` when set, else the scheduler
-    affinity (a container's or cgroup's share, not the node's core count)."""
-    if os.environ.get("SLURM_CPUS_PER_TASK", "").isdigit() and int(os.environ["SLURM_CPUS_PER_TASK"]) > 0:
-        return int(os.environ["SLURM_CPUS_PER_TASK"])
+    """The CPUs this process may use: in a Slurm job, its allocation (:func:`slurm_task_cpus`), else
+    the scheduler affinity (a container's or cgroup's share, not the node's core count)."""
     try:
-        return len(os.sched_getaffinity(0))
+        affinity = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        affinity = os.cpu_count() or 1
+    allocated = slurm_task_cpus()
+    return min(allocated, affinity) if allocated else affinity
 
 
 def requested_threads() -> int:

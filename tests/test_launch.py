@@ -296,13 +296,27 @@ def test_task_checkpoint_resubmits_itself():
 
 
 # --------------------------------------------------------------------------- Slurm (a fake sbatch)
-def _fake_slurm(tmp_path, monkeypatch):
+def _fake_slurm(tmp_path, monkeypatch, sbatch: str | None = None):
+    """Fake Slurm client commands on PATH: ``sbatch`` numbers its arrays 4242, 4243, ...; ``sinfo`` lists a
+    partition ``cpu`` (the default, no GPUs) and ``gpu`` (GPU nodes); ``squeue`` prints ``bin/queue`` (lines
+    ``4242_0|RUNNING|None|cckl-smoke``); ``sacct`` fails as on a cluster without accounting."""
     bin_ = tmp_path / "bin"
-    bin_.mkdir()
-    for name, body in {"sbatch": 'echo "Submitted batch job 4242"', "srun": "exit 0", "sacct": "exit 0"}.items():
+    bin_.mkdir(exist_ok=True)
+    (bin_ / "queue").write_text("")
+    counter = bin_ / "last-job"
+    bodies = {
+        "sbatch": sbatch or (f'n=$(cat {counter} 2>/dev/null || echo 4241); n=$((n + 1)); echo $n > {counter}\n'
+                             'echo "Submitted batch job $n"'),
+        "srun": "exit 0",
+        "sinfo": "printf 'cpu*|(null)\\ngpu|gpu:a100:4(S:0-1)\\n'",
+        "squeue": f"cat {bin_ / 'queue'}",
+        "sacct": 'echo "Slurm accounting storage is disabled" >&2; exit 1',
+    }
+    for name, body in bodies.items():
         (bin_ / name).write_text(f"#!/bin/sh\n{body}\n")
         (bin_ / name).chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_}{os.pathsep}{os.environ['PATH']}")
+    return bin_
 
 
 def test_slurm_submits_one_array(tmp_path, monkeypatch, capsys, roots):
@@ -411,3 +425,159 @@ def test_console_script_help():
     assert res.returncode == 0, res.stderr
     for opt in ("--executor", "--partition", "--gpus-per-job", "--max-parallel", "--time", "--runs", "--seeds", "--wait"):
         assert opt in res.stdout
+
+
+# --------------------------------------------------------------------------- what a real Slurm showed (issue 25)
+def _launch(tmp_path, *extra):
+    return cli_main(["launch", "--profile", "smoke", "--executor", "slurm", "--runs", "vgg13_standard,resnet20_trades",
+                     "--logs", str(tmp_path / "logs"), *extra])
+
+
+def _script(tmp_path, array=4242) -> str:
+    return (tmp_path / "logs" / f"{array}_submission.sh").read_text()
+
+
+def test_the_device_request_follows_the_partition(tmp_path, monkeypatch, capsys):
+    """--device auto asks for a GPU only on a partition whose nodes have GPUs (sinfo); --device cpu never does."""
+    pytest.importorskip("submitit")
+    _fake_slurm(tmp_path, monkeypatch)
+    assert _launch(tmp_path) == 0  # the default partition, cpu: no GPUs there
+    out = capsys.readouterr().out
+    assert "partition cpu has no GPUs: --device auto trains on the CPU" in out, out
+    assert "--gpus" not in _script(tmp_path) and "--gres" not in _script(tmp_path)
+    task = __import__("submitit").core.utils.DelayedSubmission.load(tmp_path / "logs" / "4242_0_submitted.pkl").function
+    assert task.device == "cpu"
+    shutil.rmtree(tmp_path / "logs")
+    shutil.rmtree(launch.artifacts_root() / "smoke" / ".launch")  # forget the queued records of that launch
+    assert _launch(tmp_path, "--partition", "gpu") == 0
+    assert "--gpus-per-node=1" in _script(tmp_path, 4243)
+    assert "partition gpu has GPUs" in capsys.readouterr().out
+    shutil.rmtree(launch.artifacts_root() / "smoke" / ".launch")
+    assert _launch(tmp_path, "--partition", "gpu", "--device", "cpu") == 0
+    assert "--gpus" not in _script(tmp_path, 4244)
+    capsys.readouterr()
+    for extra, words in ((["--device", "cpu", "--gpus-per-job", "1"], "--device cpu trains on the CPU"),
+                         (["--device", "cuda"], "partition cpu has no GPUs"),
+                         (["--gpus-per-job", "2"], "partition cpu has no GPUs"),
+                         (["--partition", "nope"], "Slurm has no partition 'nope'; its partitions: cpu, gpu")):
+        assert _launch(tmp_path, *extra) == 2, extra
+        _one_error_line(capsys, words)
+    assert "auto follows the partition" in " ".join(cli_help("launch").split())
+
+
+def cli_help(cmd: str) -> str:
+    from cckl_core.__main__ import _parser
+    return _parser()._subparsers._group_actions[0].choices[cmd].format_help()
+
+
+def test_a_refused_submission_is_one_line_and_leaves_nothing(tmp_path, monkeypatch, capsys, roots):
+    pytest.importorskip("submitit")
+    _fake_slurm(tmp_path, monkeypatch, sbatch='echo "sbatch: error: Invalid generic resource (gres) specification" >&2\n'
+                                              'exit 1')
+    assert cli_main(["launch", "--profile", "smoke", "--executor", "slurm", "--runs", "vgg13_standard"]) == 2
+    _one_error_line(capsys, "Slurm refused the submission of 1 task(s) (Invalid generic resource (gres) specification); "
+                            "nothing was submitted")
+    assert not (roots / "smoke").exists(), sorted(roots.rglob("*"))  # no pickled task, no script, no folder
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "keep.txt").write_text("mine")
+    assert _launch(tmp_path) == 2
+    assert [p.name for p in (tmp_path / "logs").iterdir()] == ["keep.txt"]
+
+
+def test_the_time_limit_leaves_time_before_the_requeue_signal(tmp_path, monkeypatch, capsys):
+    """submitit has Slurm signal a task 90 s before its limit (up to a minute early): a limit that leaves no time
+    to work is refused at submission, before anything is queued."""
+    pytest.importorskip("submitit")
+    _fake_slurm(tmp_path, monkeypatch)
+    assert _launch(tmp_path, "--time", "00:01:30") == 2
+    _one_error_line(capsys, "--time 00:01:30 is too short", "90 s before its time limit")
+    assert not (tmp_path / "logs").exists()
+    assert _launch(tmp_path, "--time", "00:04:00") == 0
+    script = _script(tmp_path)
+    assert "--time=4" in script and f"--signal=USR2@{launch.SIGNAL_DELAY_S}" in script, script
+    assert launch.check_time_limit("00:04:00") == 4 and launch.check_time_limit("00:03:01") == 4
+    assert launch.check_time_limit("1-00:00:00") == 24 * 60
+    for short in ("00:03:00", "00:01:30", "00:00:30"):
+        with pytest.raises(ValueError, match=r"too short .* give --time 00:04:00 or more"):
+            launch.check_time_limit(short)
+
+
+def test_a_task_takes_its_threads_from_its_allocation(smoke_cache, monkeypatch, capsys):
+    """In a Slurm job, torch's threads are the CPUs Slurm allocated the task (SLURM_CPUS_PER_TASK, else
+    SLURM_CPUS_ON_NODE), not the node's cores nor a CCKL_THREADS of the shell that launched it."""
+    import torch
+
+    from cckl_core import devices
+    for var in ("SLURM_CPUS_PER_TASK", "SLURM_NTASKS_PER_NODE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("SLURM_JOB_ID", "7")
+    monkeypatch.setenv("SLURM_CPUS_ON_NODE", "1")  # what Slurm sets without --cpus-per-task: one CPU allocated
+    monkeypatch.setenv("CCKL_THREADS", "2")  # the launching shell's, sent along by sbatch: not this task's
+    env = {"CCKL_ARTIFACTS": os.environ["CCKL_ARTIFACTS"], "CCKL_DATA_ROOT": os.environ["CCKL_DATA_ROOT"]}
+    torch.set_num_threads(2)
+    assert launch.Task("smoke", "resnet20_trades", 0, "cpu", env)()["status"] == launch.COMPLETED
+    assert torch.get_num_threads() == 1
+    assert "1 thread(s) (Slurm allocated 1 CPU(s))" in capsys.readouterr().out
+
+    assert devices.slurm_task_cpus() == 1 and devices.available_cpus() == 1
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "3")
+    assert devices.slurm_task_cpus() == 3
+    monkeypatch.delenv("SLURM_JOB_ID")
+    assert devices.slurm_task_cpus() is None
+
+
+def _result(job, value) -> None:
+    """What submitit's task process writes when it returns ``value``."""
+    from submitit.core import utils
+    utils.cloudpickle_dump(("success", value), job.paths.result_pickle)
+
+
+def test_wait_needs_no_accounting(tmp_path, monkeypatch):
+    """--wait reads squeue and the result files: a task cancelled (or forgotten by Slurm) without a result ends
+    the wait, and is reported; sacct is never asked (it fails here, as on a cluster without accounting)."""
+    pytest.importorskip("submitit")
+    bin_ = _fake_slurm(tmp_path, monkeypatch)
+    lines = []
+    handle = launch.launch_slurm(SMOKE, SMOKE.configs(["vgg13_standard", "resnet20_trades", "vgg13_trades"]),
+                                 device="cpu", logs=tmp_path / "logs", out=lines.append)
+    jobs = [s.job for s in handle.submitted]
+    assert [j.job_id for j in jobs] == ["4242_0", "4242_1", "4242_2"]
+    (bin_ / "queue").write_text("4242_0|RUNNING|None|cckl-smoke\n4242_1|RUNNING|None|cckl-smoke\n"
+                                "4242_2|PENDING|Resources|cckl-smoke\n")
+    _result(jobs[0], {"status": launch.COMPLETED})
+    (bin_ / "queue").write_text("4242_0|COMPLETED|None|cckl-smoke\n4242_1|CANCELLED|None|cckl-smoke\n")  # 4242_2: gone
+    waited = threading.Thread(target=handle.wait, daemon=True)
+    start = time.time()
+    waited.start()
+    waited.join(timeout=30)
+    assert not waited.is_alive(), "--wait did not return once every task had ended"
+    assert time.time() - start < 10
+    summary = handle.summary()
+    assert "vgg13_standard seed 0: completed" in summary, summary
+    assert "resnet20_trades seed 0: failed: ended without a result (cancelled)" in summary, summary
+    assert "vgg13_trades seed 0: failed: ended without a result (no longer in Slurm's queue)" in summary, summary
+    assert handle.failed
+
+
+def test_work_already_queued_is_not_submitted_again(tmp_path, monkeypatch, capsys):
+    """A second launch while the first one's tasks are pending or running submits nothing for them; once they
+    have left the queue unfinished (cancelled), a launch submits them again."""
+    pytest.importorskip("submitit")
+    bin_ = _fake_slurm(tmp_path, monkeypatch)
+    assert _launch(tmp_path) == 0
+    assert "submitted job array 4242: 2 task(s)" in capsys.readouterr().out
+    (bin_ / "queue").write_text("4242_0|RUNNING|None|cckl-smoke\n4242_1|PENDING|Priority|cckl-smoke\n")
+    assert _launch(tmp_path) == 0
+    out = capsys.readouterr().out
+    assert "2 already queued, 0 to run" in out and "[cckl] nothing to submit" in out, out
+    assert "not submitted, queued: resnet20_trades seed 0: already in Slurm's queue as job 4242_1 (pending)" in out
+    assert not (tmp_path / "logs" / "4243_submission.sh").exists()
+    # one left the queue without finishing (cancelled), the other is still running: only the first goes again
+    (bin_ / "queue").write_text("4242_0|RUNNING|None|cckl-smoke\n4242_1|CANCELLED|None|cckl-smoke\n")
+    assert _launch(tmp_path) == 0
+    out = capsys.readouterr().out
+    assert "1 already queued, 1 to run" in out and "job 4243: resnet20_trades seed 0" in out, out  # one task: no array
+    # a job of the same number but another name (not ours) does not hold anything back
+    (bin_ / "queue").write_text("4242_0|RUNNING|None|someone-else\n4243|RUNNING|None|cckl-smoke\n")
+    assert _launch(tmp_path) == 0
+    assert "job 4244: vgg13_standard seed 0" in capsys.readouterr().out

@@ -79,7 +79,7 @@ def test_the_largest_job_starts_first():
     assert sorted(order) == sorted(quick.runs)
     assert order[0] == "t1_resnet32_standin"
     assert order.index("resnet20_trades") < order.index("resnet20_standard")
-    jobs = schedule.plan_jobs(quick, quick.configs(), "cpu", 1, timed=False, out=print)
+    jobs = schedule.plan_jobs(quick, quick.configs(None, [0]), "cpu", 1, timed=False, out=print)  # one seed each
     slot = schedule.Slot("cpu", 1)
     started = []
     queue = list(jobs)
