@@ -89,8 +89,7 @@ def test_the_largest_job_starts_first():
         started.append(job.cfg.name)
         queue.remove(job)
         assert schedule.next_job(queue, [schedule.Slot("cpu", 1, running=[job])]) is None  # no free place
-    assert list(dict.fromkeys(started)) == order  # a run's several seeds start one after another
-    assert len(started) == len(quick.configs())
+    assert started == order
 
 
 def test_gpu_jobs_share_a_card_by_memory():
