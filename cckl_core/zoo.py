@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from . import profiles, store
-from .paths import results_root
+from .paths import REPO_ROOT, results_root
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -41,9 +41,16 @@ class IncompleteCache(ZooError):
     """:func:`pack` was asked for a profile whose run cache lacks some trained weights."""
 
 
-def archive_path(profile: str) -> Path:
-    """Where the repository carries a profile's trained models: ``results/<profile>-models.tar``."""
-    return results_root() / f"{profiles.check_name(profile)}-models.tar"
+def archive_path(profile: str, write: bool = False) -> Path:
+    """Where the repository carries a profile's trained models: ``results/<profile>-models.tar`` of the project
+    around the working directory; for reading, the checkout this package was installed from when the working
+    directory is in no project that has the file (a script run from elsewhere still finds the models)."""
+    name = f"{profiles.check_name(profile)}-models.tar"
+    here = results_root() / name
+    if write or here.is_file():
+        return here
+    installed = REPO_ROOT / "results" / name
+    return installed if installed.is_file() else here
 
 
 def _open(profile: str) -> tuple[tarfile.TarFile, dict]:
@@ -128,7 +135,7 @@ def pack(profile: str, out: Path | None = None, check_images: int = 2000) -> dic
     from . import runs
 
     prof = profiles.load(profile)
-    out = Path(out) if out is not None else archive_path(prof.name)
+    out = Path(out) if out is not None else archive_path(prof.name, write=True)
     models, files = {}, []
     lacking = [name for name, cfg in prof.runs.items() if not cfg.optional
                and runs.inspect(runs.path_of(cfg), cfg).state != runs.COMPLETE]

@@ -131,3 +131,10 @@ def test_carried_models_reproduce_committed_numbers(tmp_path, monkeypatch):
     fisher_x = fixed_points(std.dataset("test", seed=std.seed), std.config, torch.device("cpu")).fisher_x
     fro = fisher.fisher_stats(zoo.load("quick", "vgg13_standard"), fisher_x)["frobenius"].mean()
     assert float(fro) == pytest.approx(std.history[-1]["fisher_fro_mean"], rel=1e-3)
+
+
+@pytest.mark.skipif(not CARRIED.is_file(), reason="the repository carries no quick models")
+def test_the_carried_models_are_found_from_outside_the_checkout(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a script run from a folder that is no project
+    assert zoo.archive_path("quick") == CARRIED and "resnet20_trades" in zoo.names("quick")
+    assert zoo.archive_path("quick", write=True) == tmp_path / "results" / "quick-models.tar"  # writes stay here
