@@ -8,8 +8,8 @@ what the paper measures, each by the tested function that computes it in the not
 - the input-space Fisher information at the images: mean and median of ``||F_x||_F`` and of
   ``||F_x||_2 = lambda_max(F_x)`` (:func:`cckl_core.fisher.fisher_stats`);
 - over sampled cross-class pairs, ``KL(f(x_i)||f(x_j)) = G1 + G2`` (:func:`cckl_core.fisher.kl_g1_g2`);
-- accuracy under L-inf PGD-k and CW-k at eps (:func:`cckl_core.attacks.pgd`; an image counts as robust
-  only if it is also correct when clean).
+- accuracy under L-inf PGD-k and CW-k at eps (Table 1's attacks, :func:`cckl_core.training.robust_correct`;
+  an image counts as robust only if it is also correct when clean).
 
 A model ending in Softmax or LogSoftmax, or one whose outputs are (log-)probabilities, is refused
 (:func:`cckl_core.checks.logits`). It returns an :class:`Analysis`: ``table`` (a tidy frame: quantity, value, unit, what it is) and
@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from . import attacks, checks, fisher, metrics
+from .training import robust_correct
 
 
 @dataclass
@@ -94,10 +95,9 @@ def analyze(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, n_pair
                  ("share of pairs with G2 < 0", float((g2 < 0).double().mean()), "fraction", "G1 > KL")]
         if attack:
             clean = logits.argmax(1) == y
-            for loss, name in (("ce", "PGD"), ("cw", "CW")):
-                x_adv = attacks.pgd(model, images, y, eps=eps, step=eps / 4, steps=steps, loss=loss)
-                with torch.no_grad():
-                    robust = (model(x_adv).argmax(1) == y) & clean
+            for spec, name in ((attacks.PGD20, "PGD"), (attacks.CW20, "CW")):  # Table 1's attacks, at eps
+                robust = robust_correct(model, images, y, {**spec, "eps": eps, "step": eps / 4, "steps": steps}) \
+                    & clean.cpu()
                 rows.append((f"{name}-{steps} accuracy", float(robust.double().mean()), "fraction",
                              f"L-inf eps {eps * 255:.3g}/255, step eps/4, no random start; robust only if also correct "
                              "when clean"))

@@ -606,33 +606,22 @@ def extract(bundle: str | Path, profile: str | None = None, replace: bool = Fals
     bundle's copy is verified and in place.
     """
     bundle = Path(bundle)
-    if not bundle.is_file():
-        raise BundleError(f"no bundle at {bundle}")
     limits = _Limits(max_members, max_bytes, max_member_bytes)
-    reader_limit = MAX_MANIFEST_BYTES + 4 * _HEADER_ALLOWANCE + 2 * tarfile.RECORDSIZE
-    try:
-        raw = open(bundle, "rb")
-    except OSError as err:
-        raise BundleError(f"cannot read {bundle} ({err.strerror})") from None
-    with raw, gzip.GzipFile(fileobj=raw, mode="rb") as gz:
-        reader = _BoundedReader(gz, bundle, reader_limit)
-        with _reading(bundle):
-            tar = tarfile.open(fileobj=reader, mode="r|")
-        with tar:
-            manifest, prof = _read_manifest(tar, bundle, profile, limits)
-            reader.limit = (reader.count + manifest["_total"] + (len(manifest["members"]) + 2) * _HEADER_ALLOWANCE
-                            + 2 * tarfile.RECORDSIZE)
-            prof_dir = artifacts_root() / prof.name
-            try:
-                with _staging(prof_dir) as staging:
-                    _unpack_members(tar, bundle, manifest, staging, limits)
-                    reader.drain()
-                    verified = [_verify_run(staging / folder, prof, bundle, entry)
-                                for folder, entry in sorted(manifest["_folders"].items())]
-                    _move_into_place(verified, prof_dir, replace)
-            except OSError as err:
-                raise BundleError(f"cannot unpack {bundle} into {prof_dir} ({err.strerror or err}); "
-                                  "free some space or set CCKL_ARTIFACTS to a writable folder") from None
+    with _stream(bundle, MAX_MANIFEST_BYTES + 4 * _HEADER_ALLOWANCE + 2 * tarfile.RECORDSIZE) as (tar, reader):
+        manifest, prof = _read_manifest(tar, bundle, profile, limits)
+        reader.limit = (reader.count + manifest["_total"] + (len(manifest["members"]) + 2) * _HEADER_ALLOWANCE
+                        + 2 * tarfile.RECORDSIZE)
+        prof_dir = artifacts_root() / prof.name
+        try:
+            with _staging(prof_dir) as staging:
+                _unpack_members(tar, bundle, manifest, staging, limits)
+                reader.drain()
+                verified = [_verify_run(staging / folder, prof, bundle, entry)
+                            for folder, entry in sorted(manifest["_folders"].items())]
+                _move_into_place(verified, prof_dir, replace)
+        except OSError as err:
+            raise BundleError(f"cannot unpack {bundle} into {prof_dir} ({err.strerror or err}); "
+                              "free some space or set CCKL_ARTIFACTS to a writable folder") from None
     return _public(manifest)
 
 

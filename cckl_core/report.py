@@ -139,11 +139,16 @@ def _description(name: str) -> str:
 def headline(claims: list[dict]) -> pd.DataFrame:
     """Every paper claim, grouped by verdict (:data:`GROUPS`), then in notebook order: notebook, claim, the
     paper's value, ours, verdict."""
-    rows = [{"notebook": c.get("notebook"), "claim": r["claim"], "paper": r["paper value"], "ours": r["measured value"],
-             "verdict": r["holds"]} for c in claims for r in paper_rows(c.get("rows", []))]
+    rows = by_verdict([{**r, "notebook": c.get("notebook")} for c in claims for r in paper_rows(c.get("rows", []))])
+    return pd.DataFrame([{"notebook": r["notebook"], "claim": r["claim"], "paper": r["paper value"],
+                          "ours": r["measured value"], "verdict": r["holds"]} for r in rows],
+                        columns=["notebook", "claim", "paper", "ours", "verdict"])
+
+
+def by_verdict(rows: list[dict]) -> list[dict]:
+    """Claims rows grouped by verdict in the order of :data:`GROUPS` (stable: their own order within a group)."""
     rank = {v: k for k, v in enumerate(GROUPS)}
-    rows = sorted(rows, key=lambda r: rank.get(r["verdict"], len(rank)))  # stable: notebook order within a group
-    return pd.DataFrame(rows, columns=["notebook", "claim", "paper", "ours", "verdict"])
+    return sorted(rows, key=lambda r: rank.get(r.get("holds"), len(rank)))
 
 
 def derivation_rows(claims: list[dict]) -> pd.DataFrame:
@@ -260,8 +265,7 @@ def html_page(folder: Path) -> str:
              f"every figure names its data set, profile and model. <a href='../README.md'>figures/README.md</a></p>",
              "<h2 id='headline'>Headline: every paper claim, by verdict</h2><table><tr><th>claim</th><th>paper</th>"
              "<th>ours</th><th>verdict</th></tr>"]
-    rank = {v: k for k, v in enumerate(GROUPS)}
-    for r in sorted(paper_rows(rows), key=lambda r: rank.get(r.get("holds"), len(rank))):
+    for r in by_verdict(paper_rows(rows)):
         parts.append(f"<tr><td><a href='#{e(r.get('shows', ''))}'>{e(r['claim'])}</a></td><td>{e(r['paper value'])}"
                      f"</td><td>{e(r['measured value'])}</td><td>{_badge(r['holds'])}</td></tr>")
     parts.append("</table>")

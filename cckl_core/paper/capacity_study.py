@@ -74,6 +74,14 @@ def model_labels(t1_runs) -> list[str]:
     return [m if is_exact(r, a) else f"{r.display_name} (for {m})" for m, a, r in zip(models, arch, t1_runs)]
 
 
+def capacity_facts(run, plays: str, table1_ev: Mapping | None) -> criteria.RunFacts:
+    """The scale facts of a capacity-study run standing for the paper's ``plays``: its clean accuracy on Table 1's
+    images (``table1_ev``; without it, its history's last test accuracy) against the paper's Table 1 accuracy."""
+    k = criteria.paper("table1_architectures").index(plays)
+    acc = correct(table1_ev, "clean").mean() if table1_ev is not None else None
+    return criteria.facts(run, plays, paper_accuracies()["clean"][k] / 100, accuracy=acc)
+
+
 def correct(ev: Mapping, key: str) -> np.ndarray:
     """Per-image correctness under ``key`` (``clean``, ``pgd``, ``cw``, ``autoattack``): under an attack an
     image counts as robust only if it is also correct when clean."""
@@ -159,13 +167,12 @@ def _table1(out: Rendered, inputs: Inputs, effects: dict) -> None:
         cmp, f"Table 1, paired comparisons on the test sample of training seed {t1_runs[0].seed} (accuracy points, same "
              f"{evs[0]['labels'].shape[0]} test images): exact one-sided McNemar tests, Newcombe 95% interval of the "
              f"difference, profile {out.profile}; indicative only: the claims are judged over training seeds")
-    arch, paper_clean = criteria.paper("table1_architectures"), paper_accuracies()["clean"]
+    arch = criteria.paper("table1_architectures")
     for k, row in cmp.iterrows():
         cid = TABLE1_CLAIMS[k]
         a, b, _ = STEPS_UP[k // len(METRICS)]
         seeds, values = effects.get(cid, ([], []))
-        scale = [criteria.facts(t1_runs[m], arch[m], paper_clean[m] / 100, accuracy=correct(evs[m], "clean").mean())
-                 for m in (a, b)]
+        scale = [capacity_facts(t1_runs[m], arch[m], evs[m]) for m in (a, b)]
         out.claims.append(criteria.judge(
             cid, f"ours: {labels[b]} vs {labels[a]}", f"the same {int(evs[0]['labels'].shape[0])} test images",
             fill={"steps": steps}, runs=scale,
@@ -278,13 +285,7 @@ def _figure5(out: Rendered, inputs: Inputs, effects: dict, seed: int) -> None:
     plotting.stamp(fig, out.dataset, out.profile, fig5_runs)
     out.figures["fig5_kl_g2_resnets"] = fig
 
-    arch, paper_clean = criteria.paper("table1_architectures"), paper_accuracies()["clean"]
-    t1 = inputs.list_role("table1")
-    scale = []
-    for r, p in zip(fig5_runs, plays):
-        k = arch.index(p)
-        acc = correct(inputs.evaluation(r, "table1"), "clean").mean() if r.name in [x.name for x in t1] else None
-        scale.append(criteria.facts(r, p, paper_clean[k] / 100, accuracy=acc))
+    scale = [capacity_facts(r, p, inputs.evaluations.get((r.name, "table1"))) for r, p in zip(fig5_runs, plays)]
     for q, stat, cid in FIG5:
         seeds, values = effects.get(cid, ([], []))
         rows = cmp[cmp["quantity"] == q].set_index("statistic")

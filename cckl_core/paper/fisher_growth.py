@@ -28,6 +28,8 @@ ROLES = ("fig3_standard", "fig3_pgd_at", "fig3_trades", "fig8_standard", "fig8_p
 OPTIONAL: tuple[str, ...] = ()
 FAMILIES = {"fig3": ("fig3_standard", "fig3_pgd_at", "fig3_trades"), "fig8": ("fig8_standard", "fig8_pgd_at", "fig8_trades")}
 OBJECTIVES = ("standard", "PGD-AT", "TRADES")
+#: The paper's architecture each family's runs stand for (their scale is checked against it).
+PLAYS = {"fig3": "vgg13", "fig8": "resnet20x1"}
 
 
 def render(profile: Profile, seed: int = 0) -> Rendered:
@@ -128,7 +130,7 @@ def _growth_claims(out: Rendered, inputs: Inputs, R: dict) -> None:
     groups_of = {fam: [by_seed(inputs, R[role]) for role in fam_roles] for fam, fam_roles in FAMILIES.items()}
     for fam, fam_roles in FAMILIES.items():  # the rises first, then the ratios (the order of claims.toml)
         groups = groups_of[fam]
-        plays = "resnet20x1" if fam == "fig8" else "vgg13"
+        plays = PLAYS[fam]
         for role, objective, group in zip(fam_roles, OBJECTIVES, groups):
             number = {"fig3": ("4", "3"), "fig8": ("7", "8")}[fam][0 if objective == "standard" else 1]
             cid = f"fig{number}_{'standard' if objective == 'standard' else objective.lower().replace('-', '_')}_rises"
@@ -140,7 +142,7 @@ def _growth_claims(out: Rendered, inputs: Inputs, R: dict) -> None:
                 evidence=criteria.SeedEvidence([log_fisher_change(r) for r in group.values()], list(group))))
     for fam, fam_roles in FAMILIES.items():
         groups = groups_of[fam]
-        plays = "resnet20x1" if fam == "fig8" else "vgg13"
+        plays = PLAYS[fam]
         arch = R[fam_roles[0]].config.model
         for role, objective, group in zip(fam_roles[1:], OBJECTIVES[1:], groups[1:]):
             seeds = [s for s in group if s in groups[0]]
