@@ -119,14 +119,17 @@ RENDER_THREADS = $(shell n=$$(( $$(nproc 2>/dev/null || echo 1) / $(RENDER_JOBS)
 render: $(addprefix build/$(PROFILE)/,$(addsuffix .ipynb,$(NOTEBOOKS)))
 
 # A notebook's kernel log goes to a file, shown only when the notebook fails; an expected stop (results
-# missing, a bad parameter, a write that failed) is its one line, not papermill's traceback around it. Every
+# missing, a bad parameter, a write that failed) is its one line, not papermill's traceback around it; a notebook
+# the profile has no runs for (e.g. 01 under gpu) stops at its set-up cell and is left out. Every
 # parameter is injected (profile and the sampling seed 0), so nothing saved in a source notebook steers a render.
 ONE_LINE_ERRORS := ResultsMissing|ParameterError|WriteError|DiskFullError
 build/$(PROFILE)/%.ipynb: notebooks/%.ipynb $(STAMP) FORCE
 	@mkdir -p $(@D) && echo "[cckl] rendering $* ($(PROFILE))"
 	@OMP_NUM_THREADS=$(RENDER_THREADS) CCKL_FIGURES=$(call q,$(CURDIR)/figures) $(PY) -m papermill --log-level ERROR \
 	  --no-progress-bar $< $@ -p profile $(PROFILE) -p seed 0 > build/$(PROFILE)/$*.log 2>&1 || \
-	  { line=$$(grep -m1 -E '^($(ONE_LINE_ERRORS)): ' build/$(PROFILE)/$*.log); \
+	  { if grep -q -m1 '^NotInProfile: ' build/$(PROFILE)/$*.log; then rm -f $@; \
+	      echo "[cckl] $*: not rendered, profile $(PROFILE) has no runs for it"; exit 0; fi; \
+	    line=$$(grep -m1 -E '^($(ONE_LINE_ERRORS)): ' build/$(PROFILE)/$*.log); \
 	    if [ -n "$$line" ]; then echo "[cckl] $*: $$line" >&2; else cat build/$(PROFILE)/$*.log; fi; \
 	    echo "[cckl] $* failed; its log: build/$(PROFILE)/$*.log" >&2; exit 1; }
 

@@ -32,11 +32,7 @@ from .profiles import ORDER, Profile, names
 NOTES_FILE = "NOTES.md"
 HTML_FILE = "index.html"
 #: Colours of the verdicts in the HTML report.
-COLOURS = {stats.HOLDS: "#1a7f37", stats.DOES_NOT_HOLD: "#cf222e", stats.INCONCLUSIVE: "#9a6700",
-           stats.NOT_TESTED: "#8250df", stats.NOT_INFORMATIVE: "#6e7781", stats.NOT_ASSESSED: "#6e7781"}
-#: The order in which the headline groups the paper claims.
-GROUPS = (stats.HOLDS, stats.DOES_NOT_HOLD, stats.INCONCLUSIVE, stats.NOT_TESTED, stats.NOT_INFORMATIVE,
-          stats.NOT_ASSESSED)
+COLOURS = tables.VERDICT_COLOURS
 
 
 # --------------------------------------------------------------------------- reading what the notebooks wrote

@@ -12,7 +12,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import store
+from . import stats, store
+
+#: A verdict's colour, the same in the notebooks (:func:`styled`) and the HTML report.
+VERDICT_COLOURS = {stats.HOLDS: "#1a7f37", stats.DOES_NOT_HOLD: "#cf222e", stats.INCONCLUSIVE: "#9a6700",
+                   stats.NOT_TESTED: "#8250df", stats.NOT_INFORMATIVE: "#6e7781", stats.NOT_ASSESSED: "#6e7781"}
 
 
 def fmt(value: object, digits: int = 4) -> str:
@@ -62,3 +66,32 @@ def write(df: pd.DataFrame, name: str, folder: Path, caption: str | None = None,
     text = (f"**{caption}**\n\n" if caption else "") + markdown_table(df, index=index, digits=digits) + "\n"
     store.atomic_write_text(md_path, text)
     return md_path, csv_path
+
+
+def without_empty_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` less the columns in which every cell is missing or empty text."""
+    empty = [c for c in df.columns if df[c].map(lambda v: v is None or v == "" or (isinstance(v, float) and
+                                                                                  math.isnan(v))).all()]
+    return df.drop(columns=empty)
+
+
+def styled(df: pd.DataFrame, digits: int = 3, verdicts: str = "holds"):
+    """``df`` as a notebook shows it (a pandas ``Styler``): every row and column in full, cells by
+    :func:`fmt` to ``digits`` significant digits, no empty column, text wrapped and left-aligned, the
+    ``verdicts`` column (if present) coloured as in the HTML report."""
+    frame = without_empty_columns(df)
+    style = frame.style.format(lambda v: fmt(v, digits)).set_properties(
+        **{"text-align": "left", "white-space": "pre-wrap", "vertical-align": "top"})
+    if verdicts in frame.columns:
+        style = style.map(lambda v: f"background-color: {VERDICT_COLOURS.get(v, '#6e7781')}; color: white; "
+                                    "font-weight: bold", subset=[verdicts])
+    return style
+
+
+def notebook_display(digits: int = 3) -> None:
+    """pandas' display options for the notebooks: floats to ``digits`` significant digits (:func:`fmt`),
+    cells and columns never cut, wide frames not wrapped."""
+    pd.set_option("display.float_format", lambda v: fmt(v, digits))
+    pd.set_option("display.max_colwidth", None)
+    pd.set_option("display.max_columns", None)
+    pd.set_option("display.width", 250)

@@ -68,3 +68,24 @@ def private_copy(root: Path, tmp_path: Path, monkeypatch) -> None:
     shutil.copytree(root / "artifacts", tmp_path / "artifacts")
     monkeypatch.setenv("CCKL_ARTIFACTS", str(tmp_path / "artifacts"))
     monkeypatch.setenv("CCKL_DATA_ROOT", str(root / "data"))
+
+
+def run_notebook(name: str, **parameters) -> dict:
+    """Execute the code cells of ``notebooks/<name>.ipynb`` in order in this process (no kernel), with
+    ``parameters`` replacing its parameters cell as papermill would inject them; returns the notebook's
+    globals (``out``: what it rendered)."""
+    import json
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    nb = json.loads((REPO / "notebooks" / f"{name}.ipynb").read_text())
+    namespace: dict = {"__name__": "__main__"}
+    for cell in nb["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        exec(compile("".join(cell["source"]), f"{name} cell {cell.get('id')}", "exec"), namespace)
+        if "parameters" in cell["metadata"].get("tags", []):
+            namespace.update(parameters)
+    plt.close("all")
+    return namespace

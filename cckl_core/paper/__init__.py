@@ -20,7 +20,7 @@ from types import ModuleType
 
 from .. import profiles
 from . import appendix_c, capacity_study, fisher_growth, theorem_check
-from .inputs import ResultsMissing, results_present
+from .inputs import Inputs, ResultsMissing, gather, results_present
 from .result import Rendered
 
 #: The notebooks of the paper, in order, and the module that renders each.
@@ -75,8 +75,7 @@ def render(notebook: str, profile: str | profiles.Profile | None = None, seed: i
         from .. import plotting
         plotting.set_style()
         result = module.render(prof, seed)
-    from .criteria import adjust
-    result.claims = adjust(result.claims)  # Holm within each family of paper claims decides their verdicts
+    result.judge()  # Holm within each family of paper claims decides their verdicts
     for fig in result.figures.values():
         plt.close(fig)  # shown where a cell asks for it (result.figure), not all at once by the backend
     return result
@@ -91,16 +90,41 @@ def not_in_profile(notebook: str, prof: profiles.Profile) -> Rendered:
     return out
 
 
-def setup(notebook: str, profile: str | None = None, seed: int = 0, namespace: dict | None = None) -> Rendered:
+def notebooks_of(profile: str | profiles.Profile) -> list[str]:
+    """The notebooks ``profile`` gives runs to (``make paper`` renders these; e.g. ``gpu``: 03 only)."""
+    prof = profiles.load(profile)
+    return [nb for nb, m in NOTEBOOKS.items() if prof.has_roles([r for r in m.ROLES if r not in m.OPTIONAL])]
+
+
+class NotInProfile(ParameterError):
+    """A notebook opened for a profile that has no runs for it (e.g. notebook 01 with ``gpu``)."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"NotInProfile: {self}"]
+
+
+def setup(notebook: str, profile: str | None = None, seed: int = 0,
+          namespace: dict | None = None) -> tuple[Inputs, Rendered]:
     """A notebook's set-up: check its parameters (``namespace``: the notebook's globals, searched for
-    misspelt parameter names), pick the profile, render. A missing result stops the notebook with one
-    message (:class:`ResultsMissing`), having trained, computed and written nothing."""
+    misspelt parameter names), pick the profile, read its cached results. Returns the notebook's
+    inputs (runs by role, cached evaluations) and an empty :class:`Rendered` that its cells fill
+    with figures, tables and claims. A missing result stops the notebook with one message
+    (:class:`ResultsMissing`), having trained, computed and written nothing."""
+    if notebook not in NOTEBOOKS:
+        raise ValueError(f"unknown notebook {notebook!r}; the paper's notebooks: {', '.join(NOTEBOOKS)}")
     profile, seed = _check_parameters(profile, seed, namespace)
-    chosen = profile or profiles.default_to_render(results_present)
-    prof = profiles.load(chosen)
+    prof = profiles.load(profile or profiles.default_to_render(results_present))
+    if notebook not in notebooks_of(prof):
+        raise NotInProfile(not_in_profile(notebook, prof).text["summary"] + f" Open it with profile = "
+                           f"{', '.join(repr(p) for p in profiles.names() if notebook in notebooks_of(p))}.")
     print(f"profile {prof.name}{'' if profile else ' (the default: results present here)'}: {prof.description}; "
           f"sampling seed {seed}", file=sys.stdout, flush=True)
-    return render(notebook, prof, seed)
+    from .. import plotting, tables
+    plotting.set_style()
+    tables.notebook_display()
+    module = NOTEBOOKS[notebook]
+    inputs = gather(prof, module.ROLES, module.OPTIONAL, seed, notebook)
+    return inputs, Rendered(notebook, prof.name, module.dataset_of(inputs))
 
 
-__all__ = ["NOTEBOOKS", "ParameterError", "Rendered", "ResultsMissing", "render", "setup"]
+__all__ = ["NOTEBOOKS", "Inputs", "NotInProfile", "ParameterError", "Rendered", "ResultsMissing", "notebooks_of", "render", "setup"]

@@ -15,7 +15,7 @@ import pandas as pd
 from .. import plotting, stats
 from ..profiles import Profile
 from . import criteria
-from .inputs import gather
+from .inputs import Inputs, gather
 from .result import Rendered, Table
 
 NOTEBOOK = "04_appendix_c_table"
@@ -54,22 +54,54 @@ def table2_frame(ev: Mapping, n_boot: int, seed: int) -> tuple[pd.DataFrame, np.
     return frame, rel
 
 
+def dataset_of(inputs: Inputs) -> str:
+    """The data set this notebook's results are on (its first role's)."""
+    return inputs.by_role("table2").dataset_name
+
+
 def render(profile: Profile, seed: int = 0) -> Rendered:
-    """Table 2, its figure and its two claims for ``profile`` (``seed``: the bootstrap's seed)."""
+    """Table 2, its figure and its two claims for ``profile`` (``seed``: the bootstrap's seed), in the
+    notebook's steps."""
     inputs = gather(profile, ROLES, OPTIONAL, seed, NOTEBOOK)
+    out = Rendered(NOTEBOOK, profile.name, dataset_of(inputs))
+    run = inputs.by_role("table2")
+    table2, rel = table2_frame(inputs.evaluation(run, "table2"), int(profile.evaluation.n_boot), seed)
+    curves = errors_by_seed(inputs.seed_evaluations(run, "table2"))
+    out.tables["table2_kl_vs_g1"] = table2_table(inputs, table2, out)
+    out.figures["table2_kl_vs_g1"] = table2_figure(inputs, table2, out)
+    out.claims += table2_claims(inputs, table2, rel, curves, seed)
+    return out
+
+
+def points(ev: Mapping) -> pd.DataFrame:
+    """The cached ``table2`` evaluation, one row per (eps, test point): KL, G1 and ``|KL - G1| / KL``."""
+    rel, _ = relative_errors(ev["kl"], ev["g1"])
+    n = ev["kl"].shape[1]
+    return pd.DataFrame({"eps x 255": np.repeat([int(k) for k in ev["eps_255"]], n), "point": np.tile(np.arange(n), len(rel)),
+                         "KL": np.asarray(ev["kl"]).ravel(), "G1": np.asarray(ev["g1"]).ravel(), "|KL-G1|/KL": rel.ravel()})
+
+
+def errors_by_seed(seed_evaluations) -> pd.DataFrame:
+    """Mean ``|KL - G1| / KL`` per eps (columns, x 1/255) for each training seed (rows): :func:`mean_errors`."""
+    rows = {r.seed: mean_errors(ev) for r, ev in seed_evaluations}
+    eps = [int(k) for k in seed_evaluations[0][1]["eps_255"]]
+    return pd.DataFrame.from_dict(rows, orient="index", columns=eps).rename_axis(index="seed", columns="eps x 255")
+
+
+def table2_table(inputs: Inputs, table2: pd.DataFrame, out: Rendered) -> Table:
+    """:func:`table2_frame` captioned as ``table2_kl_vs_g1``."""
+    run = inputs.by_role("table2")
+    n_points = inputs.evaluation(run, "table2")["kl"].shape[1]
+    return Table(table2, "Table 2: relative error of G1 = 1/2 eta^T F_x eta against KL(f(x)||f(x+eta)), eta = KL-PGD (10 "
+                         f"steps of eps/4) in the L-inf ball, with 95% bootstrap intervals of the mean; {run.display_name}, "
+                         f"{n_points} test images of {run.dataset_name}, profile {out.profile}")
+
+
+def table2_figure(inputs: Inputs, table2: pd.DataFrame, out: Rendered):
+    """Table 2 as lines beside the paper's, and KL against G1 per point."""
     run = inputs.by_role("table2")
     ev = inputs.evaluation(run, "table2")
-    out = Rendered(NOTEBOOK, profile.name, run.dataset_name)
     n_points, eps_k = ev["kl"].shape[1], [int(k) for k in ev["eps_255"]]
-    out.text["run"] = (f"{run.display_name} ({run.name}), {len(run.history) - 1} epochs; {n_points} test images of "
-                       f"{run.dataset_name}")
-    n_boot = int(profile.evaluation.n_boot)
-    table2, rel = table2_frame(ev, n_boot, seed)
-    out.tables["table2_kl_vs_g1"] = Table(
-        table2, "Table 2: relative error of G1 = 1/2 eta^T F_x eta against KL(f(x)||f(x+eta)), eta = KL-PGD (10 steps of "
-                f"eps/4) in the L-inf ball, with 95% bootstrap intervals of the mean; {run.display_name}, {n_points} test "
-                f"images of {run.dataset_name}, profile {profile.name}")
-
     fig, axes = plotting.panels(2)
     plotting.paper_vs_measured_lines(axes[0], eps_k, {"ours (mean)": table2["ours mean |KL-G1|/KL"],
                                                       "ours (median)": table2["ours median |KL-G1|/KL"]},
@@ -81,27 +113,34 @@ def render(profile: Profile, seed: int = 0) -> Rendered:
                               hue_label="eps x 255", xlabel=r"G1 = $\frac{1}{2}\eta^T F_x \eta$ (nats)",
                               ylabel=r"KL$(f(x)\|f(x+\eta))$ (nats)")
     axes[1].set_title("per point")
-    plotting.stamp(fig, run.dataset_name, profile.name, run)
-    out.figures["table2_kl_vs_g1"] = fig
+    plotting.stamp(fig, run.dataset_name, out.profile, run)
+    return fig
 
+
+
+def table2_claims(inputs: Inputs, table2: pd.DataFrame, rel: np.ndarray, curves: pd.DataFrame,
+                  seed: int) -> list[criteria.ClaimRow]:
+    """Table 2's claims over training seeds: the error rises with eps (the per-seed rise 8/255 - 1/255,
+    blocked unless the seed-mean curve rises at every step), and the Fisher term dominates up to 8/255
+    (per-seed mean error at 8/255 below 0.3)."""
+    run = inputs.by_role("table2")
+    n_points = rel.shape[1]
+    n_boot = int(inputs.profile.evaluation.n_boot)
     ours = table2["ours mean |KL-G1|/KL"].to_numpy()
     both = np.isfinite(rel[0]) & np.isfinite(rel[-1])
     rise = stats.bootstrap_diff(rel[0][both], rel[-1][both], np.mean, n_boot=n_boot, seed=seed, paired=True)
-    pairs = inputs.seed_evaluations(run, "table2")
-    curves = np.array([mean_errors(ev) for _, ev in pairs])
-    seeds = [r.seed for r, _ in pairs]
-    mean_curve = curves.mean(axis=0)
+    seeds, values = curves.index.tolist(), curves.to_numpy()
+    mean_curve = values.mean(axis=0)
     monotone = bool(np.all(np.diff(mean_curve) > 0))
-    scale = [criteria.facts(r, "vgg13") for r, _ in pairs]
+    scale = [criteria.facts(r, "vgg13") for r, _ in inputs.seed_evaluations(run, "table2")]
     shown = "seed-mean curve " + " ".join(f"{v:.3f}" for v in mean_curve)
-    out.claims.append(criteria.judge(
+    return [criteria.judge(
         "table2_rises", shown, f"mean over {n_points} test points, training seeds {seeds}", runs=scale,
-        evidence=criteria.SeedEvidence(curves[:, -1] - curves[:, 0], seeds,
+        evidence=criteria.SeedEvidence(values[:, -1] - values[:, 0], seeds,
                                        blocked="" if monotone else "the seed-mean curve is not strictly increasing",
                                        indicative=f"seed {run.seed}: 8/255 - 1/255 = {rise['diff']:.3f} "
-                                                  f"[{rise['lo']:.3f}, {rise['hi']:.3f}] (bootstrap over test points)")))
-    out.claims.append(criteria.judge(
+                                                  f"[{rise['lo']:.3f}, {rise['hi']:.3f}] (bootstrap over test points)")),
+            criteria.judge(
         "table2_fisher_dominates", context=f"seed {run.seed}: {ours[-1]:.3f} [{table2['ci_lo'].iloc[-1]:.3f}, "
                                            f"{table2['ci_hi'].iloc[-1]:.3f}] (bootstrap over test points)", runs=scale,
-        evidence=criteria.SeedEvidence(curves[:, -1], seeds)))
-    return out
+        evidence=criteria.SeedEvidence(values[:, -1], seeds))]

@@ -43,18 +43,37 @@ FIG5 = (("KL", "mean", "fig5_kl"), ("G2", "mean", "fig5_g2"), ("G2/KL", "ratio o
 SHARE_STATISTICS = ("ratio of means", "median of ratios", "mean of ratios")
 
 
+def dataset_of(inputs: Inputs) -> str:
+    """The data set this notebook's results are on (its first role's)."""
+    return inputs.list_role("table1")[0].dataset_name
+
+
 def render(profile: Profile, seed: int = 0) -> Rendered:
-    """Every figure, table and claim of notebook 03 for ``profile`` (``seed``: the sampling seed)."""
+    """Every figure, table and claim of notebook 03 for ``profile`` (``seed``: the sampling seed), in the
+    notebook's steps."""
     inputs = gather(profile, ROLES, OPTIONAL, seed, NOTEBOOK)
-    t1_runs = inputs.list_role("table1")
-    out = Rendered(NOTEBOOK, profile.name, t1_runs[0].dataset_name)
-    out.text["runs"] = "\n".join(f"- {r.name}: {r.display_name}, {r.history[-1]['epoch']} epochs, test acc "
-                                 f"{r.history[-1]['test_acc']:.4f}, PGD-10 acc {r.history[-1]['robust_acc']:.4f}"
-                                 for r in inputs.runs.values())
+    out = Rendered(NOTEBOOK, profile.name, dataset_of(inputs))
     effects = seed_effects(inputs)
-    _table1(out, inputs, effects)
-    _figure5(out, inputs, effects, seed)
+    table1 = table1_frame(inputs.list_role("table1"), table1_evaluations(inputs))
+    out.tables.update(table1_tables(inputs, table1, out))
+    out.figures["table1_capacity"] = table1_figure(inputs, table1, out)
+    table1_cmp = comparisons(inputs.list_role("table1"), table1_evaluations(inputs))
+    out.tables["table1_comparisons"] = comparisons_table(inputs, table1_cmp, out)
+    out.claims += table1_claims(inputs, table1_cmp, effects)
+    fig5_stats, fig5_cmp = fig5_statistics(inputs, seed)
+    out.tables.update(fig5_tables(inputs, fig5_stats, fig5_cmp, out))
+    out.figures["fig5_kl_g2_resnets"] = fig5_figure(inputs, out)
+    out.claims += fig5_claims(inputs, fig5_stats, fig5_cmp, effects)
     return out
+
+
+def runs_table(inputs: Inputs) -> pd.DataFrame:
+    """Each run of the notebook (its first training seed) at its last epoch: model, epochs, test and
+    PGD-10 accuracy, and the training seeds in the cache."""
+    return pd.DataFrame([{"run": r.name, "model": r.display_name, "epochs": r.history[-1]["epoch"],
+                          "seeds": " ".join(str(g.seed) for g in inputs.seed_group(r)),
+                          "test acc": r.history[-1]["test_acc"], "PGD-10 acc": r.history[-1]["robust_acc"]}
+                         for r in inputs.runs.values()])
 
 
 # --------------------------------------------------------------------------- Table 1
@@ -132,23 +151,48 @@ def comparisons(t1_runs: list[runs.Run], evs: list[Mapping]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _table1(out: Rendered, inputs: Inputs, effects: dict) -> None:
-    t1_runs = inputs.list_role("table1")
-    evs = [inputs.evaluation(r, "table1") for r in t1_runs]
+def table1_evaluations(inputs: Inputs) -> list[Mapping]:
+    """The cached ``table1`` evaluation of each Table 1 run (first training seed), checked to be on the
+    same test images."""
+    evs = [inputs.evaluation(r, "table1") for r in inputs.list_role("table1")]
     if not all(np.array_equal(ev["index"], evs[0]["index"]) for ev in evs):
         raise ValueError("the Table 1 runs were attacked on different test images; recompute their table1 evaluations")
-    steps = int(evs[0]["pgd_steps"])
+    return evs
+
+
+def correctness(inputs: Inputs) -> pd.DataFrame:
+    """The cached per-image results Table 1 counts: one row per test image (its test-set position and
+    label), one column per (run, attack): correct (under an attack only if also correct clean, :func:`correct`)."""
+    t1_runs, evs = inputs.list_role("table1"), table1_evaluations(inputs)
+    names = attack_names(int(evs[0]["pgd_steps"]))
+    frame = pd.DataFrame({"image": np.asarray(evs[0]["index"]), "label": np.asarray(evs[0]["labels"])})
+    for run, ev in zip(t1_runs, evs):
+        for key, attack in names.items():
+            if f"correct_{key}" in ev:
+                frame[f"{run.name} | {attack}"] = correct(ev, key)
+    return frame
+
+
+def table1_tables(inputs: Inputs, table1: pd.DataFrame, out: Rendered) -> dict[str, Table]:
+    """``table1_capacity`` (shown pivoted: models in the paper's order, attacks as columns) and
+    ``table1_seeds`` (over the training seeds in the cache)."""
+    t1_runs = inputs.list_role("table1")
+    steps = int(table1_evaluations(inputs)[0]["pgd_steps"])
     names = attack_names(steps)
-    models = criteria.paper("table1_models")
-    table1 = table1_frame(t1_runs, evs)
-    labels = model_labels(t1_runs)
+    models, labels = criteria.paper("table1_models"), model_labels(t1_runs)
     display = table1.assign(model=table1["paper model"].map(dict(zip(models, labels))))
-    out.tables["table1_capacity"] = Table(
+    return {"table1_capacity": Table(
         table1, f"Table 1: accuracy (%) of TRADES models with 95% Wilson intervals, L-inf eps 8/255, step 2/255, {steps} "
                 f"steps, {out.dataset}, profile {out.profile}; CW = margin loss solved by PGD (the paper's c = 5e2 not used)",
-        display=display.pivot(index="model", columns="attack", values="acc").loc[labels][list(names.values())[:3]])
-    out.tables["table1_seeds"] = _seeds_table(inputs, t1_runs, names, models, out.profile)
+        display=display.pivot(index="model", columns="attack", values="acc").loc[labels][list(names.values())[:3]]),
+            "table1_seeds": _seeds_table(inputs, t1_runs, names, models, out.profile)}
 
+
+def table1_figure(inputs: Inputs, table1: pd.DataFrame, out: Rendered):
+    """Table 1 as bars (ours with 95% Wilson intervals beside the paper's), one panel per attack."""
+    t1_runs = inputs.list_role("table1")
+    names = attack_names(int(table1_evaluations(inputs)[0]["pgd_steps"]))
+    models, labels = criteria.paper("table1_models"), model_labels(t1_runs)
     fig, axes = plotting.panels(3)
     paper_of = paper_accuracies()
     starred = [m if label == m else f"{m} *" for m, label in zip(models, labels)]  # short ticks; the stamp names ours
@@ -160,26 +204,38 @@ def _table1(out: Rendered, inputs: Inputs, effects: dict) -> None:
                  + ("\n* ours is not the paper's model (a stand-in or a smaller width; our models are named in the stamp "
                     "above)" if starred != list(models) else ""))
     plotting.stamp(fig, out.dataset, out.profile, t1_runs)
-    out.figures["table1_capacity"] = fig
+    return fig
 
-    cmp = comparisons(t1_runs, evs)
-    out.tables["table1_comparisons"] = Table(
-        cmp, f"Table 1, paired comparisons on the test sample of training seed {t1_runs[0].seed} (accuracy points, same "
-             f"{evs[0]['labels'].shape[0]} test images): exact one-sided McNemar tests, Newcombe 95% interval of the "
-             f"difference, profile {out.profile}; indicative only: the claims are judged over training seeds")
+
+def comparisons_table(inputs: Inputs, cmp: pd.DataFrame, out: Rendered) -> Table:
+    """:func:`comparisons` captioned as ``table1_comparisons``."""
+    t1_runs, evs = inputs.list_role("table1"), table1_evaluations(inputs)
+    return Table(cmp, f"Table 1, paired comparisons on the test sample of training seed {t1_runs[0].seed} (accuracy "
+                      f"points, same {evs[0]['labels'].shape[0]} test images): exact one-sided McNemar tests, Newcombe 95% "
+                      f"interval of the difference, profile {out.profile}; indicative only: the claims are judged over "
+                      "training seeds")
+
+
+def table1_claims(inputs: Inputs, cmp: pd.DataFrame, effects: dict) -> list[criteria.ClaimRow]:
+    """Table 1's claims (each step up in capacity raises standard, PGD and CW accuracy), tested over the
+    training seeds on the per-seed accuracy differences (``effects``, :func:`seed_effects`)."""
+    t1_runs, evs = inputs.list_role("table1"), table1_evaluations(inputs)
+    steps, labels = int(evs[0]["pgd_steps"]), model_labels(t1_runs)
     arch = criteria.paper("table1_architectures")
+    rows = []
     for k, row in cmp.iterrows():
         cid = TABLE1_CLAIMS[k]
         a, b, _ = STEPS_UP[k // len(METRICS)]
         seeds, values = effects.get(cid, ([], []))
         scale = [capacity_facts(t1_runs[m], arch[m], evs[m]) for m in (a, b)]
-        out.claims.append(criteria.judge(
+        rows.append(criteria.judge(
             cid, f"ours: {labels[b]} vs {labels[a]}", f"the same {int(evs[0]['labels'].shape[0])} test images",
             fill={"steps": steps}, runs=scale,
             evidence=criteria.SeedEvidence(values, seeds, " points", indicative=(
                 f"seed {t1_runs[0].seed}: {row['acc larger']:.1f} vs {row['acc smaller']:.1f}, diff {row['diff']:+.1f} "
                 f"[{row['diff_lo']:+.1f}, {row['diff_hi']:+.1f}], exact McNemar p = {row['p larger better']:.2g} "
                 f"(larger better) / {row['p smaller better']:.2g} (smaller better)"))))
+    return rows
 
 
 def _seeds_table(inputs: Inputs, t1_runs, names, models, profile: str) -> Table:
@@ -256,24 +312,58 @@ def fig5_frame(labels: list[str], evs: list[Mapping]) -> tuple[pd.DataFrame, lis
     return pd.DataFrame(rows), vals
 
 
-def _figure5(out: Rendered, inputs: Inputs, effects: dict, seed: int) -> None:
-    fig5_runs = inputs.list_role("fig5")
-    evs = [inputs.evaluation(r, "fig5") for r in fig5_runs]
-    plays = ("resnet20x1", "resnet32x10")
-    labels = [r.display_name if is_exact(r, p) else f"{r.display_name} (stand-in for {p})"
-              for r, p in zip(fig5_runs, plays)]
+#: The paper's models Figure 5 compares (ours may stand in for them).
+FIG5_PLAYS = ("resnet20x1", "resnet32x10")
+
+
+def fig5_labels(inputs: Inputs) -> list[str]:
+    """Figure 5's two models by their real names (a stand-in says which paper model it stands for)."""
+    return [r.display_name if is_exact(r, p) else f"{r.display_name} (stand-in for {p})"
+            for r, p in zip(inputs.list_role("fig5"), FIG5_PLAYS)]
+
+
+def fig5_pairs(inputs: Inputs) -> pd.DataFrame:
+    """The cached ``fig5`` evaluations, one row per cross-class test pair (test-set positions ``i``,
+    ``j``): KL, G1 and G2 = KL - G1 under each model (``fisher.kl_g1_g2`` computed them)."""
+    evs = [inputs.evaluation(r, "fig5") for r in inputs.list_role("fig5")]
+    frame = pd.DataFrame({"i": np.asarray(evs[0]["i"]), "j": np.asarray(evs[0]["j"])})
+    for label, ev in zip(fig5_labels(inputs), evs):
+        frame[f"KL | {label}"], frame[f"G1 | {label}"] = ev["kl"], ev["g1"]
+        frame[f"G2 | {label}"] = ev["kl"] - ev["g1"]
+    return frame
+
+
+def fig5_statistics(inputs: Inputs, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per model and quantity (:func:`fig5_frame`), and larger - smaller with image-resampling intervals
+    (:func:`fig5_comparisons`, the profile's ``n_boot`` resamples, sampling seed ``seed``)."""
+    evs = [inputs.evaluation(r, "fig5") for r in inputs.list_role("fig5")]
+    frame, _ = fig5_frame(fig5_labels(inputs), evs)
+    return frame, fig5_comparisons(evs, int(inputs.profile.evaluation.n_boot), seed)
+
+
+def _fig5_counts(inputs: Inputs) -> tuple[int, int]:
+    ev = inputs.evaluation(inputs.list_role("fig5")[0], "fig5")
+    return len(ev["kl"]), len(np.unique(np.concatenate([ev["i"], ev["j"]])))
+
+
+def fig5_tables(inputs: Inputs, frame: pd.DataFrame, cmp: pd.DataFrame, out: Rendered) -> dict[str, Table]:
+    """``fig5_kl_g2_stats`` and ``fig5_comparisons``, captioned."""
+    fig5_runs, labels = inputs.list_role("fig5"), fig5_labels(inputs)
+    n_pairs, n_images = _fig5_counts(inputs)
     n_boot = int(inputs.profile.evaluation.n_boot)
-    frame, vals = fig5_frame(labels, evs)
-    cmp = fig5_comparisons(evs, n_boot, seed)
-    n_pairs = len(evs[0]["kl"])
-    n_images = len(np.unique(np.concatenate([evs[0]["i"], evs[0]["j"]])))
-    out.tables["fig5_kl_g2_stats"] = Table(
+    return {"fig5_kl_g2_stats": Table(
         frame, f"Figure 5 statistics (nats) per model, {n_pairs} cross-class pairs of {out.dataset} over {n_images} test "
-               f"images, training seed {fig5_runs[0].seed}, profile {out.profile}")
-    out.tables["fig5_comparisons"] = Table(
+               f"images, training seed {fig5_runs[0].seed}, profile {out.profile}"),
+            "fig5_comparisons": Table(
         cmp, f"Figure 5, larger - smaller model ({labels[1]} vs {labels[0]}), training seed {fig5_runs[0].seed}: 95% "
              f"intervals and bootstrap p-values resampling the {n_images} test images ({n_boot} resamples), not the "
-             f"pairs; profile {out.profile}")
+             f"pairs; profile {out.profile}")}
+
+
+def fig5_figure(inputs: Inputs, out: Rendered):
+    """Figure 5: the distributions of KL, G2 and G2/KL over the pairs under both models."""
+    fig5_runs, labels = inputs.list_role("fig5"), fig5_labels(inputs)
+    vals = [fig5_values(inputs.evaluation(r, "fig5")) for r in fig5_runs]
     fig, axes = plotting.panels(3, height=plotting.PANEL[1] * 1.45)
     plotting.distributions(axes[0], {lab: v["KL"] for lab, v in zip(labels, vals)}, xlabel=r"KL$(f(x_i)\|f(x_j))$ (nats)",
                            log=True, marker="mean", legend_below=True, legend_width=40)
@@ -281,29 +371,45 @@ def _figure5(out: Rendered, inputs: Inputs, effects: dict, seed: int) -> None:
                            clip_quantiles=(0.01, 0.99), marker="mean", legend_below=True, legend_width=40)
     plotting.distributions(axes[2], {lab: v["G2/KL"] for lab, v in zip(labels, vals)}, xlabel="G2 / KL",
                            clip_quantiles=(0.05, 0.95), marker="median", legend_below=True, legend_width=40)
-    fig.suptitle(f"Figure 5: {n_pairs} cross-class test pairs")
+    fig.suptitle(f"Figure 5: {_fig5_counts(inputs)[0]} cross-class test pairs")
     plotting.stamp(fig, out.dataset, out.profile, fig5_runs)
-    out.figures["fig5_kl_g2_resnets"] = fig
+    return fig
 
-    scale = [capacity_facts(r, p, inputs.evaluations.get((r.name, "table1"))) for r, p in zip(fig5_runs, plays)]
+
+def fig5_claims(inputs: Inputs, frame: pd.DataFrame, cmp: pd.DataFrame, effects: dict) -> list[criteria.ClaimRow]:
+    """Figure 5's claims (the larger model has higher KL, G2 and share G2/KL), tested over training seeds
+    on the per-seed differences (``effects``); the share needs its three statistics to agree. And the
+    share of pairs with G2 < 0, reported."""
+    fig5_runs, labels = inputs.list_role("fig5"), fig5_labels(inputs)
+    n_pairs = _fig5_counts(inputs)[0]
+    scale = [capacity_facts(r, p, inputs.evaluations.get((r.name, "table1"))) for r, p in zip(fig5_runs, FIG5_PLAYS)]
+    out = []
     for q, stat, cid in FIG5:
         seeds, values = effects.get(cid, ([], []))
         rows = cmp[cmp["quantity"] == q].set_index("statistic")
         row = rows.loc[stat]
         indicative = "; ".join(f"{st} {r['diff']:+.3g} [{r['diff_lo']:+.3g}, {r['diff_hi']:+.3g}]" for st, r in rows.iterrows())
         others = {name: effects.get(f"{cid}:{name}", ([], []))[1] for name in SHARE_STATISTICS[1:]} if q == "G2/KL" else {}
-        out.claims.append(criteria.judge(
+        out.append(criteria.judge(
             cid, f"ours: {labels[1]} vs {labels[0]}; seed {fig5_runs[0].seed}: {stat} {row['larger']:.3g} vs "
                  f"{row['smaller']:.3g}", f"{stat} of {q} over {n_pairs} pairs", runs=scale,
             evidence=criteria.SeedEvidence(values, seeds, others=others,
                                            indicative=f"seed {fig5_runs[0].seed}, images resampled: {indicative}")))
     share = frame.groupby("model", sort=False)["share_g2_negative"].first()
-    out.claims.append(criteria.judge("fig5_g2_negative", " / ".join(f"{s:.1%}" for s in share.to_numpy()),
-                                     "where G2 < 0 the higher-order terms cancel part of the Fisher term, so G2 is not a "
-                                     "non-negative 'robust component' pair by pair (see figures/README.md)"))
+    out.append(criteria.judge("fig5_g2_negative", " / ".join(f"{s:.1%}" for s in share.to_numpy()),
+                              "where G2 < 0 the higher-order terms cancel part of the Fisher term, so G2 is not a "
+                              "non-negative 'robust component' pair by pair (see figures/README.md)"))
+    return out
 
 
 # --------------------------------------------------------------------------- training noise
+def effects_table(effects: dict[str, tuple[list[int], list[float]]]) -> pd.DataFrame:
+    """:func:`seed_effects` as a table: one row per (claim, training seed) with its effect."""
+    return pd.DataFrame([{"claim": cid, "seed": s, "effect (larger - smaller)": v}
+                         for cid, (seeds, values) in effects.items() for s, v in zip(seeds, values)],
+                        columns=["claim", "seed", "effect (larger - smaller)"])
+
+
 def seed_effects(inputs: Inputs) -> dict[str, tuple[list[int], list[float]]]:
     """For each capacity claim, ``(seeds, effects)``: its effect (larger - smaller: accuracy points for
     Table 1, the compared statistic for Figure 5; ``"fig5_g2_share:<statistic>"`` for the other share

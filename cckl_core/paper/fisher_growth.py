@@ -32,38 +32,76 @@ OBJECTIVES = ("standard", "PGD-AT", "TRADES")
 PLAYS = {"fig3": "vgg13", "fig8": "resnet20x1"}
 
 
+def dataset_of(inputs: Inputs) -> str:
+    """The data set this notebook's results are on (its first role's)."""
+    return inputs.by_role("fig3_standard").dataset_name
+
+
 def render(profile: Profile, seed: int = 0) -> Rendered:
-    """Every figure, table and claim of notebook 02 for ``profile`` (``seed``: the sampling seed)."""
+    """Every figure, table and claim of notebook 02 for ``profile`` (``seed``: the sampling seed), in the
+    notebook's steps."""
     inputs = gather(profile, ROLES, OPTIONAL, seed, NOTEBOOK)
-    runs_by_role = {role: inputs.by_role(role) for role in ROLES}
-    out = Rendered(NOTEBOOK, profile.name, runs_by_role["fig3_standard"].dataset_name)
-    out.text["runs"] = "\n".join(
-        f"- {role}: {run.name}, {run.display_name}, {run.history[-1]['epoch']} epochs, test acc "
-        f"{run.history[-1]['test_acc']:.4f}, PGD-10 acc {run.history[-1]['robust_acc']:.4f}, mean ||F||_F "
-        f"{run.history[-1]['fisher_fro_mean']:.4g}, mean ||F||_2 {run.history[-1]['fisher_spec_mean']:.4g}"
-        for role, run in runs_by_role.items())
-    _growth_figures(out, inputs, runs_by_role)
-    _growth_claims(out, inputs, runs_by_role)
-    _robust_and_seeds(out, inputs)
-    _figure9(out, inputs, profile)
-    _eq12(out, inputs)
+    out = Rendered(NOTEBOOK, profile.name, dataset_of(inputs))
+    groups = seed_groups(inputs)
+    out.figures.update(growth_figures(inputs, out))
+    growth = growth_statistics(groups)
+    out.tables.update(growth_tables(inputs, out))
+    out.claims += growth_claims(groups, growth)
+    out.tables.update(robust_tables(inputs, out))
+    run9 = inputs.by_role("fig9_robust")
+    fig9_auc = robust_auc_by_seed(inputs.seed_evaluations(run9, "fig9"))
+    out.figures["fig9_fisher_robust_vs_nonrobust"] = figure9(inputs, out)
+    out.claims += figure9_claims(inputs, fig9_auc)
+    eq12 = eq12_table(inputs.evaluation(run9, "eq12"))
+    out.tables["eq12_check"] = eq12_check(inputs, eq12, out)
+    out.figures["eq12_eigenvector_check"] = eq12_figure(inputs, out)
+    out.claims += eq12_claims(inputs, eq12)
     return out
 
 
-def _growth_figures(out: Rendered, inputs: Inputs, R: dict) -> None:
+def runs_table(inputs: Inputs) -> pd.DataFrame:
+    """Each role's run (its first training seed) at its last epoch: model, epochs, test and PGD-10
+    accuracy, mean Frobenius and spectral norm of ``F_x``."""
+    rows = []
+    for role in ROLES:
+        run = inputs.by_role(role)
+        last = run.history[-1]
+        rows.append({"role": role, "run": run.name, "model": run.display_name, "epochs": last["epoch"],
+                     "seeds": len(inputs.seed_group(run)), "test acc": last["test_acc"], "PGD-10 acc": last["robust_acc"],
+                     "mean |F|_F": last["fisher_fro_mean"], "mean |F|_2": last["fisher_spec_mean"]})
+    return pd.DataFrame(rows)
+
+
+def histories(inputs: Inputs, keys: tuple[str, ...] = ("test_acc", "robust_acc", "fisher_fro_mean",
+                                                        "fisher_spec_mean")) -> pd.DataFrame:
+    """The per-epoch record Figures 3, 4, 7 and 8 draw: one row per (role, training seed, epoch)."""
+    rows = []
+    for role in ROLES[:-1]:
+        for run in inputs.seed_group(inputs.by_role(role)):
+            epochs = plotting.history_series(run, keys[0])[0]
+            rows.append(pd.DataFrame({"role": role, "model": run.display_name, "seed": run.seed,
+                                      "epoch": epochs.astype(int),
+                                      **{k: plotting.history_series(run, k)[1] for k in keys}}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def growth_figures(inputs: Inputs, out: Rendered) -> dict:
+    """Figures 3 and 8 (accuracy, PGD-10 accuracy, Fisher norms per epoch, three objectives) and
+    Figures 4 and 7 (the standard run alone), by file stem."""
+    figures = {}
     for fam, (big, standard_fig) in (("fig3", ("fig3_fisher_vgg13", ("fig4_fisher_standard_vgg13", 4))),
                                      ("fig8", ("fig8_fisher_resnet20", ("fig7_fisher_standard_resnet20", 7)))):
-        family = [R[r] for r in FAMILIES[fam]]
-        number = fam[3:]
+        family = [inputs.by_role(r) for r in FAMILIES[fam]]
         fig, _ = plotting.fisher_growth([inputs.seed_group(r) for r in family], list(OBJECTIVES),
-                                        title=f"Figure {number}: {family[0].config.model}, standard vs adversarial training")
+                                        title=f"Figure {fam[3:]}: {family[0].config.model}, standard vs adversarial training")
         plotting.stamp(fig, out.dataset, out.profile, family)
-        out.figures[big] = fig
+        figures[big] = fig
         std = family[0]
         fig, _ = plotting.accuracy_and_fisher(std, title=f"Figure {standard_fig[1]}: {std.display_name}, accuracy and "
                                                           "Fisher norm")
         plotting.stamp(fig, out.dataset, out.profile, std)
-        out.figures[standard_fig[0]] = fig
+        figures[standard_fig[0]] = fig
+    return figures
 
 
 def log_fisher_change(run) -> float:
@@ -90,7 +128,7 @@ def matched_ratios(std, adv) -> dict:
             "ratio at final epochs": fro_std[-1] / fro[-1]}
 
 
-def growth_tables(R: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+def growth_frames(R: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per run: Fisher norms, their change from epoch 1 and (descriptive) Spearman trend with accuracy
     over epochs 1..end; per adversarial run: :func:`matched_ratios` against the standard run."""
     fisher_rows, matched_rows = [], []
@@ -112,56 +150,87 @@ def growth_tables(R: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     return pd.DataFrame(fisher_rows), pd.DataFrame(matched_rows)
 
 
-def by_seed(inputs: Inputs, run) -> dict:
-    """Every finished training seed of ``run`` in the cache: ``{seed: run}``."""
-    return {r.seed: r for r in inputs.seed_group(run)}
+def growth_tables(inputs: Inputs, out: Rendered) -> dict[str, Table]:
+    """``fisher_final`` and ``fisher_matched`` (:func:`growth_frames` of the first training seeds), captioned."""
+    R = {role: inputs.by_role(role) for role in ROLES}
+    fisher_final, fisher_matched = growth_frames(R)
+    seed = R["fig3_standard"].seed
+    return {"fisher_final": Table(fisher_final, "Mean Fisher norms (nats per pixel unit^2), training seed "
+                                                f"{seed}: the change of ln mean ||F_x||_F from "
+                                                "epoch 1 (the claims' statistic, judged over seeds) and the rank "
+                                                "correlation with test accuracy over epochs 1..end (descriptive: "
+                                                f"epochs are not independent), profile {out.profile}, {out.dataset}"),
+            "fisher_matched": Table(fisher_matched, "Mean ||F_x||_F, standard / adversarial training at matched "
+                                                    f"epochs and at matched test accuracy, training seed "
+                                                    f"{seed}, profile {out.profile}, {out.dataset}")}
 
 
-def _growth_claims(out: Rendered, inputs: Inputs, R: dict) -> None:
-    fisher_final, fisher_matched = growth_tables(R)
-    out.tables["fisher_final"] = Table(fisher_final, "Mean Fisher norms (nats per pixel unit^2), training seed "
-                                                     f"{R['fig3_standard'].seed}: the change of ln mean ||F_x||_F from "
-                                                     "epoch 1 (the claims' statistic, judged over seeds) and the rank "
-                                                     "correlation with test accuracy over epochs 1..end (descriptive: "
-                                                     f"epochs are not independent), profile {out.profile}, {out.dataset}")
-    out.tables["fisher_matched"] = Table(fisher_matched, "Mean ||F_x||_F, standard / adversarial training at matched "
-                                                         f"epochs and at matched test accuracy, training seed "
-                                                         f"{R['fig3_standard'].seed}, profile {out.profile}, {out.dataset}")
-    groups_of = {fam: [by_seed(inputs, R[role]) for role in fam_roles] for fam, fam_roles in FAMILIES.items()}
+def seed_groups(inputs: Inputs) -> dict[str, dict[int, object]]:
+    """Every finished training seed of each growth role's run in the cache: ``{role: {seed: run}}``."""
+    return {role: {r.seed: r for r in inputs.seed_group(inputs.by_role(role))} for fam in FAMILIES.values()
+            for role in fam}
+
+
+def growth_statistics(groups: dict) -> pd.DataFrame:
+    """The per-seed statistics of the growth claims, one row per (role, training seed): the change of
+    test accuracy and of ``ln mean ||F_x||_F`` from epoch 1 to the last epoch (:func:`log_fisher_change`)
+    and, for an adversarial run, the ratio standard / adversarial of mean ``||F_x||_F`` against the
+    standard run of the same seed (:func:`matched_ratios`; NaN where that seed has no standard run)."""
+    rows = []
+    for fam, fam_roles in FAMILIES.items():
+        standard = groups[fam_roles[0]]
+        for role, objective in zip(fam_roles, OBJECTIVES):
+            for seed, run in groups[role].items():
+                paired = objective != "standard" and seed in standard
+                m = matched_ratios(standard[seed], run) if paired else {}
+                rows.append({"figure": fam, "role": role, "objective": objective, "seed": seed,
+                             "accuracy change": float(run.history[-1]["test_acc"] - run.history[1]["test_acc"]),
+                             "ln |F|_F change": log_fisher_change(run),
+                             "ratio at matched epoch": m.get("ratio at matched epoch", np.nan),
+                             "ratio at matched accuracy": m.get("ratio at matched accuracy", np.nan), "paired": paired})
+    return pd.DataFrame(rows)
+
+
+def growth_claims(groups: dict, per_seed: pd.DataFrame) -> list[criteria.ClaimRow]:
+    """The growth claims, tested over training seeds: the Fisher norm rises (per objective), then the
+    standard / adversarial ratios at matched epoch and matched accuracy exceed 10x (log10 > 1)."""
+    rows = []
     for fam, fam_roles in FAMILIES.items():  # the rises first, then the ratios (the order of claims.toml)
-        groups = groups_of[fam]
-        plays = PLAYS[fam]
-        for role, objective, group in zip(fam_roles, OBJECTIVES, groups):
+        for role, objective in zip(fam_roles, OBJECTIVES):
+            group, sub = groups[role], per_seed[per_seed["role"] == role]
+            first = next(iter(group.values()))
             number = {"fig3": ("4", "3"), "fig8": ("7", "8")}[fam][0 if objective == "standard" else 1]
             cid = f"fig{number}_{'standard' if objective == 'standard' else objective.lower().replace('-', '_')}_rises"
-            d_acc = [float(r.history[-1]["test_acc"] - r.history[1]["test_acc"]) for r in group.values()]
-            out.claims.append(criteria.judge(
-                cid, context=f"{R[role].display_name}, epochs 1..{R[role].history[-1]['epoch']}; test accuracy change "
-                             + " / ".join(f"{v:+.3f}" for v in d_acc),
-                fill={"arch": R[role].display_name.split()[0]}, runs=[criteria.facts(r, plays) for r in group.values()],
-                evidence=criteria.SeedEvidence([log_fisher_change(r) for r in group.values()], list(group))))
+            rows.append(criteria.judge(
+                cid, context=f"{first.display_name}, epochs 1..{first.history[-1]['epoch']}; test accuracy change "
+                             + " / ".join(f"{v:+.3f}" for v in sub["accuracy change"]),
+                fill={"arch": first.display_name.split()[0]}, runs=[criteria.facts(r, PLAYS[fam]) for r in group.values()],
+                evidence=criteria.SeedEvidence(sub["ln |F|_F change"].tolist(), sub["seed"].tolist())))
     for fam, fam_roles in FAMILIES.items():
-        groups = groups_of[fam]
-        plays = PLAYS[fam]
-        arch = R[fam_roles[0]].config.model
-        for role, objective, group in zip(fam_roles[1:], OBJECTIVES[1:], groups[1:]):
-            seeds = [s for s in group if s in groups[0]]
-            pairs = [matched_ratios(groups[0][s], group[s]) for s in seeds]
-            both = [criteria.facts(r, plays) for g in (groups[0], group) for s, r in g.items() if s in seeds]
+        standard = groups[fam_roles[0]]
+        arch = next(iter(standard.values())).config.model
+        for role, objective in zip(fam_roles[1:], OBJECTIVES[1:]):
+            sub = per_seed[(per_seed["role"] == role) & per_seed["paired"]]
+            seeds = sub["seed"].tolist()
+            both = [criteria.facts(r, PLAYS[fam]) for g in (standard, groups[role]) for s, r in g.items() if s in seeds]
             base = f"{fam}_{objective.lower().replace('-', '_')}_ratio"
             for match, key in (("epoch", "ratio at matched epoch"), ("accuracy", "ratio at matched accuracy")):
-                ratios = [p[key] for p in pairs]
+                ratios = sub[key].tolist()
                 shown = "standard / " + objective + ": " + " / ".join("never reached" if not np.isfinite(v) else f"{v:.3g}x"
                                                                       for v in ratios)
-                out.claims.append(criteria.judge(
+                rows.append(criteria.judge(
                     f"{base}_{match}", shown, "seed s of the standard run against seed s of the adversarial one"
                     + ("" if match == "epoch" else "; the standard run at its first epoch reaching the adversarial run's "
                        "final accuracy"), fill={"arch": arch}, runs=both,
                     evidence=criteria.SeedEvidence([float(np.log10(v)) if np.isfinite(v) and v > 0 else np.nan
                                                     for v in ratios], seeds, " (log10)")))
+    return rows
 
 
-def _robust_and_seeds(out: Rendered, inputs: Inputs) -> None:
+def robust_tables(inputs: Inputs, out: Rendered) -> dict[str, Table]:
+    """Per run: PGD-10 accuracy at its best and its last epoch with 95% Wilson intervals
+    (``robust_acc_best_last``), and the final epoch's mean and standard deviation over the training
+    seeds in the cache (``seeds_final``; written only when some run has several seeds)."""
     robust_rows, seed_rows = [], []
     for run in inputs.runs.values():
         e, rob = plotting.history_series(run, "robust_acc")
@@ -180,12 +249,11 @@ def _robust_and_seeds(out: Rendered, inputs: Inputs) -> None:
         for key in ("test_acc", "robust_acc", "fisher_fro_mean", "cckl"):
             row[f"{key} mean"], row[f"{key} std"] = final[key].mean(), final[key].std(ddof=1)
         seed_rows.append(row)
-    out.tables["robust_acc_best_last"] = Table(pd.DataFrame(robust_rows), "PGD-10 accuracy (eps 8/255) per run: best and "
-                                               f"last epoch, 95% Wilson intervals, profile {out.profile}, {out.dataset}")
     seeds = pd.DataFrame(seed_rows)
-    out.tables["seeds_final"] = Table(seeds, "Final epoch over the seeds in the cache (mean, standard deviation), "
-                                             f"profile {out.profile}, {out.dataset}",
-                                      write=bool((seeds["n seeds"] > 1).any()))
+    return {"robust_acc_best_last": Table(pd.DataFrame(robust_rows), "PGD-10 accuracy (eps 8/255) per run: best and "
+                                          f"last epoch, 95% Wilson intervals, profile {out.profile}, {out.dataset}"),
+            "seeds_final": Table(seeds, "Final epoch over the seeds in the cache (mean, standard deviation), "
+                                        f"profile {out.profile}, {out.dataset}", write=bool((seeds["n seeds"] > 1).any()))}
 
 
 def robust_split(ev9: Mapping) -> tuple[np.ndarray, np.ndarray]:
@@ -207,34 +275,60 @@ def robust_auc(ev9: Mapping) -> float:
     return float(1.0 - u / (len(fro_robust) * len(fro_nonrobust)))
 
 
-def _figure9(out: Rendered, inputs: Inputs, profile: Profile) -> None:
+def robust_auc_by_seed(seed_evaluations) -> pd.DataFrame:
+    """Per training seed of the Figure 9 run: how many correct test images are robust and not, their
+    median ``||F_x||_F`` and :func:`robust_auc` (the statistic the claim tests over seeds)."""
+    rows = []
+    for run, ev in seed_evaluations:
+        robust, nonrobust = robust_split(ev)
+        rows.append({"seed": run.seed, "robust": len(robust), "not robust": len(nonrobust),
+                     "median |F|_F robust": float(np.median(robust)) if len(robust) else np.nan,
+                     "median |F|_F not robust": float(np.median(nonrobust)) if len(nonrobust) else np.nan,
+                     "AUC P(robust < not robust)": robust_auc(ev)})
+    return pd.DataFrame(rows)
+
+
+def fisher_by_image(ev9: Mapping) -> pd.DataFrame:
+    """The cached ``fig9`` evaluation, one row per test image: ``||F_x||_F``, clean and PGD correctness,
+    and its group (correct and robust / correct, not robust / wrong)."""
+    correct, robust = ev9["correct"].astype(bool), ev9["correct_pgd"].astype(bool)
+    group = np.where(~correct, "wrong", np.where(robust, "correct and robust", "correct, not robust"))
+    return pd.DataFrame({"|F|_F": ev9["frobenius"], "correct": correct, "correct under PGD": robust, "group": group})
+
+
+def _mann_whitney_less(ev9: Mapping):
+    fro_robust, fro_nonrobust = robust_split(ev9)
+    both = len(fro_robust) > 0 and len(fro_nonrobust) > 0
+    return sstats.mannwhitneyu(fro_robust, fro_nonrobust, alternative="less") if both else None
+
+
+def figure9(inputs: Inputs, out: Rendered):
+    """Figure 9: the distributions of ``||F_x||_F`` at correct robust and correct non-robust test images."""
     run9 = inputs.by_role("fig9_robust")
     ev9 = inputs.evaluation(run9, "fig9")
     fro_robust, fro_nonrobust = robust_split(ev9)
-    both = len(fro_robust) > 0 and len(fro_nonrobust) > 0
-    mw_less = sstats.mannwhitneyu(fro_robust, fro_nonrobust, alternative="less") if both else None
-    pgd_name = f"PGD-{profile.evaluation.pgd_steps}"
-    correct = ev9["correct"].astype(bool)
-    out.text["fig9"] = (f"{run9.display_name} on {len(correct)} test images of {out.dataset}: clean acc "
-                        f"{correct.mean():.4f}, {pgd_name} acc {(ev9['correct_pgd'].astype(bool) & correct).mean():.4f}; "
-                        f"correct {int(correct.sum())} = robust {len(fro_robust)} + non-robust {len(fro_nonrobust)}")
+    mw_less = _mann_whitney_less(ev9)
     fig, axes = plotting.panels(1, width=plotting.PANEL[0] * 1.7)
     plotting.distributions(axes[0], {"correct and robust": fro_robust, "correct, not robust": fro_nonrobust},
                            xlabel=r"$\|F_x\|_F$ (nats per pixel unit$^2$)", log=True)
-    axes[0].set_title(f"Figure 9: {run9.display_name}, {pgd_name} at eps 8/255"
+    axes[0].set_title(f"Figure 9: {run9.display_name}, PGD-{inputs.profile.evaluation.pgd_steps} at eps 8/255"
                       + ("" if mw_less is None else f"; Mann-Whitney p = {mw_less.pvalue:.2g} (one run)"))
     plotting.stamp(fig, out.dataset, out.profile, run9)
-    out.figures["fig9_fisher_robust_vs_nonrobust"] = fig
-    med_r = float(np.median(fro_robust)) if len(fro_robust) else float("nan")
-    med_nr = float(np.median(fro_nonrobust)) if len(fro_nonrobust) else float("nan")
-    pairs = inputs.seed_evaluations(run9, "fig9")
-    indicative = (f"seed {run9.seed}: median {med_r:.3g} vs {med_nr:.3g}, one-sided Mann-Whitney p = "
-                  + ("n/a" if mw_less is None else f"{mw_less.pvalue:.2g}"))
-    out.claims.append(criteria.judge(
-        "fig9_robust_smaller", context=f"n = {len(fro_robust)} robust, {len(fro_nonrobust)} non-robust (seed {run9.seed})",
-        runs=[criteria.facts(r, "vgg13") for r, _ in pairs],
-        evidence=criteria.SeedEvidence([robust_auc(ev) for _, ev in pairs], [r.seed for r, _ in pairs],
-                                       indicative=indicative)))
+    return fig
+
+
+def figure9_claims(inputs: Inputs, per_seed: pd.DataFrame) -> list[criteria.ClaimRow]:
+    """Figure 9's claim (robust samples have the smaller Fisher norm), tested over seeds on the AUC."""
+    run9 = inputs.by_role("fig9_robust")
+    first = per_seed.iloc[0]
+    mw_less = _mann_whitney_less(inputs.evaluation(run9, "fig9"))
+    indicative = (f"seed {run9.seed}: median {first['median |F|_F robust']:.3g} vs {first['median |F|_F not robust']:.3g}, "
+                  "one-sided Mann-Whitney p = " + ("n/a" if mw_less is None else f"{mw_less.pvalue:.2g}"))
+    return [criteria.judge(
+        "fig9_robust_smaller", context=f"n = {int(first['robust'])} robust, {int(first['not robust'])} non-robust (seed {run9.seed})",
+        runs=[criteria.facts(r, "vgg13") for r, _ in inputs.seed_evaluations(run9, "fig9")],
+        evidence=criteria.SeedEvidence(per_seed["AUC P(robust < not robust)"].tolist(), per_seed["seed"].tolist(),
+                                       indicative=indicative))]
 
 
 def eq12_tolerance() -> float:
@@ -272,14 +366,20 @@ def eq12_table(ev12: Mapping) -> pd.DataFrame:
     return table
 
 
-def _eq12(out: Rendered, inputs: Inputs) -> None:
+def eq12_check(inputs: Inputs, table: pd.DataFrame, out: Rendered) -> Table:
+    """:func:`eq12_table` captioned as ``eq12_check``."""
     run9 = inputs.by_role("fig9_robust")
     ev12 = inputs.evaluation(run9, "eq12")
-    table = eq12_table(ev12)
-    out.tables["eq12_check"] = Table(table, f"Eq. 12 check on {len(ev12['correct'])} test points "
-                                            f"({int(ev12['correct'].sum())} correct), {run9.display_name}, profile "
-                                            f"{out.profile}; L2 rows: KL / (1/2 lambda_max eps^2); L-inf rows: KL_PGD / G1 "
-                                            "(q25, q75 of that ratio)")
+    return Table(table, f"Eq. 12 check on {len(ev12['correct'])} test points "
+                        f"({int(ev12['correct'].sum())} correct), {run9.display_name}, profile "
+                        f"{out.profile}; L2 rows: KL / (1/2 lambda_max eps^2); L-inf rows: KL_PGD / G1 "
+                        "(q25, q75 of that ratio)")
+
+
+def eq12_figure(inputs: Inputs, out: Rendered):
+    """The eq. 12 figure: per radius, the worst-case KL over its quadratic prediction (median, IQR)."""
+    run9 = inputs.by_role("fig9_robust")
+    ev12 = inputs.evaluation(run9, "eq12")
     fig, axes = plotting.panels(3)
     plotting.quantile_lines(axes[0], ev12["l2_radii"], {"top eigenvector": ev12["l2_eig"], "random direction": ev12["l2_random"],
                                                         "L2 KL-PGD": ev12["l2_pgd"]},
@@ -295,15 +395,21 @@ def _eq12(out: Rendered, inputs: Inputs) -> None:
     axes[2].set_title("L-inf: KL-PGD vs its quadratic term")
     fig.suptitle(f"Eq. 12: worst-case KL against the Fisher prediction, {run9.display_name}")
     plotting.stamp(fig, out.dataset, out.profile, run9)
-    out.figures["eq12_eigenvector_check"] = fig
+    return fig
 
+
+def eq12_claims(inputs: Inputs, table: pd.DataFrame) -> list[criteria.ClaimRow]:
+    """The eq. 12 rows: the quadratic prediction at the smallest L2 radius, the PGD direction against the
+    top eigenvector, and up to which radius the approximation holds (L2 and L-inf)."""
+    ev12 = inputs.evaluation(inputs.by_role("fig9_robust"), "eq12")
+    rows = []
     small = table[table["norm"] == "L2"].iloc[0]
     r_pgd, r_eig = small["median KL_PGD/(1/2 lam eps^2)"], small["median KL_eig/(1/2 lam eps^2)"]
     n_points = len(ev12["correct"])
-    out.claims.append(criteria.judge("eq12_small_l2", f"KL_PGD / (1/2 lam eps^2) = {r_pgd:.3f}, KL_eig / (...) = {r_eig:.3f}",
-                                     f"medians over {n_points} points at eps = {small['eps']:g} (L2)", values=[r_pgd, r_eig]))
-    out.claims.append(criteria.judge("eq12_eigenvector", f"median |cos(eta_PGD, v)| = {small['median |cos(eta_PGD, v)|']:.3f}",
-                                     f"eps = {small['eps']:g} (L2)", value=small["median |cos(eta_PGD, v)|"]))
+    rows.append(criteria.judge("eq12_small_l2", f"KL_PGD / (1/2 lam eps^2) = {r_pgd:.3f}, KL_eig / (...) = {r_eig:.3f}",
+                               f"medians over {n_points} points at eps = {small['eps']:g} (L2)", values=[r_pgd, r_eig]))
+    rows.append(criteria.judge("eq12_eigenvector", f"median |cos(eta_PGD, v)| = {small['median |cos(eta_PGD, v)|']:.3f}",
+                               f"eps = {small['eps']:g} (L2)", value=small["median |cos(eta_PGD, v)|"]))
     for norm in ("L2", "Linf"):
         sub = table[table["norm"] == norm]
         holds = sub[_holds_column()].astype(bool)
@@ -312,6 +418,7 @@ def _eq12(out: Rendered, inputs: Inputs) -> None:
         where = ("holds at every radius up to the budget" if fails.empty else
                  f"holds up to eps = {last_ok[col].max() if len(last_ok) else float('nan'):.3g}{unit}, fails from "
                  f"{fails[col].min():.3g}{unit}")
-        out.claims.append(criteria.judge(f"eq12_sweep_{norm.lower()}", where,
-                                         f"median KL_PGD over its quadratic prediction within {eq12_tolerance():.0%} of 1 "
-                                         + ("(1/2 lambda_max eps^2)" if norm == "L2" else "(G1 at the same perturbation)")))
+        rows.append(criteria.judge(f"eq12_sweep_{norm.lower()}", where,
+                                   f"median KL_PGD over its quadratic prediction within {eq12_tolerance():.0%} of 1 "
+                                   + ("(1/2 lambda_max eps^2)" if norm == "L2" else "(G1 at the same perturbation)")))
+    return rows

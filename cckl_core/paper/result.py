@@ -34,6 +34,11 @@ class Table:
     display: pd.DataFrame | None = None
     write: bool = True  # False: shown only (e.g. a per-seed table when there is one seed)
 
+    def _repr_html_(self) -> str:  # a notebook shows the caption and the table in full (tables.styled)
+        import html
+        shown = self.display if self.display is not None else self.frame
+        return f"<p><b>{html.escape(self.caption)}</b></p>" + tables.styled(shown).to_html()
+
 
 @dataclass
 class Rendered:
@@ -69,14 +74,26 @@ class Rendered:
             return Markdown(self.text["summary"])
         raise KeyError(f"{self.notebook} rendered no {kind} {name!r}; its {kind}s: {', '.join(parts) or 'none'}")
 
+    def judge(self) -> list[ClaimRow]:
+        """Decide the tested paper claims: Holm's correction within each family of them
+        (:func:`.criteria.adjust`; rows already decided pass unchanged). Returns the rows."""
+        from .criteria import adjust
+        self.claims = adjust(self.claims)
+        return self.claims
+
     def claims_frame(self) -> pd.DataFrame:
-        """The claims table: claim, paper value, measured value, verdict ("holds"), note."""
-        return pd.DataFrame([{k: v for k, v in r.as_dict().items() if k in CLAIM_COLUMNS} for r in self.claims],
+        """The claims table (after :meth:`judge`): claim, kind, paper value, measured value, p-values,
+        verdict ("holds"), when its criterion was fixed, note."""
+        return pd.DataFrame([{k: v for k, v in r.as_dict().items() if k in CLAIM_COLUMNS} for r in self.judge()],
                             columns=CLAIM_COLUMNS)
+
+    def claims_table(self):
+        """The claims table as a notebook shows it: complete, verdicts in colour (:func:`cckl_core.tables.styled`)."""
+        return tables.styled(self.claims_frame())
 
     def counts(self, kind: str | None = "paper") -> dict[str, int]:
         """Verdict counts of this notebook's claims of ``kind`` (``None``: every row)."""
-        return count_verdicts(r.verdict for r in self.claims if kind is None or r.kind == kind)
+        return count_verdicts(r.verdict for r in self.judge() if kind is None or r.kind == kind)
 
     def save(self, folder: Path | None = None) -> None:
         """Write every figure (PDF and PNG), table (Markdown and CSV) and the claims

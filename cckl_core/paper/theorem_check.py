@@ -34,18 +34,36 @@ ALPHA = 0.9
 ALPHA_GRID = np.round(np.linspace(0.05, 0.995, 190), 4)
 
 
+def dataset_of(inputs: Inputs) -> str:
+    """The data set this notebook's results are on (its first role's)."""
+    return inputs.by_role("fig2_standard").dataset_name
+
+
 def render(profile: Profile, seed: int = 0) -> Rendered:
-    """Every figure, table and claim of notebook 01 for ``profile`` (``seed``: the sampling seed)."""
+    """Every figure, table and claim of notebook 01 for ``profile`` (``seed``: the sampling seed), in the
+    notebook's steps."""
     inputs = gather(profile, ROLES, OPTIONAL, seed, NOTEBOOK)
-    run2 = inputs.by_role("fig2_standard")
-    out = Rendered(NOTEBOOK, profile.name, run2.dataset_name)
-    th = inputs.evaluation(run2, "theorem")
-    _figure1(out, run2, th)
-    _figure2(out, inputs, run2)
-    _figure6(out, inputs)
-    logp, labels = stage_log_probs(th)
-    _pair_inequality(out, run2, logp, labels, seed)
-    _dataset_bound(out, inputs, run2, logp, labels)
+    vgg = inputs.seed_group(inputs.by_role("fig2_standard"))
+    th = inputs.evaluation(vgg[0], "theorem")
+    out = Rendered(NOTEBOOK, profile.name, vgg[0].dataset_name)
+    fig1_outputs = pair_outputs(vgg[0])
+    out.figures["fig1_output_distributions"] = figure1(vgg[0], th, fig1_outputs, profile.name)
+    out.claims += figure1_claims(fig1_outputs)
+    fig2_history = histories(vgg)
+    fig2_trends = trends(fig2_history)
+    out.figures["fig2_cckl_vgg13"] = figure2(vgg, profile.name)
+    out.claims += figure2_claims(vgg, fig2_trends)
+    fig6_runs = figure6_runs(inputs)
+    fig6_trends = trends(histories([r for group in fig6_runs.values() if isinstance(group, list) for r in group]))
+    out.figures["fig6_cckl_vs_loss_resnet20"] = figure6(fig6_runs, profile)
+    out.claims += figure6_claims(fig6_runs, fig6_trends)
+    pair_gaps = pair_inequality_gaps(th, seed)
+    out.figures["theorem31_pair_slack"] = figure_pair_slack(pair_gaps, vgg[0], profile.name)
+    out.claims += pair_claims(pair_gaps)
+    terms, scan = bound_terms(*stage_log_probs(th))
+    seed_bounds = bounds_by_seed(inputs.seed_evaluations(vgg[0], "theorem"))
+    out.tables["theorem31_terms"] = terms_table(terms, th, vgg[0], profile.name)
+    out.claims += bound_claims(terms, scan, seed_bounds, vgg)
     return out
 
 
@@ -54,6 +72,40 @@ def stage_log_probs(th) -> tuple[dict, torch.Tensor]:
     logp = {stage: torch.log_softmax(torch.as_tensor(th[key]).double(), 1)
             for stage, key in [("initialisation", "logits_init"), ("after training", "logits_final")]}
     return logp, torch.as_tensor(th["labels"]).long()
+
+
+# --------------------------------------------------------------------------- per-epoch histories
+#: What Figures 2 and 6 read from a run's per-epoch record.
+HISTORY_KEYS = ("test_acc", "test_ce", "cckl")
+
+
+def histories(group: list[runs.Run], keys: tuple[str, ...] = HISTORY_KEYS) -> pd.DataFrame:
+    """The per-epoch record of ``group`` (runs, e.g. the training seeds of one run): one row per
+    (run, training seed, epoch) with the values ``keys`` (NaN where a record lacks one)."""
+    rows = []
+    for run in group:
+        epochs = plotting.history_series(run, keys[0])[0]
+        values = {k: plotting.history_series(run, k)[1] for k in keys}
+        rows.append(pd.DataFrame({"run": run.name, "model": run.display_name, "dataset": run.dataset_name,
+                                  "seed": run.seed, "epoch": epochs.astype(int), **values}))
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["run", "seed", "epoch", *keys])
+
+
+def trends(history: pd.DataFrame, from_epoch: int = 1) -> pd.DataFrame:
+    """Per (run, training seed) of ``history``: the change of CCKL and of test accuracy from epoch
+    ``from_epoch`` to the last epoch, and Pearson's r of test cross-entropy and CCKL over epochs
+    ``from_epoch``..end (:func:`cckl_core.stats.pearson`; NaN where undefined). Epochs of one run are
+    not independent samples: these are the per-seed statistics the claims test over seeds."""
+    rows = []
+    for (run, seed), h in history.groupby(["run", "seed"], sort=False):
+        start = h[h["epoch"] == from_epoch]
+        late = h[h["epoch"] >= from_epoch]
+        rows.append({"run": run, "seed": seed,
+                     "cckl change": float(h["cckl"].iloc[-1] - start["cckl"].iloc[0]) if len(start) else np.nan,
+                     "accuracy change": float(h["test_acc"].iloc[-1] - start["test_acc"].iloc[0]) if len(start) else np.nan,
+                     "r(test CE, CCKL)": stats.pearson(late["test_ce"].to_numpy(), late["cckl"].to_numpy())[0],
+                     "epochs": int((np.isfinite(late["test_ce"]) & np.isfinite(late["cckl"])).sum())})
+    return pd.DataFrame(rows, columns=["run", "seed", "cckl change", "accuracy change", "r(test CE, CCKL)", "epochs"])
 
 
 def change(run: runs.Run, key: str, start: int = 1) -> float:
@@ -69,86 +121,116 @@ def within_run_pearson(run: runs.Run, x_key: str, y_key: str, from_epoch: int = 
     return stats.pearson(x[epochs >= from_epoch], y[epochs >= from_epoch])[0]
 
 
+# --------------------------------------------------------------------------- Figure 1
+def pair_outputs(run: runs.Run) -> pd.DataFrame:
+    """The Figure 1 pair's recorded softmax outputs, one row per class: ``x1``/``x2`` at initialisation
+    (epoch 0) and after training (the last epoch), from the run's per-epoch record."""
+    h0, h_end = run.history[0], run.history[-1]
+    p_init, p_trained = np.asarray(h0["pair_probs"], dtype=float), np.asarray(h_end["pair_probs"], dtype=float)
+    return pd.DataFrame({"x1 init": p_init[0], "x2 init": p_init[1], "x1 trained": p_trained[0],
+                         "x2 trained": p_trained[1]}, index=pd.Index(list(run.classes)[:p_init.shape[1]], name="class"))
+
+
+def pair_kl(outputs: pd.DataFrame) -> dict[str, float]:
+    """``KL(f(x1) || f(x2))`` in nats at initialisation and after training (:func:`cckl_core.metrics.kl`)."""
+    return {stage: float(metrics.kl(torch.tensor(outputs[f"x1 {stage}"].to_numpy()),
+                                    torch.tensor(outputs[f"x2 {stage}"].to_numpy()))) for stage in ("init", "trained")}
+
+
 def pair_kls(run: runs.Run) -> tuple[torch.Tensor, torch.Tensor, float, float]:
     """The Figure 1 pair's outputs at initialisation and after training, and KL(f(x1)||f(x2)) of each."""
-    h0, h_end = run.history[0], run.history[-1]
-    p_init = torch.tensor(h0["pair_probs"], dtype=torch.float64)
-    p_trained = torch.tensor(h_end["pair_probs"], dtype=torch.float64)
-    return p_init, p_trained, float(metrics.kl(p_init[0], p_init[1])), float(metrics.kl(p_trained[0], p_trained[1]))
+    outputs = pair_outputs(run)
+    kl = pair_kl(outputs)
+    p_init = torch.tensor(outputs[["x1 init", "x2 init"]].to_numpy().T.copy())
+    p_trained = torch.tensor(outputs[["x1 trained", "x2 trained"]].to_numpy().T.copy())
+    return p_init, p_trained, kl["init"], kl["trained"]
 
 
-def _figure1(out: Rendered, run2, th) -> None:
-    p_init, p_trained, kl_init, kl_trained = pair_kls(run2)
-    paper_kl = tuple(criteria.paper("fig1_kl"))
-    fig, _ = plotting.output_distributions(th["pair_images"], th["pair_labels"], p_init, p_trained, run2.classes,
-                                           kl_init, kl_trained, paper_kl=paper_kl,
-                                           title=f"Figure 1: output distributions of a cross-class pair ({run2.display_name})")
-    plotting.stamp(fig, run2.dataset_name, out.profile, run2)
-    out.figures["fig1_output_distributions"] = fig
-    h0 = run2.history[0]
-    out.text["fig1"] = (f"{run2.display_name} on {run2.dataset_name}: {len(run2.history) - 1} epochs, final test acc "
-                        f"{run2.history[-1]['test_acc']:.4f}. Pair: test positions {h0['pair_index']}, classes "
-                        f"{[run2.classes[int(c)] for c in th['pair_labels']]}. KL(f_init(x1)||f_init(x2)) = "
-                        f"{kl_init:.4g} nats (paper {paper_kl[0]}); KL(f_trained(x1)||f_trained(x2)) = "
-                        f"{kl_trained:.4f} nats (paper {paper_kl[1]}).")
-    out.claims.append(criteria.judge("fig1_pair_kl", f"{kl_init:.3g} -> {kl_trained:.3g}",
-                                     "one fixed pair (first test images of classes 0 and 1); the paper's 0.053 at "
-                                     "initialisation depends on the initialisation: see figures/README.md"))
+def figure1(run: runs.Run, th, outputs: pd.DataFrame, profile: str):
+    """Figure 1: the pair's images and output distributions (:func:`cckl_core.plotting.output_distributions`)."""
+    kl = pair_kl(outputs)
+    fig, _ = plotting.output_distributions(th["pair_images"], th["pair_labels"],
+                                           outputs[["x1 init", "x2 init"]].to_numpy().T,
+                                           outputs[["x1 trained", "x2 trained"]].to_numpy().T, run.classes,
+                                           kl["init"], kl["trained"], paper_kl=tuple(criteria.paper("fig1_kl")),
+                                           title=f"Figure 1: output distributions of a cross-class pair ({run.display_name})")
+    plotting.stamp(fig, run.dataset_name, profile, run)
+    return fig
 
 
-def _figure2(out: Rendered, inputs: Inputs, run2) -> None:
-    group = inputs.seed_group(run2)
+def figure1_claims(outputs: pd.DataFrame) -> list[criteria.ClaimRow]:
+    """Figure 1's row: reported (one pair), not judged."""
+    kl = pair_kl(outputs)
+    return [criteria.judge("fig1_pair_kl", f"{kl['init']:.3g} -> {kl['trained']:.3g}",
+                           "one fixed pair (first test images of classes 0 and 1); the paper's 0.053 at "
+                           "initialisation depends on the initialisation: see figures/README.md")]
+
+
+# --------------------------------------------------------------------------- Figure 2
+def figure2(group: list[runs.Run], profile: str):
+    """Figure 2: test accuracy, test cross-entropy and CCKL per epoch over the training seeds of ``group``."""
     fig, _ = plotting.history_figure([group], [("test_acc", "test accuracy"), ("test_ce", "test cross-entropy (nats)"),
                                                ("cckl", "CCKL (nats)")],
-                                     title=f"Figure 2: {run2.display_name}, test set per epoch")
-    plotting.stamp(fig, run2.dataset_name, out.profile, run2)
-    out.figures["fig2_cckl_vgg13"] = fig
-    seeds = [g.seed for g in group]
-    d_cckl = [change(g, "cckl") for g in group]
-    d_acc = [change(g, "test_acc") for g in group]
-    r_ce = [within_run_pearson(g, "test_ce", "cckl") for g in group]
-    last = int(run2.history[-1]["epoch"])
-    out.text["fig2"] = (f"epochs 1..{last}, training seeds {seeds}: CCKL change " + " / ".join(f"{v:+.3g}" for v in d_cckl)
-                        + " nats, test accuracy change " + " / ".join(f"{v:+.3f}" for v in d_acc)
-                        + "; Pearson r(CCKL, test CE) " + " / ".join(f"{v:.3f}" for v in r_ce))
+                                     title=f"Figure 2: {group[0].display_name}, test set per epoch")
+    plotting.stamp(fig, group[0].dataset_name, profile, group[0])
+    return fig
+
+
+def figure2_claims(group: list[runs.Run], per_seed: pd.DataFrame) -> list[criteria.ClaimRow]:
+    """Figure 2's claims, tested over the training seeds: CCKL rises (its change from epoch 1 to the
+    last epoch) and falls with test cross-entropy (within-run Pearson r)."""
+    seeds = per_seed["seed"].tolist()
+    last = int(group[0].history[-1]["epoch"])
     scale = [criteria.facts(g, "vgg13") for g in group]
-    context = f"{run2.display_name}, epochs 1..{last}; test accuracy change " + " / ".join(f"{v:+.3f}" for v in d_acc)
-    out.claims.append(criteria.judge("fig2_cckl_acc", context=context, runs=scale,
-                                     evidence=criteria.SeedEvidence(d_cckl, seeds, " nats")))
-    out.claims.append(criteria.judge("fig2_cckl_ce", context=f"{run2.display_name}, epochs 1..{last}", runs=scale,
-                                     evidence=criteria.SeedEvidence(r_ce, seeds)))
+    acc = " / ".join(f"{v:+.3f}" for v in per_seed["accuracy change"])
+    return [criteria.judge("fig2_cckl_acc", context=f"{group[0].display_name}, epochs 1..{last}; test accuracy change {acc}",
+                           runs=scale, evidence=criteria.SeedEvidence(per_seed["cckl change"].tolist(), seeds, " nats")),
+            criteria.judge("fig2_cckl_ce", context=f"{group[0].display_name}, epochs 1..{last}", runs=scale,
+                           evidence=criteria.SeedEvidence(per_seed["r(test CE, CCKL)"].tolist(), seeds))]
 
 
-def _figure6(out: Rendered, inputs: Inputs) -> None:
-    profile = inputs.profile
+# --------------------------------------------------------------------------- Figure 6
+def figure6_runs(inputs: Inputs) -> dict[str, list[runs.Run] | str]:
+    """Figure 6's runs by data set (``cifar10``, ``cifar100``): the training seeds of each, or, for the
+    optional CIFAR-100 run where it is not in the cache, why (a sentence)."""
+    out = {}
+    for role, key in (("fig6_cifar10", "cifar10"), ("fig6_cifar100", "cifar100")):
+        out[key] = inputs.absent_optional[role] if role in inputs.absent_optional else \
+            inputs.seed_group(inputs.by_role(role))
+    return out
+
+
+def figure6(fig6_runs: dict, profile: Profile):
+    """Figure 6: CCKL against test cross-entropy per epoch, one panel per data set (a sentence where absent)."""
     fig, axes = plotting.panels(2)
-    datasets, models = [], []
     paper_r = criteria.paper("fig6_r")
-    for ax, role, key in zip(axes, ["fig6_cifar10", "fig6_cifar100"], ["cifar10", "cifar100"]):
-        cid = f"fig6_{key}"
-        if role in inputs.absent_optional:
-            why = inputs.absent_optional[role]
-            plotting.skipped_panel(ax, f"{key.upper().replace('CIFAR', 'CIFAR-')}: not shown. {why}.",
-                                   title=f"{profile.role(role)} ({key})")
-            datasets.append(f"{key}: not in the cache")
-            out.claims.append(criteria.skipped(cid, "not in the cache", why))
-            out.text[cid] = why
+    for ax, (key, group) in zip(axes, fig6_runs.items()):
+        if isinstance(group, str):
+            plotting.skipped_panel(ax, f"{key.upper().replace('CIFAR', 'CIFAR-')}: not shown. {group}.",
+                                   title=f"{profile.role('fig6_' + key)} ({key})")
             continue
-        run6 = inputs.by_role(role)
-        res = plotting.cckl_vs_loss(ax, run6, title=f"{run6.display_name} on {run6.dataset_name}", paper_r=paper_r[key])
-        datasets.append(run6.dataset_name)
-        models.append(run6)
-        group = inputs.seed_group(run6)
-        r_seeds = [within_run_pearson(g, "test_ce", "cckl") for g in group]
-        out.text[cid] = (f"{role}: {run6.display_name} on {run6.dataset_name}: Pearson r = {res['r']:.4f} over "
-                         f"{res['n']} epochs (paper {paper_r[key]}); training seeds {[g.seed for g in group]}: r = "
-                         + " / ".join(f"{r:.3f}" for r in r_seeds))
-        context = f"Pearson r over epochs 1..end ({res['n']} points) of {run6.display_name}"
-        out.claims.append(criteria.judge(cid, context=context, runs=[criteria.facts(g, "resnet20x1") for g in group],
-                                         evidence=criteria.SeedEvidence(r_seeds, [g.seed for g in group])))
+        plotting.cckl_vs_loss(ax, group[0], title=f"{group[0].display_name} on {group[0].dataset_name}",
+                              paper_r=paper_r[key])
     fig.suptitle("Figure 6: CCKL against test cross-entropy over training")
-    plotting.stamp(fig, datasets, profile.name, models or "no model (not in the cache)")
-    out.figures["fig6_cckl_vs_loss_resnet20"] = fig
+    present = [g[0] for g in fig6_runs.values() if not isinstance(g, str)]
+    plotting.stamp(fig, [g[0].dataset_name if not isinstance(g, str) else f"{k}: not in the cache"
+                         for k, g in fig6_runs.items()], profile.name, present or "no model (not in the cache)")
+    return fig
+
+
+def figure6_claims(fig6_runs: dict, per_seed: pd.DataFrame) -> list[criteria.ClaimRow]:
+    """Figure 6's claims, one per data set: Pearson's r of test CE and CCKL, tested over training seeds."""
+    rows = []
+    for key, group in fig6_runs.items():
+        cid = f"fig6_{key}"
+        if isinstance(group, str):
+            rows.append(criteria.skipped(cid, "not in the cache", group))
+            continue
+        r = per_seed[per_seed["run"] == group[0].name]
+        rows.append(criteria.judge(cid, context=f"Pearson r over epochs 1..end ({int(r['epochs'].iloc[0])} points) of {group[0].display_name}",
+                                   runs=[criteria.facts(g, "resnet20x1") for g in group],
+                                   evidence=criteria.SeedEvidence(r["r(test CE, CCKL)"].tolist(), r["seed"].tolist())))
+    return rows
 
 
 def random_pair_gaps(seed: int, k: int = 10, n: int = N_RANDOM_PAIRS) -> torch.Tensor:
@@ -182,23 +264,36 @@ def model_pair_gaps(probs: torch.Tensor, labels: torch.Tensor, seed: int, n: int
     return lhs - rhs
 
 
-def _pair_inequality(out: Rendered, run2, logp: dict, labels: torch.Tensor, seed: int) -> None:
+def pair_inequality_gaps(th, seed: int) -> pd.DataFrame:
+    """lhs - rhs of the per-pair inequality, one row per pair: :data:`N_RANDOM_PAIRS` random Dirichlet
+    pairs (:func:`random_pair_gaps`) and :data:`N_MODEL_PAIRS` cross-class pairs of the trained model's
+    cached test outputs (:func:`model_pair_gaps`, label smoothing :data:`ALPHA`)."""
+    logp, labels = stage_log_probs(th)
     gap_random = random_pair_gaps(seed)
     gap_model = model_pair_gaps(logp["after training"].exp(), labels, seed)
-    out.text["thm31_pair"] = (f"random pairs: {len(gap_random)}, max(lhs - rhs) = {gap_random.max().item():.3e} nats; "
-                              f"model pairs ({run2.display_name}, alpha {ALPHA}): {len(gap_model)}, max(lhs - rhs) = "
-                              f"{gap_model.max().item():.3e} nats")
+    return pd.DataFrame({"pairs": ["random Dirichlet"] * len(gap_random) + ["model test pairs"] * len(gap_model),
+                         "lhs - rhs": torch.cat([gap_random, gap_model]).numpy()})
+
+
+def figure_pair_slack(gaps: pd.DataFrame, run: runs.Run, profile: str):
+    """The slack ``rhs - lhs`` of every pair (empirical CDF, log scale): Theorem 3.1 holds where it is >= 0."""
     fig, axes = plotting.panels(1, width=plotting.PANEL[0] * 1.6)
-    plotting.distributions(axes[0], {"random Dirichlet pairs": (-gap_random).numpy(),
-                                     f"{run2.display_name} test pairs": (-gap_model).numpy()},
-                           xlabel="slack rhs - lhs of the per-pair inequality (nats)", log=True, kind="ecdf")
+    slack = {("random Dirichlet pairs" if k == "random Dirichlet" else f"{run.display_name} test pairs"):
+             -g["lhs - rhs"].to_numpy() for k, g in gaps.groupby("pairs", sort=False)}
+    plotting.distributions(axes[0], slack, xlabel="slack rhs - lhs of the per-pair inequality (nats)", log=True,
+                           kind="ecdf")
     axes[0].set_title("Theorem 3.1, per pair: rhs - lhs >= 0")
-    plotting.stamp(fig, ["random distributions", run2.dataset_name], out.profile, run2)
-    out.figures["theorem31_pair_slack"] = fig
-    worst = max(gap_random.max().item(), gap_model.max().item())
-    out.claims.append(criteria.judge("thm31_pair", f"max(lhs - rhs) = {worst:.3g}", value=worst,
-                                     context=f"{len(gap_random)} random pairs (alpha 0.5-0.99) + {len(gap_model)} model "
-                                             f"test pairs (alpha {ALPHA})"))
+    plotting.stamp(fig, ["random distributions", run.dataset_name], profile, run)
+    return fig
+
+
+def pair_claims(gaps: pd.DataFrame) -> list[criteria.ClaimRow]:
+    """The per-pair inequality's row: it holds when no pair has ``lhs > rhs``."""
+    worst = float(gaps["lhs - rhs"].max())
+    n = gaps["pairs"].value_counts()
+    return [criteria.judge("thm31_pair", f"max(lhs - rhs) = {worst:.3g}", value=worst,
+                           context=f"{n.get('random Dirichlet', 0)} random pairs (alpha 0.5-0.99) + "
+                                   f"{n.get('model test pairs', 0)} model test pairs (alpha {ALPHA})")]
 
 
 def bound_terms(logp: dict, labels: torch.Tensor) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -216,29 +311,46 @@ def bound_terms(logp: dict, labels: torch.Tensor) -> tuple[pd.DataFrame, pd.Data
     return pd.DataFrame(rows).set_index("stage"), pd.DataFrame(scan)
 
 
-def _dataset_bound(out: Rendered, inputs: Inputs, run2, logp: dict, labels: torch.Tensor) -> None:
-    theorem, scan = bound_terms(logp, labels)
-    out.tables["theorem31_terms"] = Table(theorem, f"Theorem 3.1 terms (nats, alpha {ALPHA}), {run2.display_name} on "
-                                                   f"{run2.dataset_name} ({len(labels)} test images), profile {out.profile}")
+def terms_table(terms: pd.DataFrame, th, run: runs.Run, profile: str) -> Table:
+    """The Theorem 3.1 terms as the table written to ``theorem31_terms``."""
+    return Table(terms, f"Theorem 3.1 terms (nats, alpha {ALPHA}), {run.display_name} on {run.dataset_name} "
+                        f"({len(th['labels'])} test images), profile {profile}")
+
+
+def bounds_by_seed(seed_evaluations) -> pd.DataFrame:
+    """Per training seed: the plain-mean bound at :data:`ALPHA` at initialisation and after training
+    (:func:`plain_bounds` of each seed's ``theorem`` evaluation) and its rise."""
+    rows = [{"seed": r.seed, **dict(zip(("bound init", "bound trained"), plain_bounds(ev)))} for r, ev in seed_evaluations]
+    frame = pd.DataFrame(rows, columns=["seed", "bound init", "bound trained"])
+    frame["rise"] = frame["bound trained"] - frame["bound init"]
+    return frame
+
+
+def bound_claims(terms: pd.DataFrame, scan: pd.DataFrame, seed_bounds: pd.DataFrame,
+                 group: list[runs.Run]) -> list[criteria.ClaimRow]:
+    """The dataset-level bound's rows: CCKL >= bound at each stage (plain and pair-weighted means; not
+    informative where the bound is negative), and the bound's rise with training over seeds."""
+    rows = []
     for stage, sid in (("initialisation", "init"), ("after training", "trained")):
-        row = theorem.loc[stage]
-        part = scan[scan["stage"] == stage]
+        row, part = terms.loc[stage], scan[scan["stage"] == stage]
         for col, kind in (("bound", "plain"), ("bound_pair", "pair")):
             positive = part[part[col] > 0]["alpha"]
             where = (f"positive for alpha in [{positive.min():.3g}, {positive.max():.3g}]" if len(positive) else
                      f"negative for every alpha in [0.05, 0.995] (max {part[col].max():.3g} at alpha "
                      f"{part.loc[part[col].idxmax(), 'alpha']:.3g})")
-            out.claims.append(criteria.judge(f"thm31_bound_{sid}_{kind}", f"CCKL {row['cckl']:.4g} vs bound {row[col]:.4g}",
-                                             f"alpha {ALPHA}; the bound is {where}", value=row["cckl"], bound=row[col]))
-    bounds = {r.seed: plain_bounds(ev) for r, ev in inputs.seed_evaluations(run2, "theorem")}
-    seeds = list(bounds)
-    positive = [b for pair in bounds.values() for b in pair if b > 0]
-    out.claims.append(criteria.judge(
-        "thm31_bound_rises", "bound at init -> after training: " + " / ".join(f"{a:.4g} -> {b:.4g}" for a, b in bounds.values()),
-        f"alpha {ALPHA}, training seeds {seeds}", runs=[criteria.facts(r, "vgg13") for r in inputs.seed_group(run2)],
-        evidence=criteria.SeedEvidence([b - a for a, b in bounds.values()], seeds, " nats",
-                                       not_informative="" if positive else "the bound is <= 0 at initialisation and after "
-                                       "training for every seed, so it bounds nothing and its rise cannot support the claim")))
+            rows.append(criteria.judge(f"thm31_bound_{sid}_{kind}", f"CCKL {row['cckl']:.4g} vs bound {row[col]:.4g}",
+                                       f"alpha {ALPHA}; the bound is {where}", value=row["cckl"], bound=row[col]))
+    seeds = seed_bounds["seed"].tolist()
+    informative = bool((seed_bounds[["bound init", "bound trained"]] > 0).to_numpy().any())
+    shown = " / ".join(f"{a:.4g} -> {b:.4g}" for a, b in zip(seed_bounds["bound init"], seed_bounds["bound trained"]))
+    rows.append(criteria.judge(
+        "thm31_bound_rises", "bound at init -> after training: " + shown, f"alpha {ALPHA}, training seeds {seeds}",
+        runs=[criteria.facts(r, "vgg13") for r in group],
+        evidence=criteria.SeedEvidence(seed_bounds["rise"].tolist(), seeds, " nats",
+                                       not_informative="" if informative else "the bound is <= 0 at initialisation and "
+                                       "after training for every seed, so it bounds nothing and its rise cannot support "
+                                       "the claim")))
+    return rows
 
 
 def plain_bounds(th) -> tuple[float, float]:
