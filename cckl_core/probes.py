@@ -57,15 +57,18 @@ def trained(profile: str | profiles.Profile, run_name: str) -> nn.Module:
     prof, cfg = _config(profile, run_name)
     try:
         return runs.load(cfg, weights=True, device="cpu").model.eval()
-    except runs.RunNotFoundError as err:
-        cache = str(err).split(";")[0]
+    except runs.WeightsRemovedError:
+        cache = "the run cache holds it without its weights"
+    except runs.RunCorruptedError:
+        cache = "its folder in the run cache is corrupted"
+    except runs.RunNotFoundError:
+        cache = f"the run cache ({runs.path_of(cfg).parent}) does not hold it"
     try:
         return zoo.load(prof.name, run_name)
     except zoo.ZooError as err:
-        carried = str(err).split(";")[0]
-    raise ModelUnavailableError(f"no trained model of run {cfg.label} here ({cache}; {carried}); train it with "
-                                f"`{runs.train_command(cfg)}`, or make the profile's models with "
-                                f"`make paper PROFILE={prof.name}`")
+        carried = str(err).split("; ")[0]  # what is missing; the fix is said once, below
+    raise ModelUnavailableError(f"no trained model of run {cfg.label} here: {cache}, and {carried}; train it with "
+                                f"`{runs.train_command(cfg)}` (or all of the profile's: `make paper PROFILE={prof.name}`)")
 
 
 def initial(profile: str | profiles.Profile, run_name: str) -> nn.Module:
@@ -73,7 +76,10 @@ def initial(profile: str | profiles.Profile, run_name: str) -> nn.Module:
     evaluation rebuilds it (:func:`cckl_core.training.fresh_model`), float32, eval mode, CPU. The global
     random state is left as it was."""
     _, cfg = _config(profile, run_name)
-    num_classes = _test_split(cfg).num_classes
+    return _initial(cfg, _test_split(cfg).num_classes)
+
+
+def _initial(cfg: profiles.RunConfig, num_classes: int) -> nn.Module:
     with torch.random.fork_rng(devices=[]):
         model, _ = fresh_model(cfg, num_classes, torch.device("cpu"))
     return model.eval()
@@ -155,7 +161,7 @@ def pair_outputs(profile: str | profiles.Profile, run_name: str, i: int, j: int)
     pair = test_images(profile, run_name, [i, j])
     if int(i) == int(j):
         raise ValueError(f"i and j are the same test image ({int(i)}); pick two different positions")
-    p_init = _softmax64(initial(profile, run_name), pair.images)
+    p_init = _softmax64(_initial(_config(profile, run_name)[1], len(pair.classes)), pair.images)
     p_trained = _softmax64(trained(profile, run_name), pair.images)
     probs = pd.DataFrame(torch.cat([p_init, p_trained]).T.numpy(), columns=list(PAIR_COLUMNS),
                          index=pd.Index(pair.classes, name="class"))
@@ -244,12 +250,15 @@ def _display(t: torch.Tensor) -> np.ndarray:
 
 def plot_fisher_direction(result: FisherDirection, title: str | None = None) -> tuple[Any, np.ndarray]:
     """The image, the top eigenvector ``v`` of ``F_x`` and the KL-PGD perturbation ``eta`` side by side (``v``
-    and ``eta`` scaled for display: grey is 0), with lambda_max, eq. 12's prediction and the attained KL."""
+    and ``eta`` scaled for display: grey is 0; ``v`` drawn with the sign that points it along ``eta``), with
+    lambda_max, eq. 12's prediction and the attained KL."""
     from . import plotting
     fig, axes = plotting.panels(3, layout="constrained")
     label = "" if result.label is None else f" (label {result.label})"
+    sign = 1.0 if float((result.eta.double() * result.eigenvector.double()).sum()) >= 0 else -1.0  # v's sign is free
     panels = [(result.image.detach().cpu().numpy().transpose(1, 2, 0).clip(0, 1), f"image x{label}"),
-              (_display(result.eigenvector), f"top eigenvector v of F_x\nlambda_max = {result.lambda_max:.3g}"),
+              (_display(sign * result.eigenvector), f"top eigenvector {'' if sign > 0 else '-'}v of F_x\n"
+                                                    f"lambda_max = {result.lambda_max:.3g}"),
               (_display(result.eta), f"L2 KL-PGD eta, ||eta||_2 <= {result.eps:.3g}\n|cos(eta, v)| = {result.cos:.3f}")]
     for ax, (img, text) in zip(axes, panels):
         ax.imshow(img, interpolation="nearest")
