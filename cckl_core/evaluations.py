@@ -29,10 +29,11 @@ import io
 import json
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
+from torch import nn
 
 from . import attacks, fisher, metrics, runs, store
 from .data import Batches
@@ -295,13 +296,58 @@ def _fig9(run: runs.Run, s: dict, dev: torch.device, progress: bool) -> dict:
             "frobenius": stats["frobenius"], "spectral": stats["spectral"]}
 
 
+# --------------------------------------------------------------------------- one image's measurements
+# The evaluations below and the notebooks' live probes (:mod:`cckl_core.probes`) measure through these
+# functions, so a probe on an evaluation's images gives the evaluation's numbers.
+def _kl_at(model64: nn.Module, p: torch.Tensor, x_new: torch.Tensor) -> torch.Tensor:
+    """``KL(p || f(x_new))`` per image (CPU), ``p`` the model's outputs at the clean images."""
+    with torch.no_grad():
+        return metrics.kl(p, torch.softmax(model64(x_new), 1)).cpu()
+
+
+def l2_ball(model64: nn.Module, x: torch.Tensor, p: torch.Tensor, v: torch.Tensor, eps: float,
+            seed: int) -> dict[str, torch.Tensor]:
+    """Eq. 12 in the L2 ball of radius ``eps`` around the images ``x`` (float64 model and images, ``p`` its
+    outputs at ``x``, ``v`` the unit top eigenvectors of ``F_x``): ``kl_plus`` / ``kl_minus`` = KL(f(x)||f(x +- eps v)),
+    ``eta`` = the L2 KL-PGD perturbation (20 steps of eps/4, uniform start drawn from ``seed``), ``kl_pgd`` =
+    KL(f(x)||f(x + eta)) and ``cos`` = |cos(eta, v)|, per image."""
+    x_adv = attacks.pgd(model64, x, None, eps=eps, step=eps / 4, steps=20, norm="l2", loss="kl",
+                        random_start="uniform", seed=seed)
+    eta = x_adv - x
+    flat = eta.flatten(1)
+    return {"kl_plus": _kl_at(model64, p, x + eps * v), "kl_minus": _kl_at(model64, p, x - eps * v),
+            "eta": eta, "kl_pgd": _kl_at(model64, p, x_adv),
+            "cos": ((flat * v.flatten(1)).sum(1).abs() / flat.norm(dim=1).clamp_min(1e-300)).cpu()}
+
+
+def linf_kl_g1(model: nn.Module, x: torch.Tensor, eps_255: Sequence[float], seed: int) -> dict[str, torch.Tensor]:
+    """Table 2's measurement of the images ``x``: for each radius in ``eps_255`` (units of 1/255), the L-inf
+    KL-PGD perturbation ``eta`` (10 steps of eps/4, TRADES start drawn from ``seed``; the attack in the model's
+    own dtype), then in float64 ``kl`` = KL(f(x)||f(x + eta)), ``g1`` = 1/2 eta^T F_x eta and ``linf`` =
+    ||eta||_inf. CPU tensors (len(eps_255), N). The model is not changed (a float64 copy measures)."""
+    model64 = copy.deepcopy(model).double().eval()
+    x64 = x.double()
+    with torch.no_grad():
+        p64 = torch.softmax(model64(x64), 1)
+    kls, g1s, linfs = [], [], []
+    for k in eps_255:
+        eps = k / 255
+        x_adv = attacks.pgd(model, x, None, eps=eps, step=eps / 4, steps=10, loss="kl", random_start="trades",
+                            seed=seed)
+        eta = x_adv.double() - x64
+        kls.append(_kl_at(model64, p64, x64 + eta))
+        g1s.append(fisher.g1(model64, x64, eta).cpu())
+        linfs.append(eta.flatten(1).abs().amax(1).cpu())
+    return {"kl": torch.stack(kls), "g1": torch.stack(g1s), "linf": torch.stack(linfs)}
+
+
 @_register("eq12", 2, "fig9_robust", ("n_eq12", "n_fig9"))
 def _eq12(run: runs.Run, s: dict, dev: torch.device, progress: bool) -> dict:
     """Worst-case KL in a ball against the quadratic prediction of eqs. 10-12, in float64.
 
     L2 (radius ``eps``): the KL along ``+-eps v`` (top eigenvector ``v`` of ``F_x``), along a random
     unit direction and after L2 KL-PGD (20 steps of eps/4, uniform start), each over
-    ``1/2 lambda_max eps^2``, and ``|cos(eta_PGD, v)|``. L-inf (radius ``eps``): the KL after
+    ``1/2 lambda_max eps^2``, and ``|cos(eta_PGD, v)|`` (:func:`l2_ball`). L-inf (radius ``eps``): the KL after
     L-inf KL-PGD (20 steps of eps/4, TRADES start) over its own quadratic term
     ``G1 = 1/2 eta^T F_x eta`` and over ``1/2 lambda_max ||eta||_2^2`` (the largest KL a
     perturbation of that L2 norm can reach in the quadratic model). Points: the first
@@ -321,28 +367,21 @@ def _eq12(run: runs.Run, s: dict, dev: torch.device, progress: bool) -> dict:
     rand = (rand / rand.flatten(1).norm(dim=1).view(-1, 1, 1, 1)).to(dev)
     with torch.no_grad():
         p = torch.softmax(model64(x), 1)
-
-    def kl_at(x_new):
-        with torch.no_grad():
-            return metrics.kl(p, torch.softmax(model64(x_new), 1)).cpu()
-
     l2 = {"eig": [], "random": [], "pgd": [], "cos": []}
     for eps in EQ12_L2_RADII:
-        x_adv = attacks.pgd(model64, x, None, eps=eps, step=eps / 4, steps=20, norm="l2", loss="kl",
-                            random_start="uniform", seed=s["sample_seed"])
-        eta = (x_adv - x).flatten(1)
+        ball = l2_ball(model64, x, p, v, eps, s["sample_seed"])
         quad = 0.5 * lam * eps ** 2
-        l2["eig"].append(torch.maximum(kl_at(x + eps * v), kl_at(x - eps * v)) / quad)
-        l2["random"].append(kl_at(x + eps * rand) / quad)
-        l2["pgd"].append(kl_at(x_adv) / quad)
-        l2["cos"].append(((eta * v.flatten(1)).sum(1).abs() / eta.norm(dim=1).clamp_min(1e-300)).cpu())
+        l2["eig"].append(torch.maximum(ball["kl_plus"], ball["kl_minus"]) / quad)
+        l2["random"].append(_kl_at(model64, p, x + eps * rand) / quad)
+        l2["pgd"].append(ball["kl_pgd"] / quad)
+        l2["cos"].append(ball["cos"])
     linf = {"pgd_over_g1": [], "pgd_over_lam": [], "kl": []}
     for k in EQ12_LINF_RADII:
         eps = k / 255
         x_adv = attacks.pgd(model64, x, None, eps=eps, step=eps / 4, steps=20, norm="linf", loss="kl",
                             random_start="trades", seed=s["sample_seed"])
         eta = x_adv - x
-        kl = kl_at(x_adv)
+        kl = _kl_at(model64, p, x_adv)
         g1 = fisher.g1(model64, x, eta).cpu()
         linf["kl"].append(kl)
         linf["pgd_over_g1"].append(kl / g1.clamp_min(1e-300))
@@ -357,22 +396,7 @@ def _eq12(run: runs.Run, s: dict, dev: torch.device, progress: bool) -> dict:
 @_register("table2", 1, "table2", ("n_table2",))
 def _table2(run: runs.Run, s: dict, dev: torch.device, progress: bool) -> dict:
     """KL(f(x)||f(x+eta)) and G1 = 1/2 eta^T F_x eta (float64) at the L-inf KL-PGD perturbation
-    (10 steps of eps/4, TRADES start; attack in the model's float32) for eps = 1/255 ... 8/255."""
+    (10 steps of eps/4, TRADES start; attack in the model's float32) for eps = 1/255 ... 8/255 (:func:`linf_kl_g1`)."""
     test = _test_subset(run, s["n_table2"], s["sample_seed"])
-    x = test.float(dev)
-    model64 = copy.deepcopy(run.model).double().eval()
-    x64 = x.double()
-    with torch.no_grad():
-        p64 = torch.softmax(model64(x64), 1)
-    kls, g1s, linfs = [], [], []
-    for k in TABLE2_EPS:
-        eps = k / 255
-        x_adv = attacks.pgd(run.model, x, None, eps=eps, step=eps / 4, steps=10, loss="kl", random_start="trades",
-                            seed=s["sample_seed"])
-        eta = x_adv.double() - x64
-        with torch.no_grad():
-            kls.append(metrics.kl(p64, torch.softmax(model64(x64 + eta), 1)).cpu())
-        g1s.append(fisher.g1(model64, x64, eta).cpu())
-        linfs.append(eta.flatten(1).abs().amax(1).cpu())
-    return {"eps_255": np.array(TABLE2_EPS), "kl": torch.stack(kls), "g1": torch.stack(g1s),
-            "linf": torch.stack(linfs), "labels": test.labels}
+    measured = linf_kl_g1(run.model, test.float(dev), TABLE2_EPS, s["sample_seed"])
+    return {"eps_255": np.array(TABLE2_EPS), **measured, "labels": test.labels}
