@@ -114,10 +114,29 @@ def _positions(indices: Any, n: int, label: str) -> torch.Tensor:
 def test_images(profile: str | profiles.Profile, run_name: str, indices: int | Sequence[int]) -> TestImages:
     """The test images at positions ``indices`` of run ``run_name``'s test split (the split its evaluations and
     its recorded Figure 1 pair index; synthetic on the smoke profile), with their labels and the class names."""
-    _, cfg = _config(profile, run_name)
-    test = _test_split(cfg)
+    prof, cfg = _config(profile, run_name)
+    try:
+        test = _test_split(cfg)
+    except data.DataNotFoundError as err:
+        test = _carried_test_images(prof, run_name, indices, err)
     part = test.take(_positions(indices, len(test), cfg.label))
     return TestImages(part.float(), part.labels.long(), list(test.classes))
+
+
+def _carried_test_images(prof: profiles.Profile, run_name: str, indices: Any, err: Exception) -> data.ImageData:
+    """Where the data set is not here: the first test images of the run, which the repository carries
+    (:func:`cckl_core.zoo.test_images`); a position beyond them is one error saying how to get the data."""
+    try:
+        carried = zoo.test_images(prof.name, run_name)
+    except zoo.ZooError:
+        raise err from None
+    wanted = np.atleast_1d(np.asarray(indices.cpu() if isinstance(indices, torch.Tensor) else indices, dtype=object))
+    beyond = [int(i) for i in wanted if isinstance(i, (int, np.integer)) and int(i) >= len(carried)]
+    if beyond:
+        raise IndexError(f"test image position {beyond[0]}: the data set is not here, and the repository carries the "
+                         f"first {len(carried)} test images of run {run_name} only (positions 0 to {len(carried) - 1}); "
+                         f"for any position get the data ({str(err).splitlines()[0]})")
+    return carried
 
 
 test_images.__test__ = False  # a library function, not a test, for pytest

@@ -3,8 +3,9 @@
 The repository carries the final weights of every run of a published profile's first training seed
 in ``results/<profile>-models.tar`` (:func:`pack` writes it; ``make paper`` refreshes it for
 ``quick``): one safetensors file per run, in float16 where that keeps the run's predictions (else
-float32; :func:`pack` checks this), and a manifest with each run's config key, training seed, dtype
-and the SHA-256 and size of its file.
+float32; :func:`pack` checks this), the first :data:`PROBE_IMAGES` images of each run's test split
+(:func:`test_images`, for the notebooks' live probes where the data set is not), and a manifest with
+each run's config key, training seed, dtype and the SHA-256 and size of each file.
 
 :func:`load` trusts nothing it reads: the archive and each member are bounded in size, only the
 manifest's regular-file members are read (into memory: nothing is unpacked, so nothing can land
@@ -31,6 +32,9 @@ MANIFEST = "manifest.json"
 MAX_ARCHIVE_BYTES = 256 * 2 ** 20
 MAX_MEMBER_BYTES = 128 * 2 ** 20
 MAX_MANIFEST_BYTES = 2 ** 20
+#: How many images of each run's test split the archive carries (positions 0 .. PROBE_IMAGES - 1), for the
+#: notebooks' live probes on a machine without the data set.
+PROBE_IMAGES = 64
 
 
 class ZooError(ValueError):
@@ -80,40 +84,78 @@ def names(profile: str = "quick") -> list[str]:
     return sorted(manifest["models"])
 
 
+def _entry(prof: profiles.Profile, manifest: dict, name: str) -> dict:
+    """The manifest's entry of run ``name``, checked against the profile's current config of it."""
+    entry = manifest["models"].get(name)
+    if not isinstance(entry, dict):
+        raise ZooError(f"profile {prof.name!r} carries no trained model {name!r}; its models: "
+                       f"{', '.join(sorted(manifest['models'])) or 'none'}")
+    cfg = prof.run(name)
+    if entry.get("key") != cfg.key or entry.get("seed") != cfg.seed:
+        raise ZooError(f"the carried model {name!r} was trained with other settings than profile {prof.name}'s "
+                       f"current ones (key {entry.get('key')} against {cfg.key}); make it again with "
+                       f"`make paper PROFILE={prof.name}`")
+    return entry
+
+
+def _read_member(tar: tarfile.TarFile, profile: str, entry: dict, what: str) -> bytes:
+    """The bytes of the member ``entry`` names (``file``, ``bytes``, ``sha256``), checked: a regular file of
+    that size, at most :data:`MAX_MEMBER_BYTES`, with that SHA-256."""
+    try:
+        info = tar.getmember(str(entry.get("file")))
+    except KeyError:
+        raise ZooError(f"{archive_path(profile)} lacks the file of {what}") from None
+    if not info.isfile() or info.size > MAX_MEMBER_BYTES or info.size != entry.get("bytes"):
+        raise ZooError(f"{archive_path(profile)}: the file of {what} is not the regular file of "
+                       f"{entry.get('bytes')} bytes its manifest names")
+    payload = tar.extractfile(info).read()
+    if store.sha256_bytes(payload) != entry.get("sha256"):
+        raise ZooError(f"{archive_path(profile)}: the file of {what} does not match its checksum (damaged or "
+                       f"edited); restore it with git")
+    return payload
+
+
 def load(profile: str, name: str) -> nn.Module:
     """The trained model of run ``name`` of ``profile`` (its first training seed), verified, in float32 and
     eval mode on the CPU."""
+    from safetensors.torch import load as load_tensors
+
     from .training import build_model
 
     prof = profiles.load(profile)
     tar, manifest = _open(prof.name)
     with tar:
-        entry = manifest["models"].get(name)
-        if not isinstance(entry, dict):
-            raise ZooError(f"profile {prof.name!r} carries no trained model {name!r}; its models: "
-                           f"{', '.join(sorted(manifest['models'])) or 'none'}")
-        cfg = prof.run(name)
-        if entry.get("key") != cfg.key or entry.get("seed") != cfg.seed:
-            raise ZooError(f"the carried model {name!r} was trained with other settings than profile {prof.name}'s "
-                           f"current ones (key {entry.get('key')} against {cfg.key}); make it again with "
-                           f"`make paper PROFILE={prof.name}`")
-        try:
-            info = tar.getmember(str(entry.get("file")))
-        except KeyError:
-            raise ZooError(f"{archive_path(prof.name)} lacks the file of {name!r}") from None
-        if not info.isfile() or info.size > MAX_MEMBER_BYTES or info.size != entry.get("bytes"):
-            raise ZooError(f"{archive_path(prof.name)}: the file of {name!r} is not the regular file of "
-                           f"{entry.get('bytes')} bytes its manifest names")
-        payload = tar.extractfile(info).read()
-    if store.sha256_bytes(payload) != entry.get("sha256"):
-        raise ZooError(f"{archive_path(prof.name)}: the weights of {name!r} do not match their checksum (damaged or "
-                       f"edited); restore the file with git")
-    from safetensors.torch import load as load_tensors
-
+        entry = _entry(prof, manifest, name)
+        payload = _read_member(tar, prof.name, entry, f"the weights of {name!r}")
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in load_tensors(payload).items()}
-    model = build_model(cfg, int(entry.get("num_classes", cfg.num_classes)))
+    model = build_model(prof.run(name), int(entry.get("num_classes", prof.run(name).num_classes)))
     model.load_state_dict(state)
     return model.eval()
+
+
+def test_images(profile: str, name: str):
+    """The first :data:`PROBE_IMAGES` images of run ``name``'s test split (as its evaluations read it), which
+    the archive carries so that the notebooks' live probes work where the data set is not: an
+    :class:`cckl_core.data.ImageData` (uint8), verified as :func:`load` verifies weights."""
+    from safetensors.torch import load as load_tensors
+
+    from .data import ImageData
+
+    prof = profiles.load(profile)
+    tar, manifest = _open(prof.name)
+    with tar:
+        entry = _entry(prof, manifest, name).get("test_images")
+        if not isinstance(entry, dict):
+            raise ZooError(f"{archive_path(prof.name)} carries no test images of {name!r}; make it again with "
+                           f"`make paper PROFILE={prof.name}`")
+        tensors = load_tensors(_read_member(tar, prof.name, entry, f"the test images of {name!r}"))
+    try:
+        return ImageData(tensors["images"], tensors["labels"], list(entry["classes"]), split="test")
+    except (KeyError, ValueError, TypeError) as err:
+        raise ZooError(f"{archive_path(prof.name)}: the test images of {name!r} are malformed ({err})") from None
+
+
+test_images.__test__ = False  # a library function, not a test, for pytest
 
 
 def _half_keeps_predictions(model: nn.Module, state: dict, x: torch.Tensor) -> bool:
@@ -124,6 +166,21 @@ def _half_keeps_predictions(model: nn.Module, state: dict, x: torch.Tensor) -> b
         after = model(x).argmax(1)
         model.load_state_dict(state)
     return bool(torch.equal(before, after))
+
+
+def _probe_images(run, cfg, files: list) -> dict:
+    """Add the first :data:`PROBE_IMAGES` images of the run's test split to ``files`` (once per distinct
+    split: the file is named by its content) and return their manifest entry."""
+    from safetensors.torch import save
+
+    test = run.dataset("test", seed=cfg.seed)
+    part = test.take(torch.arange(min(PROBE_IMAGES, len(test))))
+    payload = save({"images": part.images.contiguous(), "labels": part.labels.long().contiguous()})
+    sha = store.sha256_bytes(payload)
+    file = f"test-images-{sha[:16]}.safetensors"
+    if file not in {f for f, _ in files}:
+        files.append((file, payload))
+    return {"file": file, "bytes": len(payload), "sha256": sha, "n": len(part), "classes": list(test.classes)}
 
 
 def pack(profile: str, out: Path | None = None, check_images: int = 2000) -> dict:
@@ -154,7 +211,8 @@ def pack(profile: str, out: Path | None = None, check_images: int = 2000) -> dic
         payload = save(stored)
         file = f"{name}.safetensors"
         files.append((file, payload))
-        models[name] = {"key": cfg.key, "seed": cfg.seed, "model": cfg.model, "width": cfg.width,
+        images = _probe_images(run, cfg, files)
+        models[name] = {"test_images": images, "key": cfg.key, "seed": cfg.seed, "model": cfg.model, "width": cfg.width,
                         "objective": cfg.objective, "num_classes": len(run.classes), "file": file,
                         "dtype": "float16" if half else "float32", "bytes": len(payload),
                         "sha256": store.sha256_bytes(payload), "parameters": sum(
@@ -171,4 +229,4 @@ def pack(profile: str, out: Path | None = None, check_images: int = 2000) -> dic
     return manifest
 
 
-__all__ = ["IncompleteCache", "ZooError", "archive_path", "load", "names", "pack"]
+__all__ = ["IncompleteCache", "PROBE_IMAGES", "ZooError", "archive_path", "load", "names", "pack", "test_images"]
