@@ -83,7 +83,7 @@ def names(profile: str = "quick") -> list[str]:
 def load(profile: str, name: str) -> nn.Module:
     """The trained model of run ``name`` of ``profile`` (its first training seed), verified, in float32 and
     eval mode on the CPU."""
-    from .training import build_model
+    from .models import of_run
 
     prof = profiles.load(profile)
     tar, manifest = _open(prof.name)
@@ -111,7 +111,7 @@ def load(profile: str, name: str) -> nn.Module:
     from safetensors.torch import load as load_tensors
 
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in load_tensors(payload).items()}
-    model = build_model(cfg, int(entry.get("num_classes", cfg.num_classes)))
+    model = of_run(cfg, int(entry.get("num_classes", cfg.num_classes)))
     model.load_state_dict(state)
     return model.eval()
 

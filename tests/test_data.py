@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from cckl_core import data
+from cckl_core.data import sources
 from cckl_core.data import Batches, DataNotFoundError, ImageData
 
 
@@ -265,8 +266,8 @@ def test_unwritable_cache_folder_still_loads(tmp_path, capfd):
 
 def test_cifar10_falls_back_to_image_folder_copy(tmp_path, monkeypatch):
     _make_folder(tmp_path / "cifar10-jpeg")
-    monkeypatch.setattr(data, "CIFAR10_CLASSES", ("cat", "dog"))  # what the CIFAR-10 check expects of this copy
-    monkeypatch.setattr(data, "CIFAR10_PER_CLASS", {"train": 3, "test": 2})
+    monkeypatch.setattr(sources, "CIFAR10_CLASSES", ("cat", "dog"))  # what the CIFAR-10 check expects of this copy
+    monkeypatch.setattr(sources, "CIFAR10_PER_CLASS", {"train": 3, "test": 2})
     d = data.load("cifar10", "test", root=tmp_path, download=False)
     assert len(d) == 4 and d.classes == ["cat", "dog"] and d.name == "CIFAR-10 (JPEG q75 copy)"
 

@@ -26,6 +26,7 @@ import torch
 from PIL import Image
 
 from cckl_core import data, paths, store
+from cckl_core.data import decode_cache, files, sources
 from cckl_core.data import DataError
 
 CIFAR10 = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -107,8 +108,8 @@ def _one_line_error(call, *fragments: str, kind=DataError) -> str:
 def small_cifar10(monkeypatch, tmp_path):
     """A loader that takes 2 images per class per split as CIFAR-10's counts (the class names stay
     CIFAR-10's), with no zip configured, no torchvision files and a fresh announcement set."""
-    monkeypatch.setattr(data, "CIFAR10_PER_CLASS", {"train": 2, "test": 2})
-    monkeypatch.setattr(data, "_announced", set())
+    monkeypatch.setattr(sources, "CIFAR10_PER_CLASS", {"train": 2, "test": 2})
+    monkeypatch.setattr(sources, "_announced", set())
     monkeypatch.setenv("CCKL_CIFAR10_ZIP", str(tmp_path / "no-such.zip"))
     return monkeypatch
 
@@ -123,7 +124,7 @@ def _ignored_lines(capfd) -> list[str]:
 
 
 def _no_decoding(monkeypatch) -> None:
-    monkeypatch.setattr(data, "_decode_all", lambda *a, **k: pytest.fail("decoded again"))
+    monkeypatch.setattr(files, "decode_all", lambda *a, **k: pytest.fail("decoded again"))
 
 
 # --------------------------------------------------------------------------- zips that are not zips
@@ -200,7 +201,7 @@ def test_cifar10_copy_with_wrong_classes_or_counts_is_refused(tmp_path, monkeypa
     if case == "few_images":  # the ten classes, two images each: the real counts are not met
         members, expect = _members(), ["is not the complete CIFAR-10 copy", "5,000", "train/airplane/ has 2"]
     else:
-        monkeypatch.setattr(data, "CIFAR10_PER_CLASS", {"train": 2, "test": 2})
+        monkeypatch.setattr(sources, "CIFAR10_PER_CLASS", {"train": 2, "test": 2})
         if case == "extra_class":
             members, expect = _members(classes=CIFAR10 + ("zebra",)), ["11 class folder(s)", "not CIFAR-10's: [zebra]"]
         elif case == "missing_class":
@@ -233,11 +234,11 @@ def test_small_fake_cifar10_passes_the_check_from_zip_and_folder(tmp_path, small
 
 @pytest.mark.skipif(not paths.SHARED_CIFAR10_ZIP.is_file(), reason="the offline CIFAR-10 zip is not beside the checkout")
 def test_real_zip_is_cifar10_and_the_original():
-    names = data._zip_names(paths.SHARED_CIFAR10_ZIP)
+    names = sources._zip_names(paths.SHARED_CIFAR10_ZIP)
     for split in ("train", "test"):
-        listing = data._zip_tree(names, split)
-        data._check_cifar10(str(paths.SHARED_CIFAR10_ZIP), split, listing, "")
-        assert listing.classes == list(CIFAR10) and len(listing.samples) == 10 * data.CIFAR10_PER_CLASS[split]
+        listing = sources._zip_tree(names, split)
+        sources._check_cifar10(str(paths.SHARED_CIFAR10_ZIP), split, listing, "")
+        assert listing.classes == list(CIFAR10) and len(listing.samples) == 10 * sources.CIFAR10_PER_CLASS[split]
     assert store.sha256_file(paths.SHARED_CIFAR10_ZIP) == ORIGINAL_SHA256
 
 
@@ -278,7 +279,7 @@ def test_real_blank_image_over_the_limit_is_refused(tmp_path):
 def test_pixel_limit_is_a_module_setting(tmp_path, monkeypatch):
     tree = _tree(tmp_path / "tree")
     _png(tree / "train" / "cat" / "wide.png", 1, size=(40, 48))
-    monkeypatch.setattr(data, "MAX_IMAGE_PIXELS", 32 * 32)
+    monkeypatch.setattr(files, "MAX_IMAGE_PIXELS", 32 * 32)
     _one_line_error(lambda: data.load(f"folder:{tree}", "train", root=tmp_path / "root"),
                     str(tree / "train" / "cat" / "wide.png"), "48 x 40 pixels", "more than the 32 x 32")
 
@@ -288,7 +289,7 @@ def test_zip_member_declaring_a_huge_size_is_not_read(tmp_path, small_cifar10):
     assert max(len(v) for v in members.values()) < 4000
     members["test/ship/0000.jpg"] = _jpeg_bytes(5) + b"\0" * 5000
     zip_path = _use_zip(small_cifar10, _write_zip(tmp_path / "cifar10-jpeg.zip", members))
-    small_cifar10.setattr(data, "MAX_IMAGE_BYTES", 4000)
+    small_cifar10.setattr(files, "MAX_IMAGE_BYTES", 4000)
     real_read = zipfile.ZipFile.read
 
     def read(self, name, *args, **kwargs):
@@ -304,7 +305,7 @@ def test_image_file_over_the_byte_limit_is_not_read(tmp_path, monkeypatch):
     tree = _tree(tmp_path / "tree")
     big = tree / "test" / "dog" / "0000.png"
     big.write_bytes(big.read_bytes() + b"\0" * 10_000)  # trailing bytes: still a readable PNG
-    monkeypatch.setattr(data, "MAX_IMAGE_BYTES", 8000)
+    monkeypatch.setattr(files, "MAX_IMAGE_BYTES", 8000)
     _one_line_error(lambda: data.load(f"folder:{tree}", "test", root=tmp_path / "root"),
                     str(big), "bytes, more than the 8,000", "not read")
 
@@ -330,7 +331,7 @@ def test_cache_is_safetensors_with_a_sidecar_and_old_pt_caches_are_left_alone(tm
     meta = json.loads(tensors.with_suffix(".json").read_text())
     assert meta["source_sha256"] == store.sha256_file(zip_path) and meta["sha256"] == store.sha256_file(tensors)
     assert meta["classes"] == list(CIFAR10) and meta["counts"] == [2] * 10 and meta["n"] == 20
-    assert meta["version"] == data._CACHE_VERSION != "2"
+    assert meta["version"] == decode_cache.CACHE_VERSION != "2"
     with safe_open(str(tensors), framework="pt") as fh:  # a plain safetensors file: no pickle anywhere
         assert set(fh.keys()) == {"images", "labels"}
         assert torch.equal(fh.get_tensor("labels"), d.labels)
@@ -508,7 +509,7 @@ def test_torchvision_cache_is_keyed_by_content_and_checked(tmp_path, monkeypatch
             built.append(train)
 
     monkeypatch.setattr(torchvision.datasets, "CIFAR10", FakeCIFAR10)
-    monkeypatch.setattr(data, "_TORCHVISION_SIZES", {"train": 20, "test": 10})
+    monkeypatch.setattr(sources, "_TORCHVISION_SIZES", {"train": 20, "test": 10})
     files = tmp_path / "cifar-10-batches-py"
     files.mkdir()
     (files / "test_batch").write_bytes(b"batch one")
@@ -562,7 +563,7 @@ def test_links_to_folders_elsewhere_are_followed_in_imagefolders_order(tmp_path)
     (tree / "train" / "cat" / "more").symlink_to(tmp_path / "elsewhere" / "x", target_is_directory=True)
     train = data.load(f"folder:{tree}", "train", root=tmp_path / "root")
     reference = ImageFolder(str(tree / "train"))
-    assert [p for p, _ in reference.samples] == data._folder_listing(tree / "train", ["cat", "dog"]).samples
+    assert [p for p, _ in reference.samples] == sources._folder_listing(tree / "train", ["cat", "dog"]).samples
     assert len(train) == 7
 
 
@@ -584,7 +585,7 @@ def test_a_file_that_grows_past_the_limit_while_read_is_cut_off(tmp_path, monkey
     path.write_bytes(b"\0" * 100)
     real_fstat = os.fstat
     monkeypatch.setattr(os, "fstat", lambda fd: os.stat_result((*real_fstat(fd)[:6], 10, *real_fstat(fd)[7:])))
-    _one_line_error(lambda: data._read_bounded(path, 50), str(path), "more than the 50 bytes")
+    _one_line_error(lambda: files.read_bounded(path, 50), str(path), "more than the 50 bytes")
 
 
 def _png16(path: Path, values: np.ndarray) -> None:

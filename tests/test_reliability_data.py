@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 
 from cckl_core import data, paths
+from cckl_core.data import files, images, sources
 from cckl_core.data import DataError, DataNotFoundError
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -78,7 +79,7 @@ def test_same_relative_folder_name_from_two_directories_is_not_confused(tmp_path
 def test_cached_folder_is_not_decoded_again(tmp_path, monkeypatch):
     tree, root = _tree(tmp_path / "tree"), tmp_path / "root"
     first = data.load(f"folder:{tree}", "test", root=root)
-    monkeypatch.setattr(data, "_decode_all", lambda *a, **k: pytest.fail("decoded again"))
+    monkeypatch.setattr(files, "decode_all", lambda *a, **k: pytest.fail("decoded again"))
     assert torch.equal(data.load(f"folder:{tree}", "test", root=root).images, first.images)
 
 
@@ -167,7 +168,7 @@ def test_synthetic_that_cannot_fit_is_refused(monkeypatch):
         data.load("synthetic", "train", n=10**9)  # about 90 TiB of working memory
     msg = str(err.value)
     assert "n=1,000,000,000" in msg and "GiB" in msg and "fewer" in msg
-    monkeypatch.setattr(data, "_available_memory", lambda: 1_000_000)  # 1 MB left
+    monkeypatch.setattr(images, "_available_memory", lambda: 1_000_000)  # 1 MB left
     with pytest.raises(ValueError, match="n=100 images needs about"):
         data.synthetic("train", n=100)
     assert len(data.synthetic("train", n=10)) == 10  # 10 * 3072 * 32 bytes < 1 MB
@@ -178,8 +179,8 @@ def test_synthetic_that_cannot_fit_is_refused(monkeypatch):
 # --------------------------------------------------------------------------- offline CIFAR-10 zip
 def _expect_cifar10(monkeypatch, classes, train: int, test: int) -> None:
     """Make the loader's CIFAR-10 check expect a small fake copy: these classes, so many images each."""
-    monkeypatch.setattr(data, "CIFAR10_CLASSES", tuple(classes))
-    monkeypatch.setattr(data, "CIFAR10_PER_CLASS", {"train": train, "test": test})
+    monkeypatch.setattr(sources, "CIFAR10_CLASSES", tuple(classes))
+    monkeypatch.setattr(sources, "CIFAR10_PER_CLASS", {"train": train, "test": test})
 
 
 def _write_zip(path: Path, seed: int = 0, classes=("bird", "airplane", "cat"), per_class=(4, 2)) -> Path:
@@ -212,7 +213,7 @@ def _write_zip(path: Path, seed: int = 0, classes=("bird", "airplane", "cat"), p
 def offline_zip(tmp_path, monkeypatch):
     zip_path = _write_zip(tmp_path / "cifar10-jpeg.zip")
     monkeypatch.setenv("CCKL_CIFAR10_ZIP", str(zip_path))
-    monkeypatch.setattr(data, "_announced", set())
+    monkeypatch.setattr(sources, "_announced", set())
     _expect_cifar10(monkeypatch, ("airplane", "bird", "cat"), train=5, test=3)
     return zip_path
 
@@ -241,7 +242,7 @@ def test_zip_is_announced_once_and_cached(tmp_path, offline_zip, capfd, monkeypa
     root = tmp_path / "root"
     first = data.load("cifar10", "test", root=root, download=False)
     assert list((root / "cache").glob("cifar10-jpeg-zip-*-test.safetensors"))
-    monkeypatch.setattr(data, "_decode_all", lambda *a, **k: pytest.fail("decoded again"))
+    monkeypatch.setattr(files, "decode_all", lambda *a, **k: pytest.fail("decoded again"))
     again = data.load("cifar10", "test", root=root, download=False, n=6)
     assert len(again) == 6 and torch.equal(first.images[again.indices], again.images)
     assert capfd.readouterr().err.count("[cckl] CIFAR-10: using the offline JPEG q75 copy") == 1
