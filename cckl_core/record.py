@@ -21,6 +21,7 @@ from .models import NonFiniteError, eval_mode
 
 
 def _summary(values: torch.Tensor, prefix: str) -> dict[str, float]:
+    """Mean, log of the mean, median and 10/25/75/90% quantiles of ``values`` (float64), keyed ``<prefix>_...``."""
     v = values.double()
     q = torch.quantile(v, torch.tensor([0.1, 0.25, 0.5, 0.75, 0.9], dtype=torch.float64))
     return {
