@@ -12,7 +12,7 @@ work done two ways:
   sharing the GPU, ``steps`` each (``K``: ``--jobs``, default 4).
 
 Printed: aggregate images/s of each layout and their ratio (> 1: side by side is faster). Every
-step is :func:`cckl_core.training.step` (the step that trains); random [0, 1] images, batch
+step is :func:`cckl_core.objectives.step` (the step that trains); random [0, 1] images, batch
 ``--batch``, ``--attack-steps`` attack steps, ``--precision``; ``time.perf_counter`` around the
 whole work after one warm-up step in every process (CUDA synchronised).
 
@@ -33,7 +33,7 @@ def _work(spec: str, objective: str, threads: int, steps: int, batch: int, attac
     process and the parent), then time ``steps`` training steps; put the seconds on ``out``."""
     import torch
 
-    from cckl_core import profiles, training
+    from cckl_core import models, objectives, profiles
 
     torch.set_num_threads(threads)
     name, width = spec.split(":")
@@ -42,18 +42,18 @@ def _work(spec: str, objective: str, threads: int, steps: int, batch: int, attac
         "model": name, "width": float(width), "objective": objective, "lr": 0.01, "attack_steps": attack_steps,
         "batch_norm": (float(width) < 1) if name.startswith("vgg") else None, "precision": precision,
         "batch_size": batch, "epochs": 2, "milestones": [1]})
-    model, channels_last = training.fresh_model(cfg, 10, dev)
-    opt, sched = training.make_optimizer(model, cfg)
+    model, channels_last = models.fresh(cfg, 10, dev)
+    opt, sched = objectives.make_optimizer(model, cfg)
     x, y = torch.rand(batch, 3, 32, 32, device=dev), torch.randint(0, 10, (batch,), device=dev)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
-    training.step(model, opt, None, x, y, cfg)
+    objectives.step(model, opt, None, x, y, cfg)
     sync()
     ready.wait()
     t0 = time.perf_counter()
     for _ in range(steps):
-        training.step(model, opt, None, x, y, cfg)
+        objectives.step(model, opt, None, x, y, cfg)
     sync()
     out.put(time.perf_counter() - t0)
 

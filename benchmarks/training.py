@@ -7,7 +7,7 @@ For each model and precision, on random [0, 1] images of batch ``--batch`` (defa
   TRADES costs ``steps`` input-gradient passes plus one training pass over two branches),
   and the same for PGD-AT;
 - with ``--precisions fp32 bf16``: the speed-up of bf16 autocast over fp32 for each objective
-  (the training code's own step, :func:`cckl_core.training.step`, with its autocast).
+  (the training code's own step, :func:`cckl_core.objectives.step`, with its autocast).
 Timings: ``time.perf_counter`` (CUDA synchronised), one warm-up step, median of ``--repeats`` steps.
 
     python benchmarks/training.py
@@ -22,14 +22,14 @@ import torch
 
 from dataclasses import replace
 
-from cckl_core import profiles, training
+from cckl_core import models, objectives, profiles
 from cckl_core.devices import resolve_device
 from timing import median_seconds
 
 
 def step_time(model, opt, x, y, cfg, repeats: int, device) -> float:
-    """Median seconds of one :func:`cckl_core.training.step` (attack, loss, backward, SGD step) after a warm-up."""
-    return median_seconds(lambda: training.step(model, opt, None, x, y, cfg), repeats, device=device)[0]
+    """Median seconds of one :func:`cckl_core.objectives.step` (attack, loss, backward, SGD step) after a warm-up."""
+    return median_seconds(lambda: objectives.step(model, opt, None, x, y, cfg), repeats, device=device)[0]
 
 
 def main() -> None:
@@ -57,8 +57,8 @@ def main() -> None:
             "batch_norm": (float(width) < 1) if name.startswith("vgg") else None, "epochs": 2, "milestones": [1]})
         times = {}
         for precision in args.precisions:
-            model, channels_last = training.fresh_model(cfg, None, device)
-            opt, _ = training.make_optimizer(model, cfg)
+            model, channels_last = models.fresh(cfg, None, device)
+            opt, _ = objectives.make_optimizer(model, cfg)
             x = torch.rand(args.batch, 3, 32, 32, device=device)
             x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
             y = torch.randint(0, 10, (args.batch,), device=device)

@@ -1,7 +1,8 @@
 """cckl_core: CCKL, input-space Fisher statistics, G1/G2, attacks and cached training runs.
 
 Modules: ``data``, ``models``, ``metrics`` (CCKL, KL/JS, Theorem 3.1 terms), ``fisher``
-(input-space Fisher statistics, G1/G2), ``attacks``, ``training``, ``runs`` (cache,
+(input-space Fisher statistics, G1/G2), ``attacks``, ``objectives`` (losses, the SGD step), ``record`` (the
+per-epoch record), ``trainer`` (the training loop), ``runs`` (cache,
 resume), ``profiles``, ``plotting``, ``report`` (claims
 tables, figures/README.md), ``zoo`` (trained models by name), ``analysis`` (``cckl_core.analyze``:
 the paper's analysis of any model in one call). Import what you need, e.g.

@@ -143,13 +143,13 @@ def main(argv: list[str] | None = None) -> int:
         from .data import DataNotFoundError
         from .evaluations import EvaluationMissingError
         from .paper import ResultsMissing
-        from .training import NonFiniteLossError
+        from .models import NonFiniteError
     except KeyboardInterrupt:
         print("interrupted: nothing was started", file=sys.stderr)
         return 130
     try:
         return _dispatch(args)
-    except (ValueError, KeyError, DataNotFoundError, NonFiniteLossError, runs.RunNotFoundError, EvaluationMissingError,
+    except (ValueError, KeyError, DataNotFoundError, NonFiniteError, runs.RunNotFoundError, EvaluationMissingError,
             ResultsMissing, PermissionError, NotADirectoryError, store.WriteError) as err:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else (err.strerror or str(err)) \
             if isinstance(err, store.WriteError) else str(err)

@@ -8,7 +8,7 @@ what the paper measures, each by the tested function that computes it in the not
 - the input-space Fisher information at the images: mean and median of ``||F_x||_F`` and of
   ``||F_x||_2 = lambda_max(F_x)`` (:func:`cckl_core.fisher.fisher_stats`);
 - over sampled cross-class pairs, ``KL(f(x_i)||f(x_j)) = G1 + G2`` (:func:`cckl_core.fisher.kl_g1_g2`);
-- accuracy under L-inf PGD-k and CW-k at eps (Table 1's attacks, :func:`cckl_core.training.robust_correct`;
+- accuracy under L-inf PGD-k and CW-k at eps (Table 1's attacks, :func:`cckl_core.record.robust_correct`;
   an image counts as robust only if it is also correct when clean).
 
 A model ending in Softmax or LogSoftmax, or one whose outputs are (log-)probabilities, is refused
@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from . import attacks, checks, fisher, metrics
-from .training import robust_correct
+from .record import robust_correct
 
 
 @dataclass

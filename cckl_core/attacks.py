@@ -58,7 +58,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import checks
-from .fisher import check_images, eval_mode
+from .models import eval_mode
 
 __all__ = [
     "pgd", "autoattack", "robust_accuracy", "accuracies", "correctness", "as_attack", "attack_loss",
@@ -144,7 +144,7 @@ def _check(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, eps: float
            norm: str, loss: str, random_start: bool | str | None, restarts: int,
            kappa: float) -> tuple[str, str, str | None]:
     """Check :func:`pgd`'s arguments; return the norm and loss (lower case) and the random start (None: none)."""
-    check_images(model, x)
+    checks.images(model, x)
     norm_l = checks.choice(norm, "norm", _NORMS, hint="'linf' or 'l2'")
     loss_l = checks.choice(loss, "loss", _LOSSES, hint="'ce' (cross-entropy), 'cw' (CW margin) or 'kl' (TRADES)")
     checks.number(eps, "eps", low=0.0, hint="give it in pixel units (inputs in [0, 1]), e.g. 8/255")
@@ -390,7 +390,7 @@ def correctness(model: nn.Module, batches: Iterable, attacks: Mapping[str, Attac
         iterator = tqdm(batches, total=total, desc="accuracy (" + ", ".join(out) + ")", leave=False)
     with eval_mode(model):
         for x, y in iterator:
-            check_images(model, x)
+            checks.images(model, x)
             x, y = x.to(device), checks.as_labels(y, "y").to(device)
             with torch.no_grad():
                 logits = model(x)

@@ -35,11 +35,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import attacks, fisher, metrics, runs, store
+from . import attacks, fisher, metrics, models, runs, store
 from .data import Batches
 from .devices import resolve_device
 from .profiles import Profile, RunConfig
-from .training import fresh_model, predict, robust_correct
+from .record import predict, robust_correct
 
 #: L2 radii of the eq. 12 check (pixel units; 8/255 in L-inf has the L2 norm 8/255 * sqrt(3072) = 1.74).
 EQ12_L2_RADII = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 8 / 255 * 3072 ** 0.5)
@@ -231,7 +231,7 @@ def _theorem(run: runs.Run, s: dict, dev: torch.device, progress: bool) -> dict:
     """Test-set logits at initialisation and after training (Theorem 3.1), and the Figure 1 pair."""
     test = _test_subset(run, s["n_theorem"], s["sample_seed"])
     batches = Batches(test, 500, device=dev)
-    init_model, _ = fresh_model(run.config, test.num_classes, dev)
+    init_model, _ = models.fresh(run.config, test.num_classes, dev)
     logits_init, labels = predict(init_model, batches)
     logits_final, _ = predict(run.model, batches)
     h0, h_end = run.history[0], run.history[-1]
@@ -254,7 +254,7 @@ def _table1(run: runs.Run, s: dict, dev: torch.device, progress: bool) -> dict:
     test = _test_subset(run, s["n_eval"], s["sample_seed"])
     x, y = test.float(dev), test.labels.to(dev)
     out = {"labels": test.labels, "index": _origin(test), "pgd_steps": s["pgd_steps"]}
-    with torch.no_grad(), fisher.eval_mode(run.model):
+    with torch.no_grad(), models.eval_mode(run.model):
         out["correct_clean"] = torch.cat([(run.model(x[i:i + 500]).argmax(1) == y[i:i + 500]).cpu()
                                           for i in range(0, len(x), 500)])
     for key, spec in _attack_specs(s["pgd_steps"]).items():
@@ -288,7 +288,7 @@ def _fig9(run: runs.Run, s: dict, dev: torch.device, progress: bool) -> dict:
     """Per-image ||F_x||_F, clean correctness and PGD-k correctness on ``n_fig9`` test images."""
     test = _test_subset(run, s["n_fig9"], s["sample_seed"])
     x, y = test.float(dev), test.labels.to(dev)
-    with torch.no_grad(), fisher.eval_mode(run.model):
+    with torch.no_grad(), models.eval_mode(run.model):
         correct = torch.cat([(run.model(x[i:i + 500]).argmax(1) == y[i:i + 500]).cpu() for i in range(0, len(x), 500)])
     robust = robust_correct(run.model, x, y, _attack_specs(s["pgd_steps"])["pgd"], run.config.precision, 250)
     stats = fisher.fisher_stats(run.model, x, batch_size=128)
@@ -355,7 +355,7 @@ def _eq12(run: runs.Run, s: dict, dev: torch.device, progress: bool) -> dict:
     """
     test = _test_subset(run, s["n_fig9"], s["sample_seed"])
     x_all = test.float(dev)
-    with torch.no_grad(), fisher.eval_mode(run.model):
+    with torch.no_grad(), models.eval_mode(run.model):
         correct = (run.model(x_all).argmax(1).cpu() == test.labels)
     order = torch.cat([torch.nonzero(correct).flatten(), torch.nonzero(~correct).flatten()])[: s["n_eq12"]]
     model64 = copy.deepcopy(run.model).double().eval()

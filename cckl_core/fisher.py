@@ -16,7 +16,7 @@ and the top eigenvector of ``F`` is ``A^T u / ||A^T u||`` for the top eigenvecto
 ``G``. ``J`` costs one forward pass and ``K`` vector-Jacobian products (``torch.func.vjp``).
 Units: inputs in [0, 1] pixel scale; ``F`` in nats per (pixel unit)^2.
 
-Inputs are checked by :func:`cckl_core.checks.images` (alias :func:`check_images`): a
+Inputs are checked by :func:`cckl_core.checks.images`: a
 floating batch ``(N, C, H, W)`` of finite values in [0, 1] whose channels, size and dtype
 fit the model (``delta`` of :func:`g1` may leave [0, 1]). An empty batch gives empty
 results.
@@ -24,34 +24,18 @@ results.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
 from torch.func import functional_call, jvp, vjp
 
 from . import checks
+from .models import eval_mode
 
 # torch's forward-mode AD scripts its own JVP decompositions on first use, which warns that
 # torch.jit.script is deprecated: torch's internals, nothing a user of jvp can act on.
 warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
-
-
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Put ``model`` in eval mode for the block; restore the caller's mode afterwards."""
-    checks.module(model)
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
-
-
-#: Raise unless ``x`` is an image batch the model takes (kept for callers of ``fisher.check_images``).
-check_images = checks.images
 
 
 def _chunks(n: int, batch_size: int) -> range:
@@ -73,9 +57,9 @@ def logit_jacobian(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, tor
     One forward pass (``torch.func.vjp``) and ``K`` calls of its pullback with the one-hot
     cotangents ``e_k`` for every sample at once. Valid because samples do not interact in
     eval mode. (``vmap`` over the pullback gives the same numbers but measured 2-4x slower
-    on the CPU, see ``benchmarks/fisher.py``.) ``x`` is checked by :func:`check_images`.
+    on the CPU, see ``benchmarks/fisher.py``.) ``x`` is checked by :func:`cckl_core.checks.images`.
     """
-    check_images(model, x)
+    checks.images(model, x)
     return _logit_jacobian(model, x)
 
 
@@ -132,7 +116,7 @@ def fisher_stats(model: nn.Module, x: torch.Tensor, eigenvector: bool = False, b
     model in eval mode and the caller's mode restored. A model that returns probabilities, not
     logits, is refused (:func:`cckl_core.checks.logits`).
     """
-    check_images(model, x)
+    checks.images(model, x)
     checks.flag(eigenvector, "eigenvector")
     checks.flag(progress, "progress")
     parts: dict[str, list[torch.Tensor]] = {}
@@ -160,7 +144,7 @@ def fisher_stats(model: nn.Module, x: torch.Tensor, eigenvector: bool = False, b
 
 def materialized_fisher(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The full ``d x d`` Fisher ``J^T (diag p - p p^T) J`` per sample (B, d, d). For checks and baselines only."""
-    check_images(model, x)
+    checks.images(model, x)
     with eval_mode(model):
         logits, jac = _logit_jacobian(model, x)
     p = torch.softmax(logits, 1)
@@ -183,7 +167,7 @@ def g1(model: nn.Module, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
     ``g_k . delta = (J delta)_k - p . (J delta)``: one forward-mode JVP per batch. Eval
     mode, caller's mode restored.
     """
-    check_images(model, x)
+    checks.images(model, x)
     checks.images(model, delta, "delta", unit_range=False)
     if x.shape != delta.shape:
         raise ValueError(f"x and delta must have the same shape, got {tuple(x.shape)} and {tuple(delta.shape)}")
@@ -198,8 +182,8 @@ def kl_g1_g2(model: nn.Module, x_i: torch.Tensor, x_j: torch.Tensor, batch_size:
     ``x_i`` (which also gives ``f(x_i)``) and one forward pass at ``x_j`` per pair.
     CPU float64 (N,).
     """
-    check_images(model, x_i, "x_i")
-    check_images(model, x_j, "x_j")
+    checks.images(model, x_i, "x_i")
+    checks.images(model, x_j, "x_j")
     if x_i.shape != x_j.shape:
         raise ValueError(f"x_i and x_j must have the same shape, got {tuple(x_i.shape)} and {tuple(x_j.shape)}")
     kls, g1s = [], []

@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from . import evaluations, runs, schedule, store
+from . import data, evaluations, runs, schedule, store
 from .paths import artifacts_root, data_root
 from .profiles import Profile, RunConfig
 from .schedule import BLOCKED, COMPLETED, DONE, FAILED, SKIPPED, TO_RUN
@@ -175,19 +175,6 @@ def skip_record_path(cfg: RunConfig) -> Path:
     return artifacts_root() / cfg.profile / ".launch" / "skipped" / f"{cfg.folder}.json"
 
 
-def _data_missing(dataset: str) -> bool:
-    """True when ``dataset`` cannot be read here without downloading it."""
-    from . import data
-    try:
-        data.load(dataset, "test", download=False)
-        data.load(dataset, "train", download=False)
-    except data.DataNotFoundError:
-        return True
-    except Exception:  # anything else: let the task meet it and report it
-        return False
-    return False
-
-
 def survey(profile: Profile, configs: list[RunConfig]) -> list[TaskState]:
     """The state of every (run, seed) to launch: the scheduler's :func:`~cckl_core.schedule.cache_state`
     (DONE, BLOCKED or TO_RUN), except SKIPPED_EARLIER for an unstarted optional run that a task
@@ -197,7 +184,7 @@ def survey(profile: Profile, configs: list[RunConfig]) -> list[TaskState]:
         state, detail, st = schedule.cache_state(profile, cfg)
         record = skip_record_path(cfg)
         if (state == TO_RUN and st.state not in (runs.COMPLETE, runs.NO_WEIGHTS) and record.exists()
-                and cfg.optional and _data_missing(cfg.dataset)):
+                and cfg.optional and not data.available(cfg.dataset)):
             state, detail = SKIPPED_EARLIER, (f"optional, data set {cfg.dataset!r} still missing (recorded in "
                                               f"{record}; delete it to try again)")
         out.append(TaskState(cfg.name, cfg.seed, state, detail))

@@ -12,6 +12,10 @@ linear variants stay affine in the input.
   16w, 32w, 64w channels with basic blocks, 1x1 conv + BN projection when the shape
   changes. ``resnet20x1`` is width 1, ``resnet32x10`` width 10 (about 46M parameters).
 
+Also the model of a run config (:func:`of_run`, :func:`fresh` at its seeded initialisation), the check
+that its weights are finite (:func:`check_finite`, :class:`NonFiniteError`) and :func:`eval_mode`, the
+one way a computation puts a model in eval mode for a block.
+
 Each model says what input it takes, for :func:`cckl_core.checks.images`: a VGG has
 ``input_shape = (3, 32, 32)`` (its head is sized for the 1x1 map left after five 2x2
 poolings), a ResNet ``min_input_shape = (3, 1, 1)`` (its pooling is adaptive: any size works).
@@ -20,13 +24,18 @@ Arguments are checked by :mod:`cckl_core.checks`; a wrong one raises ``ValueErro
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from . import checks
+
+if TYPE_CHECKING:
+    from .profiles import RunConfig
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
@@ -213,3 +222,52 @@ def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
     checks.module(model)
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+# --------------------------------------------------------------------------- the model of a run
+def of_run(cfg: RunConfig, num_classes: int | None = None) -> nn.Module:
+    """The (untrained, unseeded) model of a run config; ``num_classes`` defaults to ``cfg.num_classes``."""
+    return build(cfg.model, num_classes=num_classes or cfg.num_classes, width=cfg.width, batch_norm=cfg.batch_norm)
+
+
+def _channels_last(model: nn.Module) -> bool:
+    """channels_last pays off on the CPU for real widths (1.15-1.25x) but is many times slower
+    for BatchNorm over a handful of channels (the tiny test models)."""
+    widths = [m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)]
+    return bool(widths) and min(widths) >= 16
+
+
+def fresh(cfg: RunConfig, num_classes: int | None, device: torch.device) -> tuple[nn.Module, bool]:
+    """The run's model at initialisation (seeded by ``cfg.seed``) on ``device``, in channels_last
+    memory format where that pays off; returns ``(model, channels_last)``."""
+    torch.manual_seed(cfg.seed)
+    model = of_run(cfg, num_classes).to(device)
+    channels_last = _channels_last(model)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model, channels_last
+
+
+class NonFiniteError(FloatingPointError):
+    """Training diverged: the training loss, a weight or the model's outputs became NaN or infinite."""
+
+
+def check_finite(model: nn.Module, where: str = "") -> None:
+    """Raise :class:`NonFiniteError` if a parameter or buffer (BatchNorm statistics) is NaN or infinite;
+    ``where`` ends the message (`` after epoch 3 of run ...``, `` in <file>``)."""
+    for name, t in list(model.named_parameters()) + list(model.named_buffers()):
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise NonFiniteError(f"the model's {name} became non-finite{where}; lower the learning rate "
+                                 "or check the data (training diverged)")
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put ``model`` in eval mode for the block; restore the caller's mode afterwards."""
+    checks.module(model)
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)

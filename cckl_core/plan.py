@@ -25,10 +25,10 @@ from typing import Callable
 
 import torch
 
-from . import attacks, evaluations, fisher
+from . import attacks, evaluations, fisher, models
 from .devices import autocast, resolve_device
 from .profiles import Profile, RunConfig
-from .training import fresh_model, make_optimizer, step
+from .objectives import make_optimizer, step
 
 #: Images in the full splits, for ``n_train = 0`` / ``n_test = 0`` (no data is read).
 FULL_SIZES = {"cifar10": (50000, 10000), "cifar100": (50000, 10000), "synthetic": (2000, 500)}
@@ -52,7 +52,7 @@ def _timeit(fn, device: torch.device, budget: float = 1.0, max_reps: int = 5) ->
 
 def unit_costs(cfg: RunConfig, device: torch.device, probe: int | None = None, eval_probe: int | None = None,
                max_step_seconds: float = 20.0, budget: float = 1.0) -> dict[str, float]:
-    """Seconds per image of a training step (:func:`cckl_core.training.step`), a forward pass, an
+    """Seconds per image of a training step (:func:`cckl_core.objectives.step`), a forward pass, an
     attack step (fp32/precision and fp64), the Fisher statistics (fp32 and fp64) and a ``kl_g1_g2``
     pair, for the run config ``cfg``; on CUDA also ``peak_bytes``, the device memory a training
     step at the run's batch size took (what :mod:`cckl_core.schedule` packs runs on a GPU by).
@@ -65,7 +65,7 @@ def unit_costs(cfg: RunConfig, device: torch.device, probe: int | None = None, e
     """
     num_classes = cfg.num_classes
     reps = 5 if budget >= 1.0 else 2
-    model, channels_last = fresh_model(cfg, num_classes, device)
+    model, channels_last = models.fresh(cfg, num_classes, device)
     opt, _ = make_optimizer(model, cfg)
     precision = cfg.precision
 
@@ -130,7 +130,7 @@ def flop_costs(cfg: RunConfig) -> dict[str, float]:
     from torch.utils.flop_counter import FlopCounterMode
 
     num_classes = cfg.num_classes
-    model, _ = fresh_model(cfg, num_classes, torch.device("cpu"))
+    model, _ = models.fresh(cfg, num_classes, torch.device("cpu"))
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model.eval()(torch.rand(1, 3, 32, 32))
     f, k = float(counter.get_total_flops()), cfg.attack_steps

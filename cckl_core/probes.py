@@ -30,8 +30,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from . import checks, data, evaluations, fisher, metrics, profiles, runs, zoo
-from .training import fresh_model
+from . import checks, data, evaluations, fisher, metrics, models, profiles, runs, zoo
+
 
 #: Columns of :attr:`PairOutputs.probs`.
 PAIR_COLUMNS = ("x_i init", "x_j init", "x_i trained", "x_j trained")
@@ -73,7 +73,7 @@ def trained(profile: str | profiles.Profile, run_name: str) -> nn.Module:
 
 def initial(profile: str | profiles.Profile, run_name: str) -> nn.Module:
     """The network of run ``run_name`` at initialisation, rebuilt from the run's seed as the ``theorem``
-    evaluation rebuilds it (:func:`cckl_core.training.fresh_model`), float32, eval mode, CPU. The global
+    evaluation rebuilds it (:func:`cckl_core.models.fresh`), float32, eval mode, CPU. The global
     random state is left as it was."""
     _, cfg = _config(profile, run_name)
     return _initial(cfg, _test_split(cfg).num_classes)
@@ -81,7 +81,7 @@ def initial(profile: str | profiles.Profile, run_name: str) -> nn.Module:
 
 def _initial(cfg: profiles.RunConfig, num_classes: int) -> nn.Module:
     with torch.random.fork_rng(devices=[]):
-        model, _ = fresh_model(cfg, num_classes, torch.device("cpu"))
+        model, _ = models.fresh(cfg, num_classes, torch.device("cpu"))
     return model.eval()
 
 
@@ -170,7 +170,7 @@ class PairOutputs:
 
 def _softmax64(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``softmax`` of the model's logits in float64, eval mode (as the per-epoch record and ``theorem`` compute it)."""
-    with torch.no_grad(), fisher.eval_mode(model):
+    with torch.no_grad(), models.eval_mode(model):
         return torch.softmax(model(x).double(), 1)
 
 

@@ -39,11 +39,10 @@ import torch
 import torch.nn as nn
 
 from . import data as data_mod
-from . import store
+from . import models, store
 from .devices import resolve_device
 from .paths import artifacts_root
 from .profiles import Profile, ProfileError, RunConfig, config_key, run_config
-from .training import build_model, check_finite_weights
 
 #: Version of the run-folder layout; a folder written by another version is not served.
 FORMAT = 2
@@ -220,16 +219,19 @@ def _config_from_folder(path: Path, settings: dict) -> RunConfig:
     return run_config(path.name.rsplit("-", 1)[0], path.parent.name, settings, where=str(path / "config.json"))
 
 
-def _usable(st: State, weights: bool) -> bool:
+def can_serve(st: State, weights: bool) -> bool:
+    """Whether the inspected run ``st`` serves a request: complete, or without weights when none are asked for."""
     return st.state == COMPLETE or (st.state == NO_WEIGHTS and not weights)
 
 
-def _from_state(st: State, path: Path, weights: bool, device) -> Run:
+def serve(st: State, path: Path, weights: bool, device) -> Run:
+    """The :class:`Run` of the inspected run ``st`` at ``path`` (:func:`can_serve`), with its model, checked
+    to be finite, in eval mode on ``device`` when ``weights``."""
     model = None
     if weights:
-        model = build_model(st.config, st.dataset_info.get("num_classes"))
+        model = models.of_run(st.config, st.dataset_info.get("num_classes"))
         model.load_state_dict(store.load_state(path / WEIGHTS, st.manifest["files"][WEIGHTS]))
-        check_finite_weights(model, f" in {path / WEIGHTS}")
+        models.check_finite(model, f" in {path / WEIGHTS}")
         model = model.to(resolve_device(device)).eval()
     return Run(st.config, path, model, st.history, True, st.dataset_info, st.manifest)
 
@@ -254,10 +256,10 @@ def load(cfg: RunConfig, weights: bool = False, device: str | torch.device = "au
                                 "rebuilds it")
     if st.state == NO_WEIGHTS and weights:
         raise WeightsRemovedError(weights_removed_message(cfg, path))
-    if not _usable(st, weights):
+    if not can_serve(st, weights):
         raise RunNotFoundError(f"run {cfg.label} is not trained ({st.state}; looked in {path}); train it with "
                                f"`{train_command(cfg)}`")
-    return _from_state(st, path, weights, device)
+    return serve(st, path, weights, device)
 
 
 # --------------------------------------------------------------------------- writing a run folder

@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
-from . import evaluations, runs
+from . import data, evaluations, runs
 from .profiles import Profile, RunConfig
 
 if TYPE_CHECKING:
@@ -100,23 +100,13 @@ def pending(profile: Profile, configs: list[RunConfig], sample_seed: int = 0) ->
     todo, notes = [], []
     for cfg in configs:
         state, detail, st = cache_state(profile, cfg, sample_seed)
-        if cfg.optional and st.state == runs.NOT_STARTED and not _data_here(cfg.dataset):
+        if cfg.optional and st.state == runs.NOT_STARTED and not data.available(cfg.dataset):
             notes.append(f"{cfg.label}: optional, skipped: its data set {cfg.dataset} cannot be had here")
         elif state == BLOCKED:
             notes.append(f"{cfg.label}: {detail}")
         elif state == TO_RUN:
             todo.append(cfg)
     return todo, notes
-
-
-def _data_here(dataset: str) -> bool:
-    """Whether ``dataset``'s test split can be read here without downloading it."""
-    from . import data
-    try:
-        data.load(dataset, "test", download=False)
-    except data.DataNotFoundError:
-        return False
-    return True
 
 
 def cpu_slots(n_jobs: int, jobs: int | None = None) -> tuple[list[Slot], int]:

@@ -2,7 +2,8 @@
 
 :func:`train` serves a finished run from the cache, or trains (resumes) it under the run folder's
 lock and returns it. The loop (:func:`_fit`) reads top to bottom: data, model, optimiser, resume,
-then per epoch: SGD (:func:`cckl_core.training.train_epoch`), the per-epoch record, the checkpoint,
+then per epoch: SGD (:func:`cckl_core.objectives.train_epoch`), the per-epoch record
+(:func:`cckl_core.record.evaluate`), the checkpoint,
 one line of progress. A killed run resumes from its last finished epoch and ends with the same
 numbers as an uninterrupted one (on the CPU, same seed and threads); a full disk stops it with
 one line naming the folder, the last finished epoch intact.
@@ -20,11 +21,12 @@ from typing import Callable
 import torch
 
 from . import data as data_mod
-from . import runs, store
+from . import models, runs, store
 from .devices import interactive, machine_info, resolve_device
 from .paths import REPO_ROOT
 from .profiles import RunConfig
-from .training import NonFiniteLossError, check_finite_weights, evaluate, fresh_model, make_optimizer, train_epoch
+from .objectives import make_optimizer, train_epoch
+from .record import evaluate
 
 
 def train(cfg: RunConfig, device: str | torch.device = "auto", progress: bool = True, weights: bool = False,
@@ -40,12 +42,12 @@ def train(cfg: RunConfig, device: str | torch.device = "auto", progress: bool = 
     device = resolve_device(device)
     path = runs.path_of(cfg)
     st = runs.inspect(path, cfg)  # lock-free: a finished run is served from a read-only root too
-    if runs._usable(st, weights):
-        return runs._from_state(st, path, weights, device)
+    if runs.can_serve(st, weights):
+        return runs.serve(st, path, weights, device)
     with store.locked(path):
         st = runs.inspect(path, cfg)
-        if runs._usable(st, weights):
-            return runs._from_state(st, path, weights, device)
+        if runs.can_serve(st, weights):
+            return runs.serve(st, path, weights, device)
         if st.state == runs.NO_WEIGHTS:
             raise runs.WeightsRemovedError(runs.weights_removed_message(cfg, path))
         if st.state == runs.CORRUPTED:
@@ -126,7 +128,7 @@ def _fit(cfg: RunConfig, path: Path, device: torch.device, progress: bool, stop_
                     "num_classes": train_split.num_classes, "n_train": len(train_split), "n_test": len(test_split)}
     runs.write_start(path, cfg, environment(device), dataset_info)
 
-    model, channels_last = fresh_model(cfg, train_split.num_classes, device)
+    model, channels_last = models.fresh(cfg, train_split.num_classes, device)
     train_batches = data_mod.Batches(train_split, cfg.batch_size, shuffle=True, augment=cfg.augment, seed=cfg.seed,
                                      device=device, channels_last=channels_last)
     opt, sched = make_optimizer(model, cfg, len(train_batches))
@@ -159,7 +161,7 @@ def _fit(cfg: RunConfig, path: Path, device: torch.device, progress: bool, stop_
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - t0
-        check_finite_weights(model, f" after epoch {epoch + 1} of run {cfg.label}")
+        models.check_finite(model, f" after epoch {epoch + 1} of run {cfg.label}")
         history.append({"epoch": epoch + 1, "lr": lr, "train_loss": loss, "train_seconds": seconds, **record()})
         _save_epoch(path, cfg, model, opt, sched, history, epoch + 1)
         if progress:
@@ -198,4 +200,4 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-__all__ = ["train", "load_data", "fixed_points", "environment", "FixedPoints", "NonFiniteLossError"]
+__all__ = ["train", "load_data", "fixed_points", "environment", "FixedPoints"]

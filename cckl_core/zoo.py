@@ -120,7 +120,7 @@ def load(profile: str, name: str) -> nn.Module:
     eval mode on the CPU."""
     from safetensors.torch import load as load_tensors
 
-    from .training import build_model
+    from .models import of_run
 
     prof = profiles.load(profile)
     tar, manifest = _open(prof.name)
@@ -128,7 +128,7 @@ def load(profile: str, name: str) -> nn.Module:
         entry = _entry(prof, manifest, name)
         payload = _read_member(tar, prof.name, entry, f"the weights of {name!r}")
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in load_tensors(payload).items()}
-    model = build_model(prof.run(name), int(entry.get("num_classes", prof.run(name).num_classes)))
+    model = of_run(prof.run(name), int(entry.get("num_classes", prof.run(name).num_classes)))
     model.load_state_dict(state)
     return model.eval()
 

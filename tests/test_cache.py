@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from cckl_core import profiles, runs, store, trainer, training
+from cckl_core import models, objectives, profiles, runs, store, trainer
 from cckl_core.__main__ import main as cli_main
 
 TINY = dict(dataset="synthetic", n_train=96, n_test=48, fisher_n=8, robust_n=16, model="resnet20", width=0.125,
@@ -200,12 +200,12 @@ def test_non_finite_saved_weights_raise_at_load(smoke):
     manifest["files"]["model.safetensors"] = digest
     store.atomic_write_json(smoke / "complete.json", store.sealed(manifest))
     assert runs.inspect(smoke, CFG).state == runs.COMPLETE  # every checksum agrees: only the values are bad
-    with pytest.raises(training.NonFiniteLossError, match="non-finite"):
+    with pytest.raises(models.NonFiniteError, match="non-finite"):
         runs.load(CFG, weights=True, device="cpu")
 
 
 def test_weights_that_become_infinite_stop_training_before_evaluation(tiny_env, monkeypatch):
-    real = training.train_epoch
+    real = objectives.train_epoch
 
     def blow_up(model, *a, **k):
         loss = real(model, *a, **k)
@@ -217,7 +217,7 @@ def test_weights_that_become_infinite_stop_training_before_evaluation(tiny_env, 
     monkeypatch.setattr(trainer, "train_epoch", blow_up)
     monkeypatch.setattr(trainer, "evaluate", lambda *a, **k: called.append(1) or {})
     cfg = profiles.run_config("inf", "test", TINY)
-    with pytest.raises(training.NonFiniteLossError, match="non-finite after epoch 1"):
+    with pytest.raises(models.NonFiniteError, match="non-finite after epoch 1"):
         trainer.train(cfg, device="cpu", progress=False)
     assert called == [1]  # only the initial evaluation ran, none after the bad epoch
     assert runs.inspect(runs.path_of(cfg), cfg).state == runs.PARTIAL
@@ -225,14 +225,14 @@ def test_weights_that_become_infinite_stop_training_before_evaluation(tiny_env, 
 
 def test_bf16_training_step_on_cpu_is_finite():
     cfg = profiles.run_config("bf16", "test", {**TINY, "precision": "bf16", "objective": "trades"})
-    model, _ = training.fresh_model(cfg, 10, torch.device("cpu"))
-    opt, sched = training.make_optimizer(model, cfg)
+    model, _ = models.fresh(cfg, 10, torch.device("cpu"))
+    opt, sched = objectives.make_optimizer(model, cfg)
     from cckl_core import data
     batches = data.Batches(data.load("synthetic", "train", n=64), 32, shuffle=True)
     dtypes = []
     handle = model.fc.register_forward_hook(lambda m, i, o: dtypes.append(o.dtype))
     before = [p.detach().clone() for p in model.parameters()]
-    loss = training.train_epoch(model, opt, sched, batches, cfg)
+    loss = objectives.train_epoch(model, opt, sched, batches, cfg)
     handle.remove()
     assert torch.isfinite(torch.tensor(loss)) and loss > 0
     assert torch.bfloat16 in dtypes  # autocast was on

@@ -1,141 +1,44 @@
-"""Data sources are not trusted, and the decoded-data cache is checked against its source.
+"""Data sources (:mod:`cckl_core.data.sources` and :mod:`cckl_core.data.files`): image folders, the offline
+CIFAR-10 copy as a zip or a folder, torchvision's CIFAR, and :func:`cckl_core.data.available`; none is trusted.
 
 Every bad source ends in one clear error, never a traceback or a silently different data set:
 a truncated zip, a file that is not a zip, a damaged zip member, a zip or unpacked folder of
-another data set given as the CIFAR-10 copy, an image that claims an enormous size. The cache is
-keyed by the source's content and verified on every read: a cache entry copied from another
-source, overwritten with garbage or edited (tensors or sidecar) is ignored with one printed line
-and decoded again, never used. No network; small fake zips and folders stand in for CIFAR-10
+another data set given as the CIFAR-10 copy, an image that claims an enormous size, class folders
+that differ between the splits, an empty class folder, an unreadable image. The zip gives the same
+tensors as the unpacked folder, without any download attempt. The decode cache is tested in
+``test_data_cache.py``. No network; small fake zips and folders stand in for CIFAR-10
 (the expected counts are shrunk), and the real zip is used only where it exists.
 """
 from __future__ import annotations
 
 import io
-import json
 import os
 import shutil
-import struct
 import warnings
 import zipfile
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from data_fakes import (CIFAR10, ORIGINAL_SHA256, blank_png, cifar_members, jpeg_bytes, make_split_tree, make_tree,
+                        one_line_error, png_claiming, random_png, small_cifar10, use_zip, write_folder, write_zip)
 
 from cckl_core import data, paths, store
-from cckl_core.data import DataError
-
-CIFAR10 = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-ORIGINAL_SHA256 = "1f246f18ee1c4b008b72b11e5d912c2b6a325d41b34a6c0136bab1e640200198"  # shared/data/README.md
-IGNORED = "[cckl] ignoring the decoded-data cache"
-
-
-# --------------------------------------------------------------------------- helpers
-def _jpeg_bytes(seed: int, size=(32, 32)) -> bytes:
-    arr = np.random.default_rng(seed).integers(0, 256, (*size, 3), dtype=np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="JPEG", quality=75)
-    return buf.getvalue()
-
-
-def _png_claiming(width: int, height: int) -> bytes:
-    """A small PNG whose header claims ``width`` x ``height`` pixels (its pixel data is a few bytes)."""
-    def chunk(kind: bytes, payload: bytes) -> bytes:
-        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
-
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
-
-
-def _blank_png(width: int, height: int) -> bytes:
-    """A real, blank PNG of ``width`` x ``height`` (1 bit per pixel: it compresses to almost nothing)."""
-    buf = io.BytesIO()
-    Image.new("1", (width, height)).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def _members(classes=CIFAR10, per_class: int = 2, seed: int = 0) -> dict[str, bytes]:
-    """``{split}/{class}/{k:04d}.jpg`` -> JPEG bytes, ``per_class`` images of each class in each split."""
-    return {f"{split}/{cls}/{k:04d}.jpg": _jpeg_bytes(seed * 9973 + s * 1000 + c * 10 + k)
-            for s, split in enumerate(("train", "test")) for c, cls in enumerate(classes) for k in range(per_class)}
-
-
-def _write_zip(path: Path, members: dict[str, bytes]) -> Path:
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
-        for name, payload in members.items():
-            zf.writestr(name, payload)
-    return path
-
-
-def _write_folder(folder: Path, members: dict[str, bytes]) -> Path:
-    for name, payload in members.items():
-        (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        (folder / name).write_bytes(payload)
-    return folder
-
-
-def _png(path: Path, seed: int, size=(32, 32)) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (*size, 3), dtype=np.uint8)).save(path)
-
-
-def _tree(root: Path, counts=(("cat", 3), ("dog", 3)), seed: int = 0) -> Path:
-    """A user's image folder: ``counts`` gives the training images per class (the test split has 2 each)."""
-    for c, (cls, n) in enumerate(counts):
-        for k in range(n):
-            _png(root / "train" / cls / f"{k:04d}.png", seed * 1000 + c * 10 + k)
-        for k in range(2):
-            _png(root / "test" / cls / f"{k:04d}.png", seed * 1000 + 500 + c * 10 + k)
-    return root
-
-
-def _one_line_error(call, *fragments: str, kind=DataError) -> str:
-    """``call()`` raises one ``kind`` whose one-line message holds every fragment; return the message."""
-    with pytest.raises(kind) as err:
-        call()
-    msg = str(err.value)
-    assert "\n" not in msg, msg
-    for fragment in fragments:
-        assert fragment in msg, (fragment, msg)
-    return msg
-
-
-@pytest.fixture
-def small_cifar10(monkeypatch, tmp_path):
-    """A loader that takes 2 images per class per split as CIFAR-10's counts (the class names stay
-    CIFAR-10's), with no zip configured, no torchvision files and a fresh announcement set."""
-    monkeypatch.setattr(data, "CIFAR10_PER_CLASS", {"train": 2, "test": 2})
-    monkeypatch.setattr(data, "_announced", set())
-    monkeypatch.setenv("CCKL_CIFAR10_ZIP", str(tmp_path / "no-such.zip"))
-    return monkeypatch
-
-
-def _use_zip(monkeypatch, path: Path) -> Path:
-    monkeypatch.setenv("CCKL_CIFAR10_ZIP", str(path))
-    return path
-
-
-def _ignored_lines(capfd) -> list[str]:
-    return [line for line in capfd.readouterr().err.splitlines() if IGNORED in line]
-
-
-def _no_decoding(monkeypatch) -> None:
-    monkeypatch.setattr(data, "_decode_all", lambda *a, **k: pytest.fail("decoded again"))
+from cckl_core.data import DataError, DataNotFoundError, files, sources
 
 
 # --------------------------------------------------------------------------- zips that are not zips
 @pytest.mark.parametrize("keep", [0.5, 0.05, 0.0])
 def test_truncated_zip_is_one_clear_error(tmp_path, small_cifar10, keep):
-    good = _write_zip(tmp_path / "good.zip", _members())
+    good = write_zip(tmp_path / "good.zip", cifar_members())
     payload = good.read_bytes()
     bad = tmp_path / "cifar10-jpeg.zip"
     bad.write_bytes(payload[:int(len(payload) * keep)])
-    _use_zip(small_cifar10, bad)
+    use_zip(small_cifar10, bad)
     for split in ("train", "test"):
-        _one_line_error(lambda: data.load("cifar10", split, root=tmp_path / "root", download=False),
+        one_line_error(lambda: data.load("cifar10", split, root=tmp_path / "root", download=False),
                         str(bad), "is not a zip file", "truncated or damaged", "CCKL_CIFAR10_ZIP",
                         ORIGINAL_SHA256)
     assert not (tmp_path / "root" / "cache").exists()
@@ -147,38 +50,38 @@ def test_file_that_is_not_a_zip_is_one_clear_error(tmp_path, small_cifar10, what
     if what == "text":
         bad.write_text("this is not a zip\n" * 100)
     elif what == "jpeg":
-        bad.write_bytes(_jpeg_bytes(1))
+        bad.write_bytes(jpeg_bytes(1))
     else:
         bad.write_bytes(b"PK\x03\x04" + os.urandom(2000))  # starts like a zip, is not one
-    _use_zip(small_cifar10, bad)
-    _one_line_error(lambda: data.load("cifar10", "test", root=tmp_path / "root", download=False),
+    use_zip(small_cifar10, bad)
+    one_line_error(lambda: data.load("cifar10", "test", root=tmp_path / "root", download=False),
                     str(bad), "is not a zip file", "copy it again", "CCKL_CIFAR10_ZIP")
 
 
 def test_damaged_zip_member_is_one_clear_error(tmp_path, small_cifar10):
-    members = _members()
-    bad = _write_zip(tmp_path / "cifar10-jpeg.zip", members)
+    members = cifar_members()
+    bad = write_zip(tmp_path / "cifar10-jpeg.zip", members)
     payload = bytearray(bad.read_bytes())
     target = members["train/dog/0001.jpg"]
     at = payload.index(target) + len(target) // 2  # stored: the member's bytes are in the file as they are
     payload[at] ^= 0xFF
     bad.write_bytes(bytes(payload))
-    _use_zip(small_cifar10, bad)
-    _one_line_error(lambda: data.load("cifar10", "train", root=tmp_path / "root", download=False),
+    use_zip(small_cifar10, bad)
+    one_line_error(lambda: data.load("cifar10", "train", root=tmp_path / "root", download=False),
                     f"{bad}:train/dog/0001.jpg", "the zip is damaged", "copy it again", "CCKL_CIFAR10_ZIP")
 
 
 # --------------------------------------------------------------------------- the CIFAR-10 copy must be CIFAR-10
 def _wrong_data_set() -> dict[str, bytes]:
     """A valid zip's worth of another data set: two classes, a few images."""
-    return _members(classes=("apple", "pear"), per_class=3)
+    return cifar_members(classes=("apple", "pear"), per_class=3)
 
 
 def test_zip_of_another_data_set_is_not_called_cifar10(tmp_path, monkeypatch):
     """The real check (5,000 / 1,000 per class), nothing shrunk: a valid zip of two classes is refused."""
-    wrong = _use_zip(monkeypatch, _write_zip(tmp_path / "cifar10-jpeg.zip", _wrong_data_set()))
+    wrong = use_zip(monkeypatch, write_zip(tmp_path / "cifar10-jpeg.zip", _wrong_data_set()))
     for split in ("train", "test"):
-        _one_line_error(lambda: data.load("cifar10", split, root=tmp_path / "root", download=False),
+        one_line_error(lambda: data.load("cifar10", split, root=tmp_path / "root", download=False),
                         str(wrong), "is not the CIFAR-10 copy", "[apple, pear]", "airplane", "truck",
                         "CCKL_CIFAR10_ZIP", ORIGINAL_SHA256)
     assert not (tmp_path / "root" / "cache").exists()
@@ -187,9 +90,9 @@ def test_zip_of_another_data_set_is_not_called_cifar10(tmp_path, monkeypatch):
 def test_folder_of_another_data_set_is_not_called_cifar10(tmp_path, monkeypatch):
     """An unpacked ``cifar10-jpeg`` folder under the data root is checked the same way."""
     monkeypatch.setenv("CCKL_CIFAR10_ZIP", str(tmp_path / "no-such.zip"))
-    folder = _write_folder(tmp_path / "root" / "cifar10-jpeg", _wrong_data_set())
+    folder = write_folder(tmp_path / "root" / "cifar10-jpeg", _wrong_data_set())
     for split in ("train", "test"):
-        _one_line_error(lambda: data.load("cifar10", split, root=tmp_path / "root", download=False),
+        one_line_error(lambda: data.load("cifar10", split, root=tmp_path / "root", download=False),
                         str(folder), "is not the CIFAR-10 copy", "[apple, pear]", "python -m zipfile -e")
     assert not (tmp_path / "root" / "cache").exists()
 
@@ -198,29 +101,29 @@ def test_folder_of_another_data_set_is_not_called_cifar10(tmp_path, monkeypatch)
 @pytest.mark.parametrize("case", ["few_images", "extra_class", "missing_class", "one_short"])
 def test_cifar10_copy_with_wrong_classes_or_counts_is_refused(tmp_path, monkeypatch, source, case):
     if case == "few_images":  # the ten classes, two images each: the real counts are not met
-        members, expect = _members(), ["is not the complete CIFAR-10 copy", "5,000", "train/airplane/ has 2"]
+        members, expect = cifar_members(), ["is not the complete CIFAR-10 copy", "5,000", "train/airplane/ has 2"]
     else:
-        monkeypatch.setattr(data, "CIFAR10_PER_CLASS", {"train": 2, "test": 2})
+        monkeypatch.setattr(sources, "CIFAR10_PER_CLASS", {"train": 2, "test": 2})
         if case == "extra_class":
-            members, expect = _members(classes=CIFAR10 + ("zebra",)), ["11 class folder(s)", "not CIFAR-10's: [zebra]"]
+            members, expect = cifar_members(classes=CIFAR10 + ("zebra",)), ["11 class folder(s)", "not CIFAR-10's: [zebra]"]
         elif case == "missing_class":
-            members, expect = _members(classes=CIFAR10[:-1]), ["9 class folder(s)", "missing: [truck]"]
+            members, expect = cifar_members(classes=CIFAR10[:-1]), ["9 class folder(s)", "missing: [truck]"]
         else:
-            members = {k: v for k, v in _members().items() if k != "train/cat/0001.jpg"}
+            members = {k: v for k, v in cifar_members().items() if k != "train/cat/0001.jpg"}
             expect = ["is not the complete CIFAR-10 copy", "train/cat/ has 1"]
     monkeypatch.setenv("CCKL_CIFAR10_ZIP", str(tmp_path / "no-such.zip"))
     if source == "zip":
-        where = _use_zip(monkeypatch, _write_zip(tmp_path / "cifar10-jpeg.zip", members))
+        where = use_zip(monkeypatch, write_zip(tmp_path / "cifar10-jpeg.zip", members))
     else:
-        where = _write_folder(tmp_path / "root" / "cifar10-jpeg", members)
-    _one_line_error(lambda: data.load("cifar10", "train", root=tmp_path / "root", download=False), str(where), *expect)
+        where = write_folder(tmp_path / "root" / "cifar10-jpeg", members)
+    one_line_error(lambda: data.load("cifar10", "train", root=tmp_path / "root", download=False), str(where), *expect)
 
 
 def test_small_fake_cifar10_passes_the_check_from_zip_and_folder(tmp_path, small_cifar10, capfd):
-    members = _members()
-    zip_path = _use_zip(small_cifar10, _write_zip(tmp_path / "cifar10-jpeg.zip", members))
+    members = cifar_members()
+    zip_path = use_zip(small_cifar10, write_zip(tmp_path / "cifar10-jpeg.zip", members))
     from_zip = data.load("cifar10", "test", root=tmp_path / "root_zip", download=False)
-    _write_folder(tmp_path / "root_folder" / "cifar10-jpeg", members)
+    write_folder(tmp_path / "root_folder" / "cifar10-jpeg", members)
     from_folder = data.load("cifar10", "test", root=tmp_path / "root_folder", download=False)
     for d in (from_zip, from_folder):
         assert d.name == "CIFAR-10 (JPEG q75 copy)" and d.classes == list(CIFAR10)
@@ -233,11 +136,11 @@ def test_small_fake_cifar10_passes_the_check_from_zip_and_folder(tmp_path, small
 
 @pytest.mark.skipif(not paths.SHARED_CIFAR10_ZIP.is_file(), reason="the offline CIFAR-10 zip is not beside the checkout")
 def test_real_zip_is_cifar10_and_the_original():
-    names = data._zip_names(paths.SHARED_CIFAR10_ZIP)
+    names = sources._zip_names(paths.SHARED_CIFAR10_ZIP)
     for split in ("train", "test"):
-        listing = data._zip_tree(names, split)
-        data._check_cifar10(str(paths.SHARED_CIFAR10_ZIP), split, listing, "")
-        assert listing.classes == list(CIFAR10) and len(listing.samples) == 10 * data.CIFAR10_PER_CLASS[split]
+        listing = sources._zip_tree(names, split)
+        sources._check_cifar10(str(paths.SHARED_CIFAR10_ZIP), split, listing, "")
+        assert listing.classes == list(CIFAR10) and len(listing.samples) == 10 * sources.CIFAR10_PER_CLASS[split]
     assert store.sha256_file(paths.SHARED_CIFAR10_ZIP) == ORIGINAL_SHA256
 
 
@@ -247,48 +150,48 @@ def test_real_zip_is_cifar10_and_the_original():
 def test_image_claiming_an_enormous_size_is_refused_before_decoding(tmp_path, small_cifar10, source, size):
     """Over PIL's error limit (20,000^2), over its warning limit (10,000^2), over ours only (5,000^2):
     each is one error naming the file and its size, and no PIL warning escapes."""
-    bomb = _png_claiming(*size)
+    bomb = png_claiming(*size)
     if source == "folder":
-        tree = _tree(tmp_path / "tree")
+        tree = make_tree(tmp_path / "tree")
         bad = tree / "train" / "dog" / "0001.png"
         bad.write_bytes(bomb)
         load, name = (lambda: data.load(f"folder:{tree}", "train", root=tmp_path / "root")), str(bad)
     else:
-        members = _members()
+        members = cifar_members()
         members["train/dog/0001.jpg"] = bomb
-        zip_path = _use_zip(small_cifar10, _write_zip(tmp_path / "cifar10-jpeg.zip", members))
+        zip_path = use_zip(small_cifar10, write_zip(tmp_path / "cifar10-jpeg.zip", members))
         load, name = (lambda: data.load("cifar10", "train", root=tmp_path / "root", download=False)), \
             f"{zip_path}:train/dog/0001.jpg"
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        msg = _one_line_error(load, name, "4,096 x 4,096", "pixels")
+        msg = one_line_error(load, name, "4,096 x 4,096", "pixels")
     if size != (20_000, 20_000):  # PIL refuses that one itself, from the same header, before we see it
         assert f"{size[0]:,} x {size[1]:,} pixels" in msg and "not decoded" in msg
 
 
 def test_real_blank_image_over_the_limit_is_refused(tmp_path):
-    tree = _tree(tmp_path / "tree")
+    tree = make_tree(tmp_path / "tree")
     big = tree / "test" / "cat" / "0001.png"
-    big.write_bytes(_blank_png(4097, 4097))
+    big.write_bytes(blank_png(4097, 4097))
     assert big.stat().st_size < 100_000  # tiny on disk, 16.8 million pixels decoded
-    _one_line_error(lambda: data.load(f"folder:{tree}", "test", root=tmp_path / "root"),
+    one_line_error(lambda: data.load(f"folder:{tree}", "test", root=tmp_path / "root"),
                     str(big), "4,097 x 4,097 pixels", "more than the 4,096 x 4,096")
 
 
 def test_pixel_limit_is_a_module_setting(tmp_path, monkeypatch):
-    tree = _tree(tmp_path / "tree")
-    _png(tree / "train" / "cat" / "wide.png", 1, size=(40, 48))
-    monkeypatch.setattr(data, "MAX_IMAGE_PIXELS", 32 * 32)
-    _one_line_error(lambda: data.load(f"folder:{tree}", "train", root=tmp_path / "root"),
+    tree = make_tree(tmp_path / "tree")
+    random_png(tree / "train" / "cat" / "wide.png", 1, size=(40, 48))
+    monkeypatch.setattr(files, "MAX_IMAGE_PIXELS", 32 * 32)
+    one_line_error(lambda: data.load(f"folder:{tree}", "train", root=tmp_path / "root"),
                     str(tree / "train" / "cat" / "wide.png"), "48 x 40 pixels", "more than the 32 x 32")
 
 
 def test_zip_member_declaring_a_huge_size_is_not_read(tmp_path, small_cifar10):
-    members = _members()
+    members = cifar_members()
     assert max(len(v) for v in members.values()) < 4000
-    members["test/ship/0000.jpg"] = _jpeg_bytes(5) + b"\0" * 5000
-    zip_path = _use_zip(small_cifar10, _write_zip(tmp_path / "cifar10-jpeg.zip", members))
-    small_cifar10.setattr(data, "MAX_IMAGE_BYTES", 4000)
+    members["test/ship/0000.jpg"] = jpeg_bytes(5) + b"\0" * 5000
+    zip_path = use_zip(small_cifar10, write_zip(tmp_path / "cifar10-jpeg.zip", members))
+    small_cifar10.setattr(files, "MAX_IMAGE_BYTES", 4000)
     real_read = zipfile.ZipFile.read
 
     def read(self, name, *args, **kwargs):
@@ -296,235 +199,343 @@ def test_zip_member_declaring_a_huge_size_is_not_read(tmp_path, small_cifar10):
         return real_read(self, name, *args, **kwargs)
 
     small_cifar10.setattr(zipfile.ZipFile, "read", read)
-    _one_line_error(lambda: data.load("cifar10", "test", root=tmp_path / "root", download=False),
+    one_line_error(lambda: data.load("cifar10", "test", root=tmp_path / "root", download=False),
                     f"{zip_path}:test/ship/0000.jpg", "bytes unpacked", "more than the 4,000")
 
 
 def test_image_file_over_the_byte_limit_is_not_read(tmp_path, monkeypatch):
-    tree = _tree(tmp_path / "tree")
+    tree = make_tree(tmp_path / "tree")
     big = tree / "test" / "dog" / "0000.png"
     big.write_bytes(big.read_bytes() + b"\0" * 10_000)  # trailing bytes: still a readable PNG
-    monkeypatch.setattr(data, "MAX_IMAGE_BYTES", 8000)
-    _one_line_error(lambda: data.load(f"folder:{tree}", "test", root=tmp_path / "root"),
+    monkeypatch.setattr(files, "MAX_IMAGE_BYTES", 8000)
+    one_line_error(lambda: data.load(f"folder:{tree}", "test", root=tmp_path / "root"),
                     str(big), "bytes, more than the 8,000", "not read")
 
 
 # --------------------------------------------------------------------------- user folders keep clean errors
 def test_folder_without_class_folders_is_one_clear_error(tmp_path):
     (tmp_path / "tree" / "train").mkdir(parents=True)
-    (tmp_path / "tree" / "train" / "loose.png").write_bytes(_jpeg_bytes(1))
-    _one_line_error(lambda: data.load(f"folder:{tmp_path / 'tree'}", "train", root=tmp_path / "root"),
+    (tmp_path / "tree" / "train" / "loose.png").write_bytes(jpeg_bytes(1))
+    one_line_error(lambda: data.load(f"folder:{tmp_path / 'tree'}", "train", root=tmp_path / "root"),
                     str(tmp_path / "tree" / "train"), "holds no class folders")
 
 
-# --------------------------------------------------------------------------- the cache: format and key
-def test_cache_is_safetensors_with_a_sidecar_and_old_pt_caches_are_left_alone(tmp_path, small_cifar10, capfd):
-    from safetensors import safe_open
-
-    zip_path = _use_zip(small_cifar10, _write_zip(tmp_path / "cifar10-jpeg.zip", _members()))
-    old = tmp_path / "root" / "cache" / "cifar10-jpeg-zip-0123456789abcdef-test.pt"
-    old.parent.mkdir(parents=True)
-    old.write_bytes(b"an old torch.save cache: never read")
-    d = data.load("cifar10", "test", root=tmp_path / "root", download=False)
-    (tensors,) = (tmp_path / "root" / "cache").glob("*-test.safetensors")
-    meta = json.loads(tensors.with_suffix(".json").read_text())
-    assert meta["source_sha256"] == store.sha256_file(zip_path) and meta["sha256"] == store.sha256_file(tensors)
-    assert meta["classes"] == list(CIFAR10) and meta["counts"] == [2] * 10 and meta["n"] == 20
-    assert meta["version"] == data._CACHE_VERSION != "2"
-    with safe_open(str(tensors), framework="pt") as fh:  # a plain safetensors file: no pickle anywhere
-        assert set(fh.keys()) == {"images", "labels"}
-        assert torch.equal(fh.get_tensor("labels"), d.labels)
-    assert old.read_bytes() == b"an old torch.save cache: never read"
-    assert sorted(p.suffix for p in old.parent.iterdir() if not p.name.startswith(".")) == [".json", ".pt", ".safetensors"]
-    assert not _ignored_lines(capfd)
+# --------------------------------------------------------------------------- image folders and errors
+def _write_png(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
 
 
-def test_zip_cache_is_keyed_by_content_not_path_or_time(tmp_path, small_cifar10):
-    zip_path = _use_zip(small_cifar10, _write_zip(tmp_path / "cifar10-jpeg.zip", _members()))
-    first = data.load("cifar10", "test", root=tmp_path / "root", download=False)
-    moved = tmp_path / "elsewhere" / "copy.zip"
-    moved.parent.mkdir()
-    shutil.copyfile(zip_path, moved)
-    os.utime(moved, ns=(10**18, 10**18))
-    _use_zip(small_cifar10, moved)
-    _no_decoding(small_cifar10)
-    again = data.load("cifar10", "test", root=tmp_path / "root", download=False)
-    assert torch.equal(again.images, first.images) and torch.equal(again.labels, first.labels)
+def _make_folder(root: Path) -> dict:
+    rng = np.random.default_rng(0)
+    written = {}
+    for split, per_class in (("train", 3), ("test", 2)):
+        for cls in ("cat", "dog"):
+            for n in range(per_class):
+                arr = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+                _write_png(root / split / cls / f"img{n}.png", arr)
+                written[(split, cls, n)] = arr
+    # one larger, uniformly coloured image to exercise resize + center crop
+    _write_png(root / "train" / "dog" / "big.png", np.full((40, 48, 3), (10, 200, 99), dtype=np.uint8))
+    return written
 
 
-def _write_ppm(path: Path, seed: int) -> None:
-    """A binary PPM: its size does not depend on its pixels."""
-    arr = np.random.default_rng(seed).integers(0, 256, (32, 32, 3), dtype=np.uint8)
-    path.write_bytes(b"P6\n32 32\n255\n" + arr.tobytes())
+def test_load_image_folder(tmp_path):
+    tree, cache_root = tmp_path / "tree", tmp_path / "root"
+    written = _make_folder(tree)
+    d = data.load(f"folder:{tree}", "train", root=cache_root)
+    assert d.classes == ["cat", "dog"]
+    assert d.images.dtype == torch.uint8 and d.images.shape == (7, 3, 32, 32)
+    assert d.labels.tolist() == [0, 0, 0, 1, 1, 1, 1]
+    # ImageFolder order: sorted file names within each class (big.png before img*.png)
+    for k, n in enumerate(range(3)):
+        np.testing.assert_array_equal(d.images[k].permute(1, 2, 0).numpy(), written[("train", "cat", n)])
+    big = d.images[3].int()
+    assert (big - torch.tensor([10, 200, 99]).view(3, 1, 1)).abs().max() <= 1
+    for n in range(3):
+        np.testing.assert_array_equal(d.images[4 + n].permute(1, 2, 0).numpy(), written[("train", "dog", n)])
+    # decoded once, cached under <root>/cache, and the cache gives the same tensors
+    assert list((cache_root / "cache").glob("*-train.safetensors")) and list((cache_root / "cache").glob("*-train.json"))
+    again = data.load(f"folder:{tree}", "train", root=cache_root)
+    assert torch.equal(again.images, d.images) and torch.equal(again.labels, d.labels)
+    test = data.load(f"folder:{tree}", "test", root=cache_root, n=2)
+    assert len(test) == 2 and test.labels.tolist() == [0, 1] and test.split == "test"
 
 
-def test_folder_cache_is_keyed_by_content_not_time(tmp_path, monkeypatch):
-    tree = _tree(tmp_path / "tree")
-    first = data.load(f"folder:{tree}", "train", root=tmp_path / "root")
-    for path in (tree / "train").rglob("*.png"):  # touched, unchanged: served from the cache
-        os.utime(path, ns=(10**18, 10**18))
-    with monkeypatch.context() as mp:
-        _no_decoding(mp)
-        assert torch.equal(data.load(f"folder:{tree}", "train", root=tmp_path / "root").images, first.images)
-    # changed, with the same size and modification time as before: decoded again
-    ppm = tree / "train" / "dog" / "0009.ppm"
-    _write_ppm(ppm, 1)
-    with_ppm = data.load(f"folder:{tree}", "train", root=tmp_path / "root")
-    st = ppm.stat()
-    _write_ppm(ppm, 2)
-    os.utime(ppm, ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert ppm.stat().st_size == st.st_size and ppm.stat().st_mtime_ns == st.st_mtime_ns
-    changed = data.load(f"folder:{tree}", "train", root=tmp_path / "root")
-    assert not torch.equal(changed.images[-1], with_ppm.images[-1])
-    assert torch.equal(changed.images[:-1], with_ppm.images[:-1])
+def test_load_image_folder_missing_split(tmp_path):
+    (tmp_path / "tree" / "train" / "a").mkdir(parents=True)
+    _write_png(tmp_path / "tree" / "train" / "a" / "x.png", np.zeros((32, 32, 3), dtype=np.uint8))
+    with pytest.raises(DataNotFoundError, match="test"):
+        data.load(f"folder:{tmp_path / 'tree'}", "test", root=tmp_path / "root")
 
 
-# --------------------------------------------------------------------------- the cache: tampering
-def _cache_files(root: Path) -> set[Path]:
-    return {p for p in (root / "cache").iterdir() if not p.name.startswith(".")}
+def test_user_folder_keeps_any_classes(tmp_path):
+    """Only the offline CIFAR-10 copy is checked to be CIFAR-10; a user's folder may hold any classes."""
+    for split, per_class in (("train", (1, 3, 2)), ("test", (1, 1, 1))):
+        for cls, n in zip(("apple", "pear", "plum"), per_class):
+            for k in range(n):
+                _write_png(tmp_path / "tree" / split / cls / f"{k}.png", np.full((32, 32, 3), k, dtype=np.uint8))
+    d = data.load(f"folder:{tmp_path / 'tree'}", "train", root=tmp_path / "root")
+    assert d.classes == ["apple", "pear", "plum"] and d.labels.tolist() == [0, 1, 1, 1, 2, 2]
 
 
-def test_cache_of_another_source_copied_over_is_not_used(tmp_path, capfd):
-    """Two folders with the same classes and size but other labels: B's cache files copied over A's
-    (whatever their format) must not give A B's labels."""
-    root = tmp_path / "root"
-    a = _tree(tmp_path / "a", counts=(("cat", 4), ("dog", 2)), seed=1)
-    b = _tree(tmp_path / "b", counts=(("cat", 2), ("dog", 4)), seed=2)
-    first_a = data.load(f"folder:{a}", "train", root=root)
-    files_a = _cache_files(root)
-    first_b = data.load(f"folder:{b}", "train", root=root)
-    files_b = _cache_files(root) - files_a
-    assert files_a and files_b and not torch.equal(first_a.labels, first_b.labels)
-    for target in files_a:
-        (source,) = [p for p in files_b if p.suffix == target.suffix]
-        shutil.copyfile(source, target)
-    capfd.readouterr()
-    again = data.load(f"folder:{a}", "train", root=root)
-    assert torch.equal(again.labels, first_a.labels) and torch.equal(again.images, first_a.images)
-    assert len(_ignored_lines(capfd)) == 1
+def test_unwritable_cache_folder_still_loads(tmp_path, capfd):
+    """Where the cache cannot be written (a read-only data root) the data is decoded each time, silently."""
+    tree, root = tmp_path / "tree", tmp_path / "root"
+    _make_folder(tree)
+    root.mkdir()
+    (root / "cache").write_text("a file where the cache folder would be: nothing can be written under it")
+    first = data.load(f"folder:{tree}", "test", root=root)
+    again = data.load(f"folder:{tree}", "test", root=root)
+    assert len(first) == 4 and torch.equal(first.images, again.images) and torch.equal(first.labels, again.labels)
+    assert "ignoring" not in capfd.readouterr().err
 
 
-@pytest.mark.parametrize("which", ["tensors", "sidecar", "both"])
-def test_garbage_cache_is_decoded_again_with_one_line(tmp_path, capfd, which):
-    tree, root = _tree(tmp_path / "tree"), tmp_path / "root"
-    first = data.load(f"folder:{tree}", "train", root=root)
-    for path in _cache_files(root):
-        if which == "both" or (path.suffix == ".json") == (which == "sidecar"):
-            path.write_bytes(b"\x00garbage" * 50)
-    capfd.readouterr()
-    again = data.load(f"folder:{tree}", "train", root=root)
-    assert torch.equal(again.images, first.images) and torch.equal(again.labels, first.labels)
-    lines = _ignored_lines(capfd)
-    assert len(lines) == 1 and "decoding" in lines[0] and "again" in lines[0]
+def test_cifar10_falls_back_to_image_folder_copy(tmp_path, monkeypatch):
+    _make_folder(tmp_path / "cifar10-jpeg")
+    monkeypatch.setattr(sources, "CIFAR10_CLASSES", ("cat", "dog"))  # what the CIFAR-10 check expects of this copy
+    monkeypatch.setattr(sources, "CIFAR10_PER_CLASS", {"train": 3, "test": 2})
+    d = data.load("cifar10", "test", root=tmp_path, download=False)
+    assert len(d) == 4 and d.classes == ["cat", "dog"] and d.name == "CIFAR-10 (JPEG q75 copy)"
 
 
-def _entry(root: Path) -> tuple[Path, Path]:
-    (tensors,) = (root / "cache").glob("*.safetensors")
-    return tensors, tensors.with_suffix(".json")
+@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
+def test_missing_cifar_without_download_is_a_clear_error(tmp_path, name, monkeypatch):
+    root = tmp_path / "empty"
+    root.mkdir()
+    monkeypatch.setenv("CCKL_CIFAR10_ZIP", str(tmp_path / "absent.zip"))  # no offline copy either
+    with pytest.raises(DataNotFoundError) as err:
+        data.load(name, "train", root=root, download=False)
+    msg = str(err.value)
+    assert str(root) in msg
+    assert "1." in msg and "2." in msg
+    assert "download" in msg  # fix 1: download elsewhere / CCKL_DATA_ROOT
+    assert ("cifar10-jpeg" in msg) if name == "cifar10" else ("folder:" in msg)  # fix 2: an image folder
+    if name == "cifar10":  # the offline zip, and that the one named by the variable is missing
+        assert "CCKL_CIFAR10_ZIP" in msg and str(tmp_path / "absent.zip") in msg
+    assert "CCKL_DATA_ROOT" in msg
+    assert isinstance(err.value, FileNotFoundError)
+    assert not any(root.iterdir())  # nothing was written or downloaded
 
 
-def _edit(tensors: Path, sidecar: Path, case: str) -> None:
-    """Tamper with a cache entry of the 6-image, two-class tree; tensor edits keep the recorded
-    checksum right (as a deliberate edit would), so only the other checks can catch them."""
-    meta, state = json.loads(sidecar.read_text()), store.load_state(tensors)
-    labels = state["labels"]
-    tensor_edits = {
-        "labels_reversed": lambda: {**state, "labels": 1 - labels},  # same counts, other labels
-        "labels_and_counts": lambda: {**state, "labels": torch.zeros_like(labels)},
-        "label_out_of_range": lambda: {**state, "labels": torch.where(labels == 1, 7, labels)},
-        "labels_float": lambda: {**state, "labels": labels.float()},
-        "images_shape": lambda: {**state, "images": state["images"][:, :, :16, :16].contiguous()},
-        "images_dtype": lambda: {**state, "images": state["images"].float()},
-        "other_state": lambda: {"weights": torch.zeros(3)},
-    }
-    if case in tensor_edits:
-        meta["sha256"] = store.save_state(tensors, tensor_edits[case]())
-        if case == "labels_and_counts":
-            meta["counts"] = [6, 0]
-        store.atomic_write_json(sidecar, meta)
-        return
-    sidecar_edits = {
-        "classes": {"classes": ["dog", "cat"]}, "source_digest": {"source_sha256": "0" * 64},
-        "counts": {"counts": [4, 2]}, "checksum": {"sha256": "0" * 64}, "version": {"version": "2"},
-        "n": {"n": 5, "counts": [3, 2]}, "counts_type": {"counts": "3,3"},
-    }
-    if case in sidecar_edits:
-        store.atomic_write_json(sidecar, {**meta, **sidecar_edits[case]})
-    elif case == "no_sidecar":
-        sidecar.unlink()
-    elif case == "no_tensors":
-        tensors.unlink()
-    elif case == "sidecar_list":
-        sidecar.write_text("[1, 2, 3]")
+def test_unknown_dataset_and_split():
+    with pytest.raises(ValueError, match="cifar10"):
+        data.load("imagenet", root="/nonexistent")
+    with pytest.raises(ValueError):
+        data.load("synthetic", split="val")
+
+
+# --------------------------------------------------------------------------- class sets
+def test_test_split_with_other_classes_is_an_error(tmp_path):
+    tree = make_split_tree(tmp_path / "tree")
+    (tree / "test" / "dog").rename(tree / "test" / "bird")
+    for split in ("test", "train"):  # either split, cached or not
+        with pytest.raises(DataError) as err:
+            data.load(f"folder:{tree}", split, root=tmp_path / "root")
+        msg = str(err.value)
+        assert isinstance(err.value, ValueError) and "\n" not in msg
+        assert "differ" in msg and str(tree) in msg
+        assert "['cat', 'dog']" in msg and "['bird', 'cat']" in msg
+        assert "only in train: ['dog']" in msg and "only in test: ['bird']" in msg
+
+
+def test_train_alone_is_fine_without_a_test_split(tmp_path):
+    tree = tmp_path / "tree"
+    random_png(tree / "train" / "a" / "x.png", 0)
+    random_png(tree / "train" / "b" / "y.png", 1)
+    d = data.load(f"folder:{tree}", "train", root=tmp_path / "root")
+    assert d.classes == ["a", "b"] and d.labels.tolist() == [0, 1]
+
+
+# --------------------------------------------------------------------------- broken files
+def test_empty_class_folder_is_one_clear_error(tmp_path):
+    tree = make_split_tree(tmp_path / "tree")
+    (tree / "train" / "emu").mkdir()
+    (tree / "test" / "emu").mkdir()
+    (tree / "test" / "emu" / "notes.txt").write_text("not an image")  # ignored extension: still empty
+    with pytest.raises(DataError) as err:
+        data.load(f"folder:{tree}", "test", root=tmp_path / "root")
+    msg = str(err.value)
+    assert str(tree / "test" / "emu") in msg and "no image" in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("what", ["truncated", "not_an_image"])
+def test_unreadable_image_names_the_file(tmp_path, what):
+    tree = make_split_tree(tmp_path / "tree")
+    bad = tree / "train" / "dog" / "0001.jpg"
+    if what == "truncated":
+        bad.write_bytes(jpeg_bytes(3)[:300])
     else:
-        raise AssertionError(case)
+        bad.write_text("hello, I am text")
+    with pytest.raises(DataError) as err:
+        data.load(f"folder:{tree}", "train", root=tmp_path / "root")
+    msg = str(err.value)
+    assert str(bad) in msg and "cannot decode" in msg and "\n" not in msg
+    assert isinstance(err.value, ValueError)
 
 
-@pytest.mark.parametrize("case", [
-    "labels_reversed", "labels_and_counts", "label_out_of_range", "labels_float", "images_shape", "images_dtype",
-    "other_state", "classes", "source_digest", "counts", "checksum", "version", "n", "counts_type", "no_sidecar",
-    "no_tensors", "sidecar_list"])
-def test_edited_cache_is_never_used(tmp_path, capfd, monkeypatch, case):
-    tree, root = _tree(tmp_path / "tree"), tmp_path / "root"
-    first = data.load(f"folder:{tree}", "train", root=root)
-    _edit(*_entry(root), case)
-    capfd.readouterr()
-    again = data.load(f"folder:{tree}", "train", root=root)
-    assert torch.equal(again.images, first.images) and torch.equal(again.labels, first.labels)
-    assert again.classes == ["cat", "dog"]
-    assert len(_ignored_lines(capfd)) == 1
-    _no_decoding(monkeypatch)  # the entry was written again: the next read is clean and decodes nothing
-    assert torch.equal(data.load(f"folder:{tree}", "train", root=root).labels, first.labels)
-    assert not _ignored_lines(capfd)
+# --------------------------------------------------------------------------- subset sizes
+def test_n_larger_than_the_split_is_an_error_naming_both(tmp_path):
+    tree = make_split_tree(tmp_path / "tree")
+    with pytest.raises(ValueError) as err:
+        data.load(f"folder:{tree}", "train", root=tmp_path / "root", n=100)
+    msg = str(err.value)
+    assert "n=100" in msg and "6 samples" in msg and "train split" in msg and "\n" not in msg
+    # n equal to the split is all of it
+    assert len(data.load(f"folder:{tree}", "train", root=tmp_path / "root", n=6)) == 6
+    with pytest.raises(ValueError, match=r"n=13 is more than the test split of synthetic holds \(12 samples\)"):
+        data.synthetic("test", n=12).subset(13)
 
 
-def test_edited_zip_cache_is_never_used(tmp_path, small_cifar10, capfd):
-    _use_zip(small_cifar10, _write_zip(tmp_path / "cifar10-jpeg.zip", _members()))
+# --------------------------------------------------------------------------- offline CIFAR-10 zip
+def _expect_cifar10(monkeypatch, classes, train: int, test: int) -> None:
+    """Make the loader's CIFAR-10 check expect a small fake copy: these classes, so many images each."""
+    monkeypatch.setattr(sources, "CIFAR10_CLASSES", tuple(classes))
+    monkeypatch.setattr(sources, "CIFAR10_PER_CLASS", {"train": train, "test": test})
+
+
+def _scrambled_zip(path: Path, seed: int = 0, classes=("bird", "airplane", "cat"), per_class=(4, 2)) -> Path:
+    """A small CIFAR-like zip: directory entries, members in scrambled order, a nested folder,
+    a non-image file, one 40x48 image (resized like the loader does), a top-level file; every
+    class holds ``per_class + 1`` images of each split."""
+    rng = np.random.default_rng(seed)
+    members = []
+    for s, (split, n) in enumerate(zip(("train", "test"), per_class)):
+        members += [(f"{split}/", None), (f"{split}/README.txt", b"top-level file, not a class")]
+        for c, cls in enumerate(classes):
+            members.append((f"{split}/{cls}/", None))
+            for k in range(n if c < 2 else n + 1):  # the first two classes get their extra image below
+                members.append((f"{split}/{cls}/{k:04d}.jpg", jpeg_bytes(seed * 997 + s * 100 + c * 10 + k)))
+        members.append((f"{split}/{classes[0]}/sub/0000.jpg", jpeg_bytes(seed * 997 + 77 + s)))
+        members.append((f"{split}/{classes[1]}/notes.txt", b"ignored: not an image extension"))
+        members.append((f"{split}/{classes[1]}/zz_big.JPG", jpeg_bytes(seed * 997 + 55 + s, size=(40, 48))))
+    order = rng.permutation(len(members))
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
+        for i in order:
+            name, payload = members[i]
+            if payload is None:
+                zf.writestr(zipfile.ZipInfo(name), b"")
+            else:
+                zf.writestr(name, payload)
+    return path
+
+
+@pytest.fixture
+def offline_zip(tmp_path, monkeypatch):
+    zip_path = _scrambled_zip(tmp_path / "cifar10-jpeg.zip")
+    monkeypatch.setenv("CCKL_CIFAR10_ZIP", str(zip_path))
+    monkeypatch.setattr(sources, "_announced", set())
+    _expect_cifar10(monkeypatch, ("airplane", "bird", "cat"), train=5, test=3)
+    return zip_path
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_zip_gives_the_same_tensors_as_the_unpacked_folder(tmp_path, offline_zip, split, capfd):
+    from_zip = data.load("cifar10", split, root=tmp_path / "root_zip", download=False)
+    unpacked = tmp_path / "root_folder" / "cifar10-jpeg"
+    with zipfile.ZipFile(offline_zip) as zf:
+        zf.extractall(unpacked)
+    from_folder = data.load("cifar10", split, root=tmp_path / "root_folder", download=False)
+    from_image_folder = data.load(f"folder:{unpacked}", split, root=tmp_path / "root_if")
+    for other in (from_folder, from_image_folder):
+        assert torch.equal(from_zip.images, other.images)
+        assert torch.equal(from_zip.labels, other.labels)
+        assert from_zip.classes == other.classes == ["airplane", "bird", "cat"]
+    assert from_zip.name == from_folder.name == "CIFAR-10 (JPEG q75 copy)"
+    n = 4 if split == "train" else 2
+    assert len(from_zip) == 3 * (n + 1) and torch.bincount(from_zip.labels).tolist() == [n + 1] * 3
+    err = capfd.readouterr().err
+    assert err.count(f"using the offline JPEG q75 copy {offline_zip}") == 1
+    assert "torchvision files not under" in err
+
+
+def test_zip_is_announced_once_and_cached(tmp_path, offline_zip, capfd, monkeypatch):
     root = tmp_path / "root"
     first = data.load("cifar10", "test", root=root, download=False)
-    tensors, sidecar = _entry(root)
-    meta, state = json.loads(sidecar.read_text()), store.load_state(tensors)
-    meta["sha256"] = store.save_state(tensors, {**state, "labels": state["labels"].flip(0)})  # same counts
-    store.atomic_write_json(sidecar, meta)
-    capfd.readouterr()
-    again = data.load("cifar10", "test", root=root, download=False)
-    assert torch.equal(again.labels, first.labels) and torch.equal(again.images, first.images)
-    assert len(_ignored_lines(capfd)) == 1
+    assert list((root / "cache").glob("cifar10-jpeg-zip-*-test.safetensors"))
+    monkeypatch.setattr(files, "decode_all", lambda *a, **k: pytest.fail("decoded again"))
+    again = data.load("cifar10", "test", root=root, download=False, n=6)
+    assert len(again) == 6 and torch.equal(first.images[again.indices], again.images)
+    assert capfd.readouterr().err.count("[cckl] CIFAR-10: using the offline JPEG q75 copy") == 1
 
 
-def test_torchvision_cache_is_keyed_by_content_and_checked(tmp_path, monkeypatch, capfd):
-    """The torchvision CIFAR-10 files go through the same cache (a stand-in for torchvision here)."""
+def test_changed_zip_is_decoded_again(tmp_path, offline_zip):
+    root = tmp_path / "root"
+    first = data.load("cifar10", "test", root=root, download=False)
+    _scrambled_zip(offline_zip, seed=5)
+    os.utime(offline_zip, ns=(10**18, 10**18))
+    second = data.load("cifar10", "test", root=root, download=False)
+    assert not torch.equal(first.images, second.images)
+
+
+def test_zip_is_used_before_any_download_attempt(tmp_path, offline_zip, monkeypatch):
     import torchvision
 
-    built = []
+    def no_network(*args, **kwargs):
+        raise AssertionError("a download was attempted although the offline copy is there")
 
-    class FakeCIFAR10:
-        classes = list(CIFAR10)
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", no_network)
+    d = data.load("cifar10", "test", root=tmp_path / "root", download=True)
+    assert d.name == "CIFAR-10 (JPEG q75 copy)"
 
-        def __init__(self, root, train=True, download=False):
-            n = 20 if train else 10
-            self.data = np.random.default_rng(len(built)).integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
-            self.targets = [k % 10 for k in range(n)]
-            built.append(train)
 
-    monkeypatch.setattr(torchvision.datasets, "CIFAR10", FakeCIFAR10)
-    monkeypatch.setattr(data, "_TORCHVISION_SIZES", {"train": 20, "test": 10})
-    files = tmp_path / "cifar-10-batches-py"
-    files.mkdir()
-    (files / "test_batch").write_bytes(b"batch one")
-    first = data.load("cifar10", "test", root=tmp_path, download=False)
-    assert first.name == "CIFAR-10" and len(first) == 10 and len(built) == 1
-    os.utime(files / "test_batch", ns=(10**18, 10**18))  # touched only: from the cache
-    assert torch.equal(data.load("cifar10", "test", root=tmp_path, download=False).images, first.images)
-    assert len(built) == 1
-    tensors, sidecar = _entry(tmp_path)
-    store.atomic_write_json(sidecar, {**json.loads(sidecar.read_text()), "counts": [2, 0] + [1] * 8})
-    capfd.readouterr()
-    data.load("cifar10", "test", root=tmp_path, download=False)
-    assert len(built) == 2 and len(_ignored_lines(capfd)) == 1
-    (files / "test_batch").write_bytes(b"batch two")  # other content: another cache entry
-    data.load("cifar10", "test", root=tmp_path, download=False)
-    assert len(built) == 3 and len(list((tmp_path / "cache").glob("*.safetensors"))) == 2
+def test_zip_with_broken_member_or_other_classes(tmp_path, monkeypatch):
+    root = tmp_path / "root"
+    bad = tmp_path / "bad.zip"
+    with zipfile.ZipFile(bad, "w") as zf:
+        for split in ("train", "test"):
+            zf.writestr(f"{split}/cat/0000.jpg", jpeg_bytes(1))
+            zf.writestr(f"{split}/dog/0000.jpg", jpeg_bytes(2))
+        zf.writestr("train/cat/0001.jpg", jpeg_bytes(6))
+        zf.writestr("train/dog/0001.jpg", jpeg_bytes(3)[:200])
+        zf.writestr("test/emu/", b"")
+    monkeypatch.setenv("CCKL_CIFAR10_ZIP", str(bad))
+    _expect_cifar10(monkeypatch, ("cat", "dog", "emu"), train=2, test=1)
+    with pytest.raises(DataError, match=r"only in test: \['emu'\]"):
+        data.load("cifar10", "train", root=root, download=False)
+    with zipfile.ZipFile(bad, "a") as zf:
+        zf.writestr("train/emu/", b"")
+    with pytest.raises(DataError, match="test/emu/ hold no image"):
+        data.load("cifar10", "test", root=root, download=False)
+    with zipfile.ZipFile(bad, "a") as zf:
+        zf.writestr("train/emu/0000.jpg", jpeg_bytes(4))
+        zf.writestr("train/emu/0001.jpg", jpeg_bytes(7))
+        zf.writestr("test/emu/0000.jpg", jpeg_bytes(5))
+    with pytest.raises(DataError) as err:
+        data.load("cifar10", "train", root=root, download=False)
+    assert f"{bad}:train/dog/0001.jpg" in str(err.value) and "\n" not in str(err.value)
+    assert len(data.load("cifar10", "test", root=root, download=False)) == 3
+
+
+def test_zip_without_the_split_is_data_not_found(tmp_path, monkeypatch):
+    only_train = tmp_path / "only-train.zip"
+    with zipfile.ZipFile(only_train, "w") as zf:
+        zf.writestr("train/cat/0000.jpg", jpeg_bytes(1))
+    monkeypatch.setenv("CCKL_CIFAR10_ZIP", str(only_train))
+    _expect_cifar10(monkeypatch, ("cat",), train=1, test=1)
+    with pytest.raises(DataNotFoundError, match=r"no 'test/<class>/' folders in .*only-train.zip"):
+        data.load("cifar10", "test", root=tmp_path / "root", download=False)
+    assert len(data.load("cifar10", "train", root=tmp_path / "root", download=False)) == 1
+
+
+def test_cifar10_zip_path_setting(monkeypatch, tmp_path):
+    monkeypatch.delenv("CCKL_CIFAR10_ZIP", raising=False)
+    assert paths.cifar10_zip() == paths.SHARED_CIFAR10_ZIP
+    monkeypatch.setenv("CCKL_CIFAR10_ZIP", str(tmp_path / "x.zip"))
+    assert paths.cifar10_zip() == tmp_path / "x.zip"
+
+
+@pytest.mark.skipif(not paths.SHARED_CIFAR10_ZIP.is_file(), reason="the offline CIFAR-10 zip is not beside the checkout")
+def test_real_offline_zip_test_split(tmp_path, monkeypatch):
+    monkeypatch.delenv("CCKL_CIFAR10_ZIP", raising=False)
+    d = data.load("cifar10", "test", root=tmp_path, download=False)
+    assert d.name == "CIFAR-10 (JPEG q75 copy)" and d.classes == list(CIFAR10)
+    assert d.images.shape == (10_000, 3, 32, 32) and torch.bincount(d.labels).tolist() == [1000] * 10
+    with zipfile.ZipFile(paths.SHARED_CIFAR10_ZIP) as zf:  # the k-th cat of the test set is test/cat/k.jpg
+        for label, k in ((0, 0), (3, 17), (9, 999)):
+            with Image.open(io.BytesIO(zf.read(f"test/{CIFAR10[label]}/{k:04d}.jpg"))) as img:
+                expected = np.array(img.convert("RGB"))
+            np.testing.assert_array_equal(d.images[1000 * label + k].permute(1, 2, 0).numpy(), expected)
 
 
 # --------------------------------------------------------------------------- a loader that trusts no tree
@@ -545,7 +556,7 @@ def _within(seconds: float, call):
 
 
 def test_a_symbolic_link_loop_in_a_class_folder_is_read_once_with_a_word(tmp_path, capfd):
-    tree = _tree(tmp_path / "tree")
+    tree = make_tree(tmp_path / "tree")
     (tree / "train" / "cat" / "loop").symlink_to(tree / "train" / "cat", target_is_directory=True)
     (tree / "train" / "dog" / "again.png").symlink_to(tree / "train" / "dog" / "0000.png")
     train = _within(30, lambda: data.load(f"folder:{tree}", "train", root=tmp_path / "root"))
@@ -557,24 +568,24 @@ def test_a_symbolic_link_loop_in_a_class_folder_is_read_once_with_a_word(tmp_pat
 def test_links_to_folders_elsewhere_are_followed_in_imagefolders_order(tmp_path):
     """A class folder may link to images kept elsewhere: read, in ImageFolder's order."""
     from torchvision.datasets import ImageFolder
-    tree = _tree(tmp_path / "tree")
-    _png(tmp_path / "elsewhere" / "x" / "a.png", 77)
+    tree = make_tree(tmp_path / "tree")
+    random_png(tmp_path / "elsewhere" / "x" / "a.png", 77)
     (tree / "train" / "cat" / "more").symlink_to(tmp_path / "elsewhere" / "x", target_is_directory=True)
     train = data.load(f"folder:{tree}", "train", root=tmp_path / "root")
     reference = ImageFolder(str(tree / "train"))
-    assert [p for p, _ in reference.samples] == data._folder_listing(tree / "train", ["cat", "dog"]).samples
+    assert [p for p, _ in reference.samples] == sources._folder_listing(tree / "train", ["cat", "dog"]).samples
     assert len(train) == 7
 
 
 @pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
 def test_a_fifo_or_a_device_named_like_an_image_is_refused_not_read(tmp_path, kind):
-    tree = _tree(tmp_path / "tree")
+    tree = make_tree(tmp_path / "tree")
     bad = tree / "test" / "dog" / "0005.png"
     if kind == "fifo":
         os.mkfifo(bad)
     else:
         bad.symlink_to("/dev/zero")
-    _within(30, lambda: _one_line_error(lambda: data.load(f"folder:{tree}", "test", root=tmp_path / "root"),
+    _within(30, lambda: one_line_error(lambda: data.load(f"folder:{tree}", "test", root=tmp_path / "root"),
                                         str(bad), "not a regular file"))
 
 
@@ -584,7 +595,7 @@ def test_a_file_that_grows_past_the_limit_while_read_is_cut_off(tmp_path, monkey
     path.write_bytes(b"\0" * 100)
     real_fstat = os.fstat
     monkeypatch.setattr(os, "fstat", lambda fd: os.stat_result((*real_fstat(fd)[:6], 10, *real_fstat(fd)[7:])))
-    _one_line_error(lambda: data._read_bounded(path, 50), str(path), "more than the 50 bytes")
+    one_line_error(lambda: files.read_bounded(path, 50), str(path), "more than the 50 bytes")
 
 
 def _png16(path: Path, values: np.ndarray) -> None:
@@ -593,7 +604,7 @@ def _png16(path: Path, values: np.ndarray) -> None:
 
 
 def test_sixteen_bit_pngs_are_scaled_not_clipped_to_white(tmp_path):
-    tree = _tree(tmp_path / "tree")
+    tree = make_tree(tmp_path / "tree")
     grey = np.full((32, 32), 32896, dtype=np.uint16)  # mid grey in 16 bits (128 * 257)
     grey[0, 0] = 65535
     _png16(tree / "test" / "cat" / "0000.png", grey)
@@ -604,8 +615,38 @@ def test_sixteen_bit_pngs_are_scaled_not_clipped_to_white(tmp_path):
 
 
 def test_a_bit_depth_it_does_not_read_is_one_clear_error(tmp_path):
-    tree = _tree(tmp_path / "tree")
+    tree = make_tree(tmp_path / "tree")
     bad = tree / "test" / "cat" / "0000.tif"
     Image.fromarray(np.full((32, 32), 0.5, dtype=np.float32)).save(bad)
-    _one_line_error(lambda: data.load(f"folder:{tree}", "test", root=tmp_path / "root"),
+    one_line_error(lambda: data.load(f"folder:{tree}", "test", root=tmp_path / "root"),
                     str(bad), "bit depth this loader does not support", "floating-point")
+
+
+# --------------------------------------------------------------------------- is a data set here?
+def test_available_says_whether_both_splits_are_here_without_downloading(tmp_path, monkeypatch):
+    import torchvision
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("a download was attempted")
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", no_network)
+    monkeypatch.setattr(torchvision.datasets, "CIFAR100", no_network)
+    monkeypatch.setenv("CCKL_CIFAR10_ZIP", str(tmp_path / "no-such.zip"))
+    monkeypatch.setenv("CCKL_DATA_ROOT", str(tmp_path / "root"))  # the default root
+    assert data.available("synthetic")
+    assert not data.available("cifar100") and not data.available("cifar10")
+    tree = make_split_tree(tmp_path / "tree")
+    assert data.available(f"folder:{tree}")
+    shutil.rmtree(tree / "test")
+    assert not data.available(f"folder:{tree}", tmp_path / "other-root")  # one split alone is not the data set
+    assert not data.available(f"folder:{tmp_path / 'absent'}")
+
+
+def test_a_data_set_here_but_broken_is_available_and_its_reader_meets_the_error(tmp_path):
+    tree = make_split_tree(tmp_path / "tree")
+    (tree / "test" / "dog").rename(tree / "test" / "bird")  # the splits' class folders differ
+    assert data.available(f"folder:{tree}", tmp_path / "root")
+    with pytest.raises(DataError, match="differ"):
+        data.load(f"folder:{tree}", "train", root=tmp_path / "root")
+    with pytest.raises(ValueError, match="unknown dataset 'mnist'"):
+        data.available("mnist")

@@ -248,16 +248,8 @@ def test_g1_and_kl_g1_g2_restore_mode_and_leave_no_grads(setup):
     torch.testing.assert_close(out["g1"], ref, rtol=1e-9, atol=1e-14)
 
 
-def test_eval_mode_and_as_function():
-    model = tiny_cnn().train()
-    with fisher.eval_mode(model) as m:
-        assert m is model and not model.training
-    assert model.training
-    with pytest.raises(RuntimeError):
-        with fisher.eval_mode(model):
-            raise RuntimeError("boom")
-    assert model.training
-    model.eval()
+def test_as_function_is_the_model_without_a_graph_to_its_parameters():
+    model = tiny_cnn().eval()
     x = inputs(2).requires_grad_(True)
     y = fisher.as_function(model)(x)
     torch.testing.assert_close(y, model(x))

@@ -1,11 +1,12 @@
-"""Model registry: shapes, parameter counts, errors, and the (non-)linearity of the VGG13 variants."""
+"""Model registry: shapes, parameter counts, errors, and the (non-)linearity of the VGG13 variants; the model
+of a run config, the finite-weights check and ``eval_mode``."""
 from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn as nn
 
-from cckl_core import models
+from cckl_core import models, profiles
 
 
 ALL = ["resnet20", "resnet20x1", "resnet32", "resnet32x10", "vgg13", "vgg13_half_linear", "vgg13_pure_linear"]
@@ -169,3 +170,66 @@ def test_vgg13_has_relu_and_is_not_affine():
     assert any(isinstance(m, nn.ReLU) for m in model.modules())
     assert any(isinstance(m, nn.MaxPool2d) for m in model.modules())
     assert _affinity_gap(model) > 1e-3
+
+
+# --------------------------------------------------------------------------- the model of a run
+TINY = dict(dataset="synthetic", n_train=96, n_test=48, fisher_n=8, robust_n=16, model="resnet20", width=0.125,
+            objective="standard", epochs=2, milestones=[1], lr=0.05, batch_size=32, attack_steps=2)
+
+
+def _cfg(**changes) -> profiles.RunConfig:
+    return profiles.run_config("t", "test", {**TINY, **changes})
+
+
+def test_of_run_is_the_registry_model_the_config_names():
+    cfg = _cfg(model="vgg13", width=0.25, batch_norm=True)
+    torch.manual_seed(3)
+    got = models.of_run(cfg, num_classes=7)
+    torch.manual_seed(3)
+    want = models.build("vgg13", num_classes=7, width=0.25, batch_norm=True)
+    assert got.state_dict().keys() == want.state_dict().keys()
+    for (k, a), b in zip(got.state_dict().items(), want.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert models.of_run(cfg).classifier.out_features == cfg.num_classes  # the config's classes by default
+
+
+@pytest.mark.parametrize("width, channels_last", [(0.125, False), (1.0, True)])
+def test_fresh_is_seeded_by_the_config_and_channels_last_only_for_real_widths(width, channels_last):
+    cfg = _cfg(width=width, seed=5)
+    model, cl = models.fresh(cfg, 10, torch.device("cpu"))
+    torch.manual_seed(5)
+    reference = models.build("resnet20", num_classes=10, width=width)
+    assert cl is channels_last
+    for a, b in zip(model.parameters(), reference.parameters()):
+        assert torch.equal(a, b)
+    conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) is channels_last
+
+
+@pytest.mark.parametrize("where", ["parameter", "buffer"])
+def test_check_finite_names_the_non_finite_tensor(where):
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    models.check_finite(model, " here")  # finite: nothing raised
+    with torch.no_grad():
+        (model[0].weight if where == "parameter" else model[1].running_var)[0] = float("nan" if where == "buffer" else "inf")
+    name = "0.weight" if where == "parameter" else "1.running_var"
+    with pytest.raises(models.NonFiniteError, match=rf"the model's {name} became non-finite after epoch 2; lower"):
+        models.check_finite(model, " after epoch 2")
+
+
+def test_eval_mode_restores_the_callers_mode_even_on_an_error():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).train()
+    with models.eval_mode(model) as m:
+        assert m is model and not model.training and not model[1].training
+    assert model.training and model[1].training
+    with pytest.raises(RuntimeError, match="boom"):
+        with models.eval_mode(model):
+            raise RuntimeError("boom")
+    assert model.training
+    model.eval()
+    with models.eval_mode(model):
+        pass
+    assert not model.training  # a model in eval mode stays there
+    with pytest.raises(TypeError):
+        with models.eval_mode("not a model"):
+            pass

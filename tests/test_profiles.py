@@ -206,7 +206,7 @@ def test_unknown_profile_lists_the_valid_ones():
 
 @pytest.mark.parametrize("name", profiles.names())
 def test_shipped_profiles_are_valid(name):
-    from cckl_core import training
+    from cckl_core import models
     prof = profiles.load(name)
     assert prof.runs and prof.seeds and prof.evaluation.pgd_steps >= 1
     assert profiles.load(name) is prof  # parsed once
@@ -216,7 +216,7 @@ def test_shipped_profiles_are_valid(name):
         key = (cfg.model, cfg.width, cfg.batch_norm, cfg.dataset)
         if key not in built:
             built.add(key)
-            assert training.build_model(cfg) is not None
+            assert models.of_run(cfg) is not None
 
 
 SIZING = """[sizing]

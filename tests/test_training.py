@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from cckl_core import attacks, data, metrics, models, profiles, runs, store, trainer, training
+from cckl_core import attacks, data, metrics, models, objectives, profiles, runs, store, trainer
 from cckl_core.__main__ import main as cli_main
 
 TINY = dict(dataset="synthetic", n_train=128, n_test=64, fisher_n=8, robust_n=16, model="resnet20", width=0.125,
@@ -43,7 +43,7 @@ def test_trades_loss_matches_independent_computation():
     x = torch.rand(6, 3, 32, 32, dtype=torch.float64)
     y = torch.randint(0, 10, (6,))
     x_adv = (x + 0.01 * torch.randn_like(x)).clamp(0, 1)
-    loss = training.trades_loss(model, x, y, beta=5.0, x_adv=x_adv)
+    loss = objectives.trades_loss(model, x, y, beta=5.0, x_adv=x_adv)
     grads = torch.autograd.grad(loss, list(model.parameters()))
     # independent: probabilities and KL through metrics.kl, CE as -log p_y
     p = torch.softmax(model(x), 1)
@@ -62,7 +62,7 @@ def test_trades_gradient_flows_through_both_branches():
     x_adv = (x + 0.02 * torch.randn_like(x)).clamp(0, 1).requires_grad_(True)
     xc = x.clone().requires_grad_(True)
     # with CE weight removed (y irrelevant), the KL term alone must still depend on both inputs
-    loss = training.trades_loss(model, xc, torch.zeros(4, dtype=torch.long), beta=5.0, x_adv=x_adv)
+    loss = objectives.trades_loss(model, xc, torch.zeros(4, dtype=torch.long), beta=5.0, x_adv=x_adv)
     gx, gadv = torch.autograd.grad(loss, [xc, x_adv])
     assert gx.abs().sum() > 0 and gadv.abs().sum() > 0
 
@@ -72,7 +72,7 @@ def test_objective_leaves_model_in_train_mode():
     x, y = torch.rand(4, 3, 32, 32), torch.randint(0, 10, (4,))
     for objective in ("standard", "pgd_at", "trades"):
         model.eval()
-        training.objective_loss(model, x, y, tiny("t", objective=objective))
+        objectives.objective_loss(model, x, y, tiny("t", objective=objective))
         assert model.training
 
 
@@ -82,7 +82,7 @@ def test_attack_runs_in_eval_mode_inside_training():
     calls = []
     handle = model.blocks[0].bn1.register_forward_hook(lambda m, i, o: calls.append(m.training))
     x, y = torch.rand(4, 3, 32, 32), torch.randint(0, 10, (4,))
-    training.objective_loss(model, x, y, tiny("t", objective="pgd_at", attack_steps=2))
+    objectives.objective_loss(model, x, y, tiny("t", objective="pgd_at", attack_steps=2))
     handle.remove()
     # two attack steps in eval mode, then one training forward in train mode
     assert calls == [False, False, True]
@@ -95,18 +95,18 @@ def test_lr_schedule_counts_sgd_steps_and_allows_fractional_milestones():
     cfg = tiny("sched", milestones=[0.5, 1])
     torch.manual_seed(0)
     model = models.build("resnet20", width=0.125)
-    opt, sched = training.make_optimizer(model, cfg, steps_per_epoch=4)
+    opt, sched = objectives.make_optimizer(model, cfg, steps_per_epoch=4)
     x, y = torch.rand(4, 3, 32, 32), torch.randint(0, 10, (4,))
     lrs = []
     for _ in range(6):
         lrs.append(opt.param_groups[0]["lr"])
-        loss = training.step(model, opt, sched, x, y, cfg)
+        loss = objectives.step(model, opt, sched, x, y, cfg)
         assert loss.dim() == 0 and not loss.requires_grad and torch.isfinite(loss)
     assert lrs == pytest.approx([0.05, 0.05, 0.005, 0.005, 0.0005, 0.0005])
 
 
 def test_step_is_one_sgd_step_of_the_objective():
-    """training.step = the objective's loss, backward, one SGD update (here: plain SGD, checked by hand)."""
+    """objectives.step = the objective's loss, backward, one SGD update (here: plain SGD, checked by hand)."""
     cfg = tiny("step", momentum=0.0, weight_decay=0.0, lr=0.1)
     torch.manual_seed(0)
     model = models.build("resnet20", width=0.125).double()
@@ -114,8 +114,8 @@ def test_step_is_one_sgd_step_of_the_objective():
     ref = [p.detach().clone() for p in model.parameters()]
     model.train()
     grads = torch.autograd.grad(F.cross_entropy(model(x), y), list(model.parameters()))
-    opt, sched = training.make_optimizer(model, cfg)
-    loss = training.step(model, opt, sched, x, y, cfg)
+    opt, sched = objectives.make_optimizer(model, cfg)
+    loss = objectives.step(model, opt, sched, x, y, cfg)
     for p, p0, g in zip(model.parameters(), ref, grads):
         assert torch.allclose(p, p0 - 0.1 * g, rtol=1e-9, atol=1e-12)
     assert loss > 0
@@ -195,7 +195,7 @@ def test_a_checkpoint_is_replaced_not_added(tmp_path):
     removes the older one; load_checkpoint reads back exactly what was saved."""
     cfg = tiny("ck")
     model = torch.nn.Linear(2, 2)
-    opt, sched = training.make_optimizer(model, cfg)
+    opt, sched = objectives.make_optimizer(model, cfg)
     history = [{"epoch": 0, "run_key": cfg.key}, {"epoch": 1}]
     state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict()}
     runs.save_checkpoint(tmp_path, cfg, {**state, "history": history[:1]}, 0)
@@ -247,7 +247,7 @@ def test_lock_makes_second_process_wait(tmp_path):
 
 def test_nan_loss_is_a_clear_error_and_leaves_no_complete_entry():
     cfg = tiny("nan", lr=1e12, epochs=2, milestones=[1])
-    with pytest.raises(training.NonFiniteLossError, match="lower the learning rate"):
+    with pytest.raises(models.NonFiniteError, match="lower the learning rate"):
         _train(cfg)
     assert runs.path_of(cfg).is_dir() and not (runs.path_of(cfg) / "complete.json").exists()
 

@@ -1,15 +1,14 @@
-"""Data sets, balanced subsets, augmentation and batching. No network, no CIFAR files."""
+"""In-memory images (:mod:`cckl_core.data.images`): the synthetic data set, :class:`ImageData`, class-balanced
+subsets and their sizes, per-sample crop and flip, and batching. No network, no CIFAR files."""
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from cckl_core import data
-from cckl_core.data import Batches, DataNotFoundError, ImageData
+from cckl_core.data import Batches, ImageData
+from cckl_core.data import images as images_mod
 
 
 # --------------------------------------------------------------------------- synthetic
@@ -192,106 +191,32 @@ def test_batches_channels_last():
     assert x.is_contiguous(memory_format=torch.channels_last)
 
 
-# --------------------------------------------------------------------------- image folders and errors
-def _write_png(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path)
+@pytest.mark.parametrize("n", [0, -3, 2.5, "10", True])
+def test_n_must_be_a_positive_integer(n):
+    with pytest.raises(ValueError, match="positive integer"):
+        data.load("synthetic", "test", n=n)
+    with pytest.raises(ValueError, match="positive integer"):
+        data.balanced_indices(torch.arange(20) % 2, n)
 
 
-def _make_folder(root: Path) -> dict:
-    rng = np.random.default_rng(0)
-    written = {}
-    for split, per_class in (("train", 3), ("test", 2)):
-        for cls in ("cat", "dog"):
-            for n in range(per_class):
-                arr = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
-                _write_png(root / split / cls / f"img{n}.png", arr)
-                written[(split, cls, n)] = arr
-    # one larger, uniformly coloured image to exercise resize + center crop
-    _write_png(root / "train" / "dog" / "big.png", np.full((40, 48, 3), (10, 200, 99), dtype=np.uint8))
-    return written
+def test_balanced_indices_n_equal_to_len_and_numpy_integer():
+    labels = torch.arange(20) % 4
+    assert data.balanced_indices(labels, 20) is None
+    assert data.balanced_indices(labels, None) is None
+    assert len(data.balanced_indices(labels, np.int64(8))) == 8
+    with pytest.raises(ValueError, match=r"n=21 is more than the split holds \(20 samples\)"):
+        data.balanced_indices(labels, 21)
 
 
-def test_load_image_folder(tmp_path):
-    tree, cache_root = tmp_path / "tree", tmp_path / "root"
-    written = _make_folder(tree)
-    d = data.load(f"folder:{tree}", "train", root=cache_root)
-    assert d.classes == ["cat", "dog"]
-    assert d.images.dtype == torch.uint8 and d.images.shape == (7, 3, 32, 32)
-    assert d.labels.tolist() == [0, 0, 0, 1, 1, 1, 1]
-    # ImageFolder order: sorted file names within each class (big.png before img*.png)
-    for k, n in enumerate(range(3)):
-        np.testing.assert_array_equal(d.images[k].permute(1, 2, 0).numpy(), written[("train", "cat", n)])
-    big = d.images[3].int()
-    assert (big - torch.tensor([10, 200, 99]).view(3, 1, 1)).abs().max() <= 1
-    for n in range(3):
-        np.testing.assert_array_equal(d.images[4 + n].permute(1, 2, 0).numpy(), written[("train", "dog", n)])
-    # decoded once, cached under <root>/cache, and the cache gives the same tensors
-    assert list((cache_root / "cache").glob("*-train.safetensors")) and list((cache_root / "cache").glob("*-train.json"))
-    again = data.load(f"folder:{tree}", "train", root=cache_root)
-    assert torch.equal(again.images, d.images) and torch.equal(again.labels, d.labels)
-    test = data.load(f"folder:{tree}", "test", root=cache_root, n=2)
-    assert len(test) == 2 and test.labels.tolist() == [0, 1] and test.split == "test"
-
-
-def test_load_image_folder_missing_split(tmp_path):
-    (tmp_path / "tree" / "train" / "a").mkdir(parents=True)
-    _write_png(tmp_path / "tree" / "train" / "a" / "x.png", np.zeros((32, 32, 3), dtype=np.uint8))
-    with pytest.raises(DataNotFoundError, match="test"):
-        data.load(f"folder:{tmp_path / 'tree'}", "test", root=tmp_path / "root")
-
-
-def test_user_folder_keeps_any_classes(tmp_path):
-    """Only the offline CIFAR-10 copy is checked to be CIFAR-10; a user's folder may hold any classes."""
-    for split, per_class in (("train", (1, 3, 2)), ("test", (1, 1, 1))):
-        for cls, n in zip(("apple", "pear", "plum"), per_class):
-            for k in range(n):
-                _write_png(tmp_path / "tree" / split / cls / f"{k}.png", np.full((32, 32, 3), k, dtype=np.uint8))
-    d = data.load(f"folder:{tmp_path / 'tree'}", "train", root=tmp_path / "root")
-    assert d.classes == ["apple", "pear", "plum"] and d.labels.tolist() == [0, 1, 1, 1, 2, 2]
-
-
-def test_unwritable_cache_folder_still_loads(tmp_path, capfd):
-    """Where the cache cannot be written (a read-only data root) the data is decoded each time, silently."""
-    tree, root = tmp_path / "tree", tmp_path / "root"
-    _make_folder(tree)
-    root.mkdir()
-    (root / "cache").write_text("a file where the cache folder would be: nothing can be written under it")
-    first = data.load(f"folder:{tree}", "test", root=root)
-    again = data.load(f"folder:{tree}", "test", root=root)
-    assert len(first) == 4 and torch.equal(first.images, again.images) and torch.equal(first.labels, again.labels)
-    assert "ignoring" not in capfd.readouterr().err
-
-
-def test_cifar10_falls_back_to_image_folder_copy(tmp_path, monkeypatch):
-    _make_folder(tmp_path / "cifar10-jpeg")
-    monkeypatch.setattr(data, "CIFAR10_CLASSES", ("cat", "dog"))  # what the CIFAR-10 check expects of this copy
-    monkeypatch.setattr(data, "CIFAR10_PER_CLASS", {"train": 3, "test": 2})
-    d = data.load("cifar10", "test", root=tmp_path, download=False)
-    assert len(d) == 4 and d.classes == ["cat", "dog"] and d.name == "CIFAR-10 (JPEG q75 copy)"
-
-
-@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
-def test_missing_cifar_without_download_is_a_clear_error(tmp_path, name, monkeypatch):
-    root = tmp_path / "empty"
-    root.mkdir()
-    monkeypatch.setenv("CCKL_CIFAR10_ZIP", str(tmp_path / "absent.zip"))  # no offline copy either
-    with pytest.raises(DataNotFoundError) as err:
-        data.load(name, "train", root=root, download=False)
+# --------------------------------------------------------------------------- synthetic memory guard
+def test_synthetic_that_cannot_fit_is_refused(monkeypatch):
+    with pytest.raises(ValueError) as err:
+        data.load("synthetic", "train", n=10**9)  # about 90 TiB of working memory
     msg = str(err.value)
-    assert str(root) in msg
-    assert "1." in msg and "2." in msg
-    assert "download" in msg  # fix 1: download elsewhere / CCKL_DATA_ROOT
-    assert ("cifar10-jpeg" in msg) if name == "cifar10" else ("folder:" in msg)  # fix 2: an image folder
-    if name == "cifar10":  # the offline zip, and that the one named by the variable is missing
-        assert "CCKL_CIFAR10_ZIP" in msg and str(tmp_path / "absent.zip") in msg
-    assert "CCKL_DATA_ROOT" in msg
-    assert isinstance(err.value, FileNotFoundError)
-    assert not any(root.iterdir())  # nothing was written or downloaded
-
-
-def test_unknown_dataset_and_split():
-    with pytest.raises(ValueError, match="cifar10"):
-        data.load("imagenet", root="/nonexistent")
-    with pytest.raises(ValueError):
-        data.load("synthetic", split="val")
+    assert "n=1,000,000,000" in msg and "GiB" in msg and "fewer" in msg
+    monkeypatch.setattr(images_mod, "_available_memory", lambda: 1_000_000)  # 1 MB left
+    with pytest.raises(ValueError, match="n=100 images needs about"):
+        data.synthetic("train", n=100)
+    assert len(data.synthetic("train", n=10)) == 10  # 10 * 3072 * 32 bytes < 1 MB
+    with pytest.raises(ValueError, match="num_classes"):
+        data.synthetic("train", n=10, num_classes=0)
