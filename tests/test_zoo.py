@@ -56,7 +56,7 @@ def test_unknown_stale_or_damaged_models_are_refused(smoke_zoo, monkeypatch):
         offset = tar.getmember(member["file"]).offset_data
     raw[offset + member["bytes"] // 2] ^= 0xFF  # one flipped byte in the weights
     path.write_bytes(bytes(raw))
-    with pytest.raises(zoo.ZooError, match="do not match their checksum"):
+    with pytest.raises(zoo.ZooError, match="does not match its checksum"):
         zoo.load("smoke", "vgg13_trades")
     path.write_bytes(b"not a tar")
     with pytest.raises(zoo.ZooError, match="not a readable model archive"):
@@ -138,3 +138,31 @@ def test_the_carried_models_are_found_from_outside_the_checkout(tmp_path, monkey
     monkeypatch.chdir(tmp_path)  # a script run from a folder that is no project
     assert zoo.archive_path("quick") == CARRIED and "resnet20_trades" in zoo.names("quick")
     assert zoo.archive_path("quick", write=True) == tmp_path / "results" / "quick-models.tar"  # writes stay here
+
+
+def test_the_first_test_images_of_each_run_travel_with_the_models(smoke_zoo, monkeypatch):
+    """The archive carries the first PROBE_IMAGES images of each run's test split, equal to the data's; the
+    probes use them where the data set is not here, and say how to get it for a position beyond them."""
+    from cckl_core import data, probes
+    made, path = smoke_zoo
+    carried = zoo.test_images("smoke", "vgg13_trades")
+    here = probes._test_split(profiles.load("smoke").run("vgg13_trades"))
+    n = min(zoo.PROBE_IMAGES, len(here))
+    assert len(carried) == n and carried.classes == list(here.classes)
+    assert torch.equal(carried.images, here.images[:n]) and torch.equal(carried.labels, here.labels[:n].long())
+
+    def no_data(cfg):
+        raise data.DataNotFoundError("CIFAR-10 is not here: run `make data`")
+    monkeypatch.setattr(probes, "_test_split", no_data)
+    got = probes.test_images("smoke", "vgg13_trades", [0, n - 1])
+    assert torch.equal(got.images, carried.take(torch.tensor([0, n - 1])).float())
+    with pytest.raises(IndexError, match=rf"carries the first {n} test images .*make data"):
+        probes.test_images("smoke", "vgg13_trades", [n])
+    raw = bytearray(path.read_bytes())
+    member = made["models"]["vgg13_trades"]["test_images"]
+    with tarfile.open(path) as tar:
+        offset = tar.getmember(member["file"]).offset_data
+    raw[offset + member["bytes"] - 5] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with pytest.raises(zoo.ZooError, match="test images of 'vgg13_trades' does not match its checksum"):
+        zoo.test_images("smoke", "vgg13_trades")
