@@ -196,7 +196,7 @@ def _pair_inequality(out: Rendered, run2, logp: dict, labels: torch.Tensor, seed
     plotting.stamp(fig, ["random distributions", run2.dataset_name], out.profile, run2)
     out.figures["theorem31_pair_slack"] = fig
     worst = max(gap_random.max().item(), gap_model.max().item())
-    out.claims.append(criteria.judge("thm31_pair", f"max(lhs - rhs) = {worst:.3g}", value=worst,
+    out.claims.append(criteria.judge("thm31_pair", f"max(lhs - rhs) = {worst:.3g}", evidence=criteria.ValueEvidence(worst),
                                      context=f"{len(gap_random)} random pairs (alpha 0.5-0.99) + {len(gap_model)} model "
                                              f"test pairs (alpha {ALPHA})"))
 
@@ -229,7 +229,8 @@ def _dataset_bound(out: Rendered, inputs: Inputs, run2, logp: dict, labels: torc
                      f"negative for every alpha in [0.05, 0.995] (max {part[col].max():.3g} at alpha "
                      f"{part.loc[part[col].idxmax(), 'alpha']:.3g})")
             out.claims.append(criteria.judge(f"thm31_bound_{sid}_{kind}", f"CCKL {row['cckl']:.4g} vs bound {row[col]:.4g}",
-                                             f"alpha {ALPHA}; the bound is {where}", value=row["cckl"], bound=row[col]))
+                                             f"alpha {ALPHA}; the bound is {where}",
+                                             evidence=criteria.BoundEvidence(row["cckl"], row[col])))
     bounds = {r.seed: plain_bounds(ev) for r, ev in inputs.seed_evaluations(run2, "theorem")}
     seeds = list(bounds)
     positive = [b for pair in bounds.values() for b in pair if b > 0]
