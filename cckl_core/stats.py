@@ -122,6 +122,29 @@ def _as_bool(x: Any, name: str) -> np.ndarray:
     return a
 
 
+def _newcombe(a: np.ndarray, bb: np.ndarray, b: int, c: int, confidence: float) -> tuple[float, float]:
+    """:func:`mcnemar`'s ``ci="newcombe"`` interval of ``acc_b - acc_a`` (Newcombe 1998, method 10) from the
+    correctness arrays ``a`` and ``bb`` and the discordant counts ``b`` and ``c``."""
+    n = int(a.size)
+    acc_a, acc_b = float(a.mean()), float(bb.mean())
+    diff = (c - b) / n
+    both = int(np.sum(a & bb))
+    neither = n - both - b - c
+    l1, u1 = wilson_interval(int(bb.sum()), n, confidence)
+    l2, u2 = wilson_interval(int(a.sum()), n, confidence)
+    # 2x2 table rows B right/wrong, columns A right/wrong
+    r1, r2, k1, k2 = both + c, b + neither, both + b, c + neither
+    den = float(r1) * r2 * k1 * k2
+    cross = both * neither - b * c  # Newcombe's continuity-corrected phi (his method 10)
+    cross = cross - n / 2 if cross > n / 2 else (0.0 if cross >= 0 else cross)
+    phi = cross / math.sqrt(den) if den > 0 else 0.0
+    d1, d2 = acc_b - l1, u2 - acc_a
+    e1, e2 = u1 - acc_b, acc_a - l2
+    lo = diff - math.sqrt(max(d1 * d1 - 2 * phi * d1 * d2 + d2 * d2, 0.0))
+    hi = diff + math.sqrt(max(e1 * e1 - 2 * phi * e1 * e2 + e2 * e2, 0.0))
+    return lo, hi
+
+
 def mcnemar(correct_a: Sequence[bool] | np.ndarray, correct_b: Sequence[bool] | np.ndarray,
             confidence: float = 0.95, ci: str = "wald") -> dict[str, Any]:
     """Compare classifiers A and B on the SAME test images (``correct_*[i]``: image i right?).
@@ -173,20 +196,7 @@ def mcnemar(correct_a: Sequence[bool] | np.ndarray, correct_b: Sequence[bool] | 
         var = max((m / n - diff * diff) / n, 0.0)
         lo, hi = diff - z * math.sqrt(var), diff + z * math.sqrt(var)
     elif ci == "newcombe":
-        both = int(np.sum(a & bb))
-        neither = n - both - b - c
-        l1, u1 = wilson_interval(int(bb.sum()), n, confidence)
-        l2, u2 = wilson_interval(int(a.sum()), n, confidence)
-        # 2x2 table rows B right/wrong, columns A right/wrong
-        r1, r2, k1, k2 = both + c, b + neither, both + b, c + neither
-        den = float(r1) * r2 * k1 * k2
-        cross = both * neither - b * c  # Newcombe's continuity-corrected phi (his method 10)
-        cross = cross - n / 2 if cross > n / 2 else (0.0 if cross >= 0 else cross)
-        phi = cross / math.sqrt(den) if den > 0 else 0.0
-        d1, d2 = acc_b - l1, u2 - acc_a
-        e1, e2 = u1 - acc_b, acc_a - l2
-        lo = diff - math.sqrt(max(d1 * d1 - 2 * phi * d1 * d2 + d2 * d2, 0.0))
-        hi = diff + math.sqrt(max(e1 * e1 - 2 * phi * e1 * e2 + e2 * e2, 0.0))
+        lo, hi = _newcombe(a, bb, b, c, confidence)
     else:
         raise ValueError(f"ci must be 'wald' or 'newcombe', got {ci!r}")
     return {"n": n, "b": b, "c": c, "acc_a": acc_a, "acc_b": acc_b, "diff": diff,
