@@ -6,25 +6,68 @@ precisions, roles and evaluations; two SGD steps of batch 2, ten synthetic test 
 every step the GPU node and the laptop will: train and evaluate with the scheduler, bundle,
 unpack the bundle into a fresh cache, render every notebook and the report from it. A crash,
 shape error or missing file shows here, in about a minute, instead of on the GPU's clock.
+
+``main(profile, stand_in=True)`` rehearses :func:`stand_in_profile` of it instead: the same runs, roles
+and evaluations through the same code, each model replaced by a narrow float32 one of its family, so
+that a test can rehearse every run shape in seconds (``make rehearse`` keeps the exact models).
 """
 from __future__ import annotations
 
 import os
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
+from types import MappingProxyType
 
 from . import bundle, paper, profiles, report, schedule, store
 
 
-def main(profile: profiles.Profile, out: str | None = None) -> int:
-    """Rehearse ``profile``; print each step's time; 0 when every step passed, 1 otherwise."""
+def main(profile: profiles.Profile, out: str | None = None, stand_in: bool = False) -> int:
+    """Rehearse ``profile`` (``stand_in``: its :func:`stand_in_profile`); print each step's time; 0 when every step
+    passed, 1 otherwise."""
     target = profiles.rehearsal(profile) if not profile.name.endswith(profiles.REHEARSAL) else profile
     if out:  # an unusable folder is one line now, not one failed run after minutes of work
         store.check_writable_folder(Path(out).expanduser().resolve())
     with tempfile.TemporaryDirectory(prefix="cckl-rehearsal-") as tmp:
         base = Path(out).expanduser().resolve() if out else Path(tmp)
-        return rehearse(target, base)
+        if not stand_in:
+            return rehearse(target, base)
+        return _with_stand_in(target, base)
+
+
+#: Set to "1" while a stand-in rehearsal runs: its workers load the rehearsal profile by name, and
+#: :func:`cckl_core.profiles.load` then gives them the stand-in too.
+STAND_IN_ENV = "CCKL_REHEARSAL_STAND_IN"
+#: The stand-in's width multiplier, and the variable-width twin of each fixed-width model.
+STAND_IN_WIDTH = 0.25
+_VARIABLE_WIDTH = {"resnet20x1": "resnet20", "resnet32x10": "resnet32"}
+
+
+def stand_in_profile(target: profiles.Profile) -> profiles.Profile:
+    """A reduced, float32 stand-in of the rehearsal profile ``target``: every run keeps its name, objective,
+    images and schedule, the profile its roles and evaluations, and each model becomes the same architecture
+    family at width :data:`STAND_IN_WIDTH` (``resnet20x1`` / ``resnet32x10`` as ``resnet20`` / ``resnet32``) in
+    fp32, since bf16 autocast on a CPU is many times slower than fp32."""
+    if not target.name.endswith(profiles.REHEARSAL):
+        raise ValueError(f"a stand-in is made of a rehearsal profile, not of {target.name!r}")
+    runs = {name: replace(cfg, model=_VARIABLE_WIDTH.get(cfg.model, cfg.model), width=STAND_IN_WIDTH, precision="fp32")
+            for name, cfg in target.runs.items()}
+    return replace(target, runs=MappingProxyType(runs),
+                   description=f"{target.description}, each model a float32 stand-in at width {STAND_IN_WIDTH:g}")
+
+
+def _with_stand_in(target: profiles.Profile, base: Path) -> int:
+    """:func:`rehearse` the stand-in of ``target`` under ``base``, with :data:`STAND_IN_ENV` set meanwhile."""
+    before = os.environ.get(STAND_IN_ENV)
+    os.environ[STAND_IN_ENV] = "1"
+    try:
+        return rehearse(profiles.load(target.name), base)
+    finally:
+        if before is None:
+            os.environ.pop(STAND_IN_ENV, None)
+        else:
+            os.environ[STAND_IN_ENV] = before
 
 
 def rehearse(target: profiles.Profile, base: Path) -> int:

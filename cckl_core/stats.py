@@ -14,7 +14,8 @@ outcomes: it holds, it does not hold, or the data cannot tell (:func:`verdict`).
 - :func:`seed_interval`: t interval of the mean of a few per-seed effects (training noise);
   :func:`seed_test`: the same with the one-sample t test's p-values.
 - :func:`cluster_bootstrap`: a bootstrap of statistics over pairs of images that resamples the
-  images (pairs share images, so resampling pairs understates the uncertainty).
+  images (pairs share images, so resampling pairs understates the uncertainty);
+  :func:`cluster_bootstraps` several statistics over the same resamples (the draws made once).
 - :func:`holm`: Holm's step-down adjustment of p-values within a family of claims.
 - :func:`verdict`: "yes" / "no" / "inconclusive" from an interval; :func:`test_verdict` from two
   one-sided tests; :func:`directional_verdict` from an adjusted two-sided p-value and the sign of
@@ -28,7 +29,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -39,7 +40,7 @@ from . import checks
 __all__ = [
     "HOLDS", "DOES_NOT_HOLD", "INCONCLUSIVE", "NOT_INFORMATIVE", "NOT_ASSESSED", "VERDICTS",
     "NOT_TESTED", "z_value", "wilson_interval", "mcnemar", "bootstrap_ci", "bootstrap_diff", "rank_trend",
-    "pearson", "seed_interval", "seed_test", "cluster_bootstrap", "weighted_mean", "weighted_median", "holm", "verdict",
+    "pearson", "seed_interval", "seed_test", "cluster_bootstrap", "cluster_bootstraps", "weighted_mean", "weighted_median", "holm", "verdict",
     "test_verdict", "directional_verdict",
 ]
 
@@ -121,6 +122,29 @@ def _as_bool(x: Any, name: str) -> np.ndarray:
     return a
 
 
+def _newcombe(a: np.ndarray, bb: np.ndarray, b: int, c: int, confidence: float) -> tuple[float, float]:
+    """:func:`mcnemar`'s ``ci="newcombe"`` interval of ``acc_b - acc_a`` (Newcombe 1998, method 10) from the
+    correctness arrays ``a`` and ``bb`` and the discordant counts ``b`` and ``c``."""
+    n = int(a.size)
+    acc_a, acc_b = float(a.mean()), float(bb.mean())
+    diff = (c - b) / n
+    both = int(np.sum(a & bb))
+    neither = n - both - b - c
+    l1, u1 = wilson_interval(int(bb.sum()), n, confidence)
+    l2, u2 = wilson_interval(int(a.sum()), n, confidence)
+    # 2x2 table rows B right/wrong, columns A right/wrong
+    r1, r2, k1, k2 = both + c, b + neither, both + b, c + neither
+    den = float(r1) * r2 * k1 * k2
+    cross = both * neither - b * c  # Newcombe's continuity-corrected phi (his method 10)
+    cross = cross - n / 2 if cross > n / 2 else (0.0 if cross >= 0 else cross)
+    phi = cross / math.sqrt(den) if den > 0 else 0.0
+    d1, d2 = acc_b - l1, u2 - acc_a
+    e1, e2 = u1 - acc_b, acc_a - l2
+    lo = diff - math.sqrt(max(d1 * d1 - 2 * phi * d1 * d2 + d2 * d2, 0.0))
+    hi = diff + math.sqrt(max(e1 * e1 - 2 * phi * e1 * e2 + e2 * e2, 0.0))
+    return lo, hi
+
+
 def mcnemar(correct_a: Sequence[bool] | np.ndarray, correct_b: Sequence[bool] | np.ndarray,
             confidence: float = 0.95, ci: str = "wald") -> dict[str, Any]:
     """Compare classifiers A and B on the SAME test images (``correct_*[i]``: image i right?).
@@ -172,20 +196,7 @@ def mcnemar(correct_a: Sequence[bool] | np.ndarray, correct_b: Sequence[bool] | 
         var = max((m / n - diff * diff) / n, 0.0)
         lo, hi = diff - z * math.sqrt(var), diff + z * math.sqrt(var)
     elif ci == "newcombe":
-        both = int(np.sum(a & bb))
-        neither = n - both - b - c
-        l1, u1 = wilson_interval(int(bb.sum()), n, confidence)
-        l2, u2 = wilson_interval(int(a.sum()), n, confidence)
-        # 2x2 table rows B right/wrong, columns A right/wrong
-        r1, r2, k1, k2 = both + c, b + neither, both + b, c + neither
-        den = float(r1) * r2 * k1 * k2
-        cross = both * neither - b * c  # Newcombe's continuity-corrected phi (his method 10)
-        cross = cross - n / 2 if cross > n / 2 else (0.0 if cross >= 0 else cross)
-        phi = cross / math.sqrt(den) if den > 0 else 0.0
-        d1, d2 = acc_b - l1, u2 - acc_a
-        e1, e2 = u1 - acc_b, acc_a - l2
-        lo = diff - math.sqrt(max(d1 * d1 - 2 * phi * d1 * d2 + d2 * d2, 0.0))
-        hi = diff + math.sqrt(max(e1 * e1 - 2 * phi * e1 * e2 + e2 * e2, 0.0))
+        lo, hi = _newcombe(a, bb, b, c, confidence)
     else:
         raise ValueError(f"ci must be 'wald' or 'newcombe', got {ci!r}")
     return {"n": n, "b": b, "c": c, "acc_a": acc_a, "acc_b": acc_b, "diff": diff,
@@ -434,11 +445,66 @@ def weighted_mean(w: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 def weighted_median(w: np.ndarray, x: np.ndarray) -> np.ndarray:
     """Row-wise weighted median of ``x`` under weights ``w`` (B x P): the smallest value whose cumulative
-    weight reaches half the row's total (with weights 1 for every item: the lower median)."""
+    weight reaches half the row's total (with weights 1 for every item: the lower median). One sort of ``x``
+    serves every row. NaN values of ``x`` weigh nothing; a row whose total weight is 0 gives NaN."""
+    x = np.asarray(x, dtype=float)
+    w = np.asarray(w, dtype=float)
+    missing = np.isnan(x)
+    if missing.any():
+        w = np.where(missing, 0.0, w)
     order = np.argsort(x, kind="stable")
     cum = np.cumsum(w[:, order], axis=1)
     first = np.argmax(cum >= 0.5 * cum[:, -1:], axis=1)
-    return x[order][first]
+    return np.where(cum[:, -1] > 0, x[order][first], np.nan)
+
+
+def _image_weights(i: Sequence[int] | np.ndarray, j: Sequence[int] | np.ndarray, n_boot: int, seed: int,
+                   batch: int):
+    """The pair weights of :func:`cluster_bootstraps`, ``batch`` resamples at a time: per resample the image counts
+    ``c ~ Multinomial(n, 1/n)`` over the ``n`` distinct images of ``i`` and ``j`` and pair ``p``'s weight
+    ``c_{i_p} c_{j_p}`` (yields arrays of shape (b, len(i)), ``n_boot`` rows in all, from ``default_rng(seed)``)."""
+    checks.count(n_boot, "n_boot")
+    checks.count(batch, "batch")
+    i, j = np.asarray(i), np.asarray(j)
+    if i.shape != j.shape or i.ndim != 1 or i.size < 2:
+        raise ValueError(f"i and j must be 1-d arrays of the same length >= 2, got shapes {i.shape} and {j.shape}")
+    images, inverse = np.unique(np.concatenate([i, j]), return_inverse=True)
+    ii, jj = inverse[: i.size], inverse[i.size:]
+    rng = np.random.default_rng(seed)
+    for start in range(0, int(n_boot), int(batch)):
+        b = min(int(batch), int(n_boot) - start)
+        counts = rng.multinomial(images.size, np.full(images.size, 1.0 / images.size), size=b).astype(float)
+        yield counts[:, ii] * counts[:, jj]
+
+
+def _bootstrap_summary(value: float, boot: np.ndarray, confidence: float, null: float) -> dict[str, float]:
+    """:func:`cluster_bootstrap`'s result from the sample's ``value`` and the resampled values ``boot`` (the
+    non-finite ones left out)."""
+    boot = boot[np.isfinite(boot)]
+    tail = (1.0 - confidence) / 2.0
+    lo, hi = np.quantile(boot, [tail, 1.0 - tail])
+    p_above = (1.0 + np.sum(boot <= null)) / (boot.size + 1.0)
+    p_below = (1.0 + np.sum(boot >= null)) / (boot.size + 1.0)
+    return {"value": value, "lo": float(lo), "hi": float(hi), "se": float(boot.std(ddof=1)),
+            "p_above": float(p_above), "p_below": float(p_below), "p": float(min(1.0, 2.0 * min(p_above, p_below)))}
+
+
+def cluster_bootstraps(statistics: Mapping[Hashable, Callable[[np.ndarray], np.ndarray]], i: Sequence[int] | np.ndarray,
+                       j: Sequence[int] | np.ndarray, n_boot: int = 2000, confidence: float = 0.95, seed: int = 0,
+                       null: float = 0.0, batch: int = 200) -> dict[Hashable, dict[str, float]]:
+    """:func:`cluster_bootstrap` of several statistics over the same resamples: the image counts are drawn once
+    (they are the bulk of the work) and every statistic sees each batch of weights. Each name's result equals
+    ``cluster_bootstrap(statistics[name], i, j, ...)`` exactly, since both draw the same counts from ``seed``."""
+    confidence = _check_confidence(confidence)
+    if not statistics:
+        raise ValueError("cluster_bootstraps needs at least one statistic")
+    draws: dict[Hashable, list[np.ndarray]] = {name: [] for name in statistics}
+    for w in _image_weights(i, j, n_boot, seed, batch):
+        for name, statistic in statistics.items():
+            draws[name].append(np.asarray(statistic(w), dtype=float))
+    ones = np.ones((1, np.asarray(i).size))
+    return {name: _bootstrap_summary(float(np.asarray(statistic(ones))[0]), np.concatenate(draws[name]), confidence,
+                                     null) for name, statistic in statistics.items()}
 
 
 def cluster_bootstrap(statistic: Callable[[np.ndarray], np.ndarray], i: Sequence[int] | np.ndarray,
@@ -454,33 +520,15 @@ def cluster_bootstrap(statistic: Callable[[np.ndarray], np.ndarray], i: Sequence
     standard error is about sqrt(3) times the pair bootstrap's (``Var(c_i c_j) = 3``), and where images are
     shared it carries the variance their reuse adds, which a pair bootstrap misses.
     ``statistic(w)`` maps weights ``w`` (B x P; all ones = the sample itself)
-    to B values, e.g. ``lambda w: weighted_mean(w, kl_b) - weighted_mean(w, kl_a)``. Returns
+    to B values, e.g. ``lambda w: weighted_mean(w, kl_b) - weighted_mean(w, kl_a)``; it is called on
+    ``batch`` resamples at a time. Returns
     ``dict(value, lo, hi, se, p_above, p_below, p)``: the percentile interval, the standard error and
     bootstrap p-values against ``null``, ``p_above = (1 + #{stat* <= null}) / (B + 1)`` (for "above
-    null"), ``p_below`` likewise, ``p = min(1, 2 min(p_above, p_below))``, consistent with the interval.
+    null"), ``p_below`` likewise, ``p = min(1, 2 min(p_above, p_below))``, consistent with the interval;
+    resamples where the statistic is not finite are left out. Several statistics over the same resamples:
+    :func:`cluster_bootstraps`.
     """
-    confidence = _check_confidence(confidence)
-    checks.count(n_boot, "n_boot")
-    i, j = np.asarray(i), np.asarray(j)
-    if i.shape != j.shape or i.ndim != 1 or i.size < 2:
-        raise ValueError(f"i and j must be 1-d arrays of the same length >= 2, got shapes {i.shape} and {j.shape}")
-    images, inverse = np.unique(np.concatenate([i, j]), return_inverse=True)
-    ii, jj = inverse[: i.size], inverse[i.size:]
-    value = float(np.asarray(statistic(np.ones((1, i.size))))[0])
-    rng = np.random.default_rng(seed)
-    draws = []
-    for start in range(0, int(n_boot), batch):
-        b = min(batch, int(n_boot) - start)
-        counts = rng.multinomial(images.size, np.full(images.size, 1.0 / images.size), size=b).astype(float)
-        draws.append(np.asarray(statistic(counts[:, ii] * counts[:, jj]), dtype=float))
-    boot = np.concatenate(draws)
-    boot = boot[np.isfinite(boot)]
-    tail = (1.0 - confidence) / 2.0
-    lo, hi = np.quantile(boot, [tail, 1.0 - tail])
-    p_above = (1.0 + np.sum(boot <= null)) / (boot.size + 1.0)
-    p_below = (1.0 + np.sum(boot >= null)) / (boot.size + 1.0)
-    return {"value": value, "lo": float(lo), "hi": float(hi), "se": float(boot.std(ddof=1)),
-            "p_above": float(p_above), "p_below": float(p_below), "p": float(min(1.0, 2.0 * min(p_above, p_below)))}
+    return cluster_bootstraps({"statistic": statistic}, i, j, n_boot, confidence, seed, null, batch)["statistic"]
 
 
 # --------------------------------------------------------------------------- multiplicity

@@ -332,3 +332,81 @@ def test_verdict_errors():
     with pytest.raises(ValueError):
         S.verdict(0.3, 0.2, 1)
 
+
+
+# --------------------------------------------------------------------------- pairs of images
+def _lower_median_of_repeats(row, x):
+    """The lower median of the sample in which ``x[p]`` appears ``row[p]`` times (NaN values left out); NaN if empty."""
+    rep = sorted(v for v, k in zip(x, row) if not math.isnan(v) for _ in range(int(k)))
+    return rep[(len(rep) - 1) // 2] if rep else math.nan
+
+
+@pytest.mark.parametrize("nan_share", [0.0, 0.3])
+def test_weighted_median_against_a_loop_over_rows(nan_share):
+    rng = np.random.default_rng(5)
+    for _ in range(60):
+        x = rng.normal(size=rng.integers(1, 12))
+        x[rng.random(x.size) < nan_share] = np.nan
+        w = rng.integers(0, 4, size=(4, x.size)).astype(float)
+        w[1] = 0.0  # a row that draws nothing
+        got = S.weighted_median(w, x)
+        want = [_lower_median_of_repeats(row, x) for row in w]
+        np.testing.assert_array_equal(got, want)
+
+
+def _cluster_bootstrap_by_loops(statistics, i, j, n_boot, seed, null=0.0, confidence=0.95):
+    """The reference: one resample at a time, the counts drawn row by row from the same generator, each pair's
+    weight and each statistic's value computed by a Python loop, the summary by counting."""
+    images = sorted(set(i) | set(j))
+    where = {im: k for k, im in enumerate(images)}
+    rng = np.random.default_rng(seed)
+    boot = {name: [] for name in statistics}
+    for _ in range(n_boot):
+        counts = rng.multinomial(len(images), [1.0 / len(images)] * len(images))
+        w = [float(counts[where[a]] * counts[where[b]]) for a, b in zip(i, j)]
+        for name, stat in statistics.items():
+            boot[name].append(stat(w))
+    out = {}
+    for name, stat in statistics.items():
+        b = np.array([v for v in boot[name] if math.isfinite(v)])
+        tail = (1 - confidence) / 2
+        p_above = (1 + sum(v <= null for v in b)) / (len(b) + 1)
+        p_below = (1 + sum(v >= null for v in b)) / (len(b) + 1)
+        out[name] = {"value": stat([1.0] * len(i)), "lo": np.quantile(b, tail), "hi": np.quantile(b, 1 - tail),
+                     "se": np.std(b, ddof=1), "p_above": p_above, "p_below": p_below,
+                     "p": min(1.0, 2 * min(p_above, p_below))}
+    return out
+
+
+def _loop_mean(w, x):
+    num = sum(wp * xp for wp, xp in zip(w, x) if not math.isnan(xp))
+    den = sum(wp for wp, xp in zip(w, x) if not math.isnan(xp))
+    return num / den if den > 0 else math.nan
+
+
+@pytest.mark.parametrize("nan_share", [0.0, 0.25])
+def test_cluster_bootstraps_against_a_loop_over_resamples(nan_share):
+    rng = np.random.default_rng(11)
+    n_img, n_pairs = 12, 30
+    i = rng.integers(0, n_img, n_pairs)
+    j = (i + rng.integers(1, n_img, n_pairs)) % n_img
+    x = rng.normal(size=n_pairs) + 0.2
+    x[rng.random(n_pairs) < nan_share] = np.nan
+    ok = np.isfinite(x)
+    fast = {"median": lambda w: S.weighted_median(w, x),
+            "mean": lambda w: S.weighted_mean(w * ok, np.where(ok, x, 0.0))}
+    slow = {"median": lambda w: _lower_median_of_repeats(w, x), "mean": lambda w: _loop_mean(w, x)}
+    got = S.cluster_bootstraps(fast, i, j, n_boot=300, seed=4, batch=64)
+    want = _cluster_bootstrap_by_loops(slow, list(i), list(j), 300, seed=4)
+    assert got["median"] == pytest.approx(want["median"], rel=0, abs=0)  # order statistics: exactly
+    assert got["mean"] == pytest.approx(want["mean"], rel=1e-12)  # sums in another order
+    for name, stat in fast.items():  # several statistics over one set of draws = each drawn alone, to the bit
+        assert S.cluster_bootstrap(stat, i, j, n_boot=300, seed=4, batch=64) == got[name]
+    assert S.cluster_bootstrap(fast["median"], i, j, n_boot=300, seed=4, batch=7) == got["median"]  # batching is invisible
+
+
+def test_cluster_bootstraps_refuses_bad_input():
+    with pytest.raises(ValueError, match="at least one statistic"):
+        S.cluster_bootstraps({}, [0, 1], [1, 2])
+    with pytest.raises(ValueError, match="same length"):
+        S.cluster_bootstraps({"m": np.mean}, [0, 1], [1])

@@ -286,11 +286,13 @@ def fig5_comparisons(evs: list[Mapping], n_boot: int, seed: int) -> pd.DataFrame
                          "with the same sampling seed")
     vals = [fig5_values(ev) for ev in evs]
     ones = np.ones((1, len(vals[0]["KL"])))
+    compared = [("KL", "mean"), ("G2", "mean")] + [("G2/KL", s) for s in SHARE_STATISTICS]
+    diffs = {(q, st): lambda w, q=q, st=st: fig5_statistic(q, st, vals[1], w) - fig5_statistic(q, st, vals[0], w)
+             for q, st in compared}
+    boots = stats.cluster_bootstraps(diffs, evs[0]["i"], evs[0]["j"], n_boot=n_boot, seed=seed)  # one set of draws
     rows = []
-    for quantity, statistic in [("KL", "mean"), ("G2", "mean")] + [("G2/KL", s) for s in SHARE_STATISTICS]:
-        def diff(w, q=quantity, st=statistic):
-            return fig5_statistic(q, st, vals[1], w) - fig5_statistic(q, st, vals[0], w)
-        boot = stats.cluster_bootstrap(diff, evs[0]["i"], evs[0]["j"], n_boot=n_boot, seed=seed)
+    for quantity, statistic in compared:
+        boot = boots[quantity, statistic]
         rows.append({"quantity": quantity, "statistic": statistic,
                      "smaller": float(fig5_statistic(quantity, statistic, vals[0], ones)[0]),
                      "larger": float(fig5_statistic(quantity, statistic, vals[1], ones)[0]),

@@ -3,9 +3,14 @@
 Each claim is declared once in ``claims.toml``: its text, the paper's value, its *kind*, the
 statistic, the criterion with its alpha or threshold, what a profile must have for the claim to be
 tested (*scale*), when the criterion was fixed, and why. The analysis modules compute the
-statistic and call :func:`judge`; :func:`adjust` then applies Holm's correction within each family
-of paper claims (one notebook) and decides their verdicts. The verdict vocabulary is
-:data:`cckl_core.stats.VERDICTS`.
+statistic and call :func:`judge` with the typed evidence its criterion reads; :func:`adjust` then
+applies Holm's correction within each family of paper claims (one notebook) and decides their verdicts.
+The verdict vocabulary is :data:`cckl_core.stats.VERDICTS`.
+
+Each criterion is a function registered by its name in ``claims.toml`` (:func:`criterion`, :data:`REGISTRY`)
+with the type of evidence it reads and its rule in words: ``seeds`` (:class:`SeedEvidence`), ``at_most`` and
+``at_least`` (:class:`ValueEvidence`), ``within`` (:class:`ValuesEvidence`), ``bound``
+(:class:`BoundEvidence`), ``reported`` (:class:`NoEvidence`).
 
 Kinds:
 
@@ -29,7 +34,7 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -37,7 +42,6 @@ from .. import stats
 
 FILE = Path(__file__).with_name("claims.toml")
 KINDS = ("paper", "derivation", "reported")
-CRITERIA = ("seeds", "at_most", "at_least", "within", "bound", "reported")
 ARCHITECTURES = ("any", "family", "exact")
 _FIELDS = {"claim", "paper", "statistic", "criterion", "kind", "family", "shows", "holds", "alpha", "side", "null",
            "threshold", "target", "tolerance", "min_seeds", "architecture", "min_accuracy_over_chance",
@@ -88,22 +92,7 @@ class Claim:
 
     def rule(self) -> str:
         """The criterion in words, as the claims table's note states it."""
-        k = self.criterion
-        if k == "seeds":
-            where = f"{'above' if self.side == 'above' else 'below'} {self.null:g}"
-            mono = " and the seed-mean curve strictly increasing" if self.monotone else ""
-            several = (f"; decided only where all of {', '.join(self.statistics)} agree" if self.statistics else "")
-            return (f"the mean over >= {self.min_seeds} training seeds {where}{mono}: two-sided one-sample t test at "
-                    f"{self.alpha:g}, Holm-adjusted within {self.family}{several}")
-        if k == "at_most":
-            return self.holds or f"yes if <= {self.threshold:g}"
-        if k == "at_least":
-            return f"yes if >= {self.threshold:g}"
-        if k == "within":
-            return self.holds or f"yes if within {self.tolerance:g} of {self.target:g}"
-        if k == "bound":
-            return "yes if CCKL >= the bound; a bound <= 0 of a non-negative CCKL cannot fail (not informative)"
-        return "reported, not judged"
+        return REGISTRY[self.criterion].rule(self)
 
     def fixed_label(self) -> str:
         """When the criterion was fixed, marked where that was after its data were seen."""
@@ -236,6 +225,8 @@ def _check(cid: str, claim: Claim, path: Path) -> None:
         raise ClaimsFileError(f"{where}: kind 'reported' and criterion 'reported' go together")
     if claim.kind == "paper" and claim.criterion != "seeds":
         raise ClaimsFileError(f"{where}: a paper claim depends on trained weights, so its criterion is 'seeds'")
+    if claim.kind == "derivation" and claim.criterion == "seeds":
+        raise ClaimsFileError(f"{where}: a derivation check is deterministic, so its criterion is not 'seeds'")
     if claim.side not in ("above", "below"):
         raise ClaimsFileError(f"{where}: side must be above or below")
     if claim.architecture not in ARCHITECTURES:
@@ -299,6 +290,84 @@ class SeedEvidence:
     indicative: str = ""
 
 
+@dataclass(frozen=True)
+class ValueEvidence:
+    """A derivation check's one number (criteria ``at_most`` and ``at_least``); None or NaN: nothing to judge."""
+
+    value: float | None = None
+
+
+@dataclass(frozen=True)
+class ValuesEvidence:
+    """A derivation check's numbers, each of which must lie within the claim's tolerance of its target
+    (criterion ``within``)."""
+
+    values: Sequence[float]
+
+
+@dataclass(frozen=True)
+class BoundEvidence:
+    """A measured ``value`` and the lower ``bound`` it must reach (criterion ``bound``)."""
+
+    value: float
+    bound: float
+
+
+@dataclass(frozen=True)
+class NoEvidence:
+    """A reported number: there is nothing to judge (criterion ``reported``)."""
+
+
+#: The evidence a criterion reads: one type per criterion (:attr:`Criterion.evidence`).
+Evidence = SeedEvidence | ValueEvidence | ValuesEvidence | BoundEvidence | NoEvidence
+
+
+# --------------------------------------------------------------------------- criteria
+@dataclass(frozen=True)
+class Draft:
+    """A claims-table row before its criterion decides: the claim, the row's fixed fields (``base``), the
+    measured text, the context, the notes (context, the rule in words, the reason) and the runs the claim
+    reads (for the scale check)."""
+
+    claim: Claim
+    base: Mapping[str, Any]
+    measured: str
+    context: str
+    notes: tuple[str, ...]
+    runs: Sequence[RunFacts] = ()
+
+    def row(self, verdict: str, measured: str | None = None, notes: Sequence[str] | None = None,
+            **test: Any) -> ClaimRow:
+        """The row with ``verdict`` (and, for a tested paper claim, its ``p``, ``effect``, ``blocked``, ``pending``)."""
+        return ClaimRow(measured=self.measured if measured is None else measured, verdict=verdict,
+                        note="; ".join(self.notes if notes is None else notes), **self.base, **test)
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """A criterion of ``claims.toml``: the type of evidence it reads, ``decide(draft, evidence)`` that makes the
+    claim's row, and ``rule(claim)``, the criterion in words."""
+
+    name: str
+    evidence: type
+    decide: Callable[[Draft, Any], ClaimRow]
+    rule: Callable[[Claim], str]
+
+
+#: Every criterion by its name in ``claims.toml`` (filled by :func:`criterion`, in the order below).
+REGISTRY: dict[str, Criterion] = {}
+
+
+def criterion(name: str, evidence: type, rule: Callable[[Claim], str]) -> Callable:
+    """Register the decorated ``decide(draft, evidence) -> ClaimRow`` as criterion ``name`` reading ``evidence``."""
+    def register(decide: Callable[[Draft, Any], ClaimRow]) -> Callable[[Draft, Any], ClaimRow]:
+        if name in REGISTRY:
+            raise ValueError(f"criterion {name!r} is registered twice")
+        REGISTRY[name] = Criterion(name, evidence, decide, rule)
+        return decide
+    return register
+
+
 def _summary(t: dict, unit: str, signed: bool = True) -> str:
     f = "{:+.3g}" if signed else "{:.3g}"
     if t["n"] >= 2:
@@ -306,80 +375,153 @@ def _summary(t: dict, unit: str, signed: bool = True) -> str:
     return f"{f.format(t['mean'])}{unit} (one seed)" if t["n"] == 1 else "undefined (no seed)"
 
 
-def judge(cid: str, measured: str = "", context: str = "", fill: Mapping | None = None,
-          evidence: SeedEvidence | None = None, runs: Sequence[RunFacts] = (), **values: Any) -> ClaimRow:
-    """The claims-table row of claim ``cid``: its declared text (placeholders from ``fill``), the paper's
-    value, ``measured`` (text), the note (``context``, then the criterion) and its verdict, or, for a
-    tested paper claim, its p-value awaiting :func:`adjust`. Paper claims take ``evidence`` (per-seed
-    statistics) and ``runs`` (for the scale check); derivation checks take ``value`` (at_most /
-    at_least), ``values`` (within) or ``value`` and ``bound`` (bound)."""
-    c = claim(cid)
-    base = dict(id=cid, claim=c.text(**(fill or {})), paper=c.paper, shows=c.shows, kind=c.kind, family=c.family,
-                fixed=c.fixed_label(), expected_sign=c.expected_sign)
-    notes = [part for part in (context, c.rule(), c.reason) if part]
-    if c.kind == "reported":
-        return ClaimRow(measured=measured, verdict=stats.NOT_ASSESSED, note="; ".join(notes), **base)
-    if c.kind == "derivation":
-        return ClaimRow(measured=measured, verdict=_deterministic(c, **values), note="; ".join(notes), **base)
-    if evidence is None:
-        raise ValueError(f"claim {cid!r} is a paper claim: pass its per-seed evidence")
-    per_seed = np.asarray(evidence.per_seed, dtype=float)
-    t = stats.seed_test(per_seed - c.null if per_seed.size else per_seed)
+def _seeds_rule(c: Claim) -> str:
+    where = f"{'above' if c.side == 'above' else 'below'} {c.null:g}"
+    mono = " and the seed-mean curve strictly increasing" if c.monotone else ""
+    several = (f"; decided only where all of {', '.join(c.statistics)} agree" if c.statistics else "")
+    return (f"the mean over >= {c.min_seeds} training seeds {where}{mono}: two-sided one-sample t test at "
+            f"{c.alpha:g}, Holm-adjusted within {c.family}{several}")
+
+
+def _seed_measured(c: Claim, t: dict, evidence: SeedEvidence, per_seed: np.ndarray, measured: str) -> str:
+    """The measured text of a paper claim: the caller's text, then the seed mean with its interval and the
+    per-seed values (from two seeds on)."""
     seeds = ", ".join(str(s) for s in evidence.seeds)
     signed = c.null == 0
     shown = _summary({**t, "mean": t["mean"] + c.null, "lo": t["lo"] + c.null, "hi": t["hi"] + c.null}, evidence.unit,
                      signed)
     values_text = " / ".join(("{:+.3g}" if signed else "{:.3g}").format(v) for v in per_seed)
     lead = f"{c.statistics[0]}: " if c.statistics else ""
-    measured = "; ".join(part for part in (measured, lead + shown + (f" (seeds {seeds}: {values_text})" if t["n"] >= 2
-                                                                     else "")) if part)
-    notes.insert(len([context] if context else []), f"statistic: {c.statistic}")
-    problems = scale_problems(c, runs)
+    return "; ".join(part for part in (measured, lead + shown + (f" (seeds {seeds}: {values_text})" if t["n"] >= 2
+                                                                 else "")) if part)
+
+
+def _all_statistics(c: Claim, t: dict, evidence: SeedEvidence, measured: str, blocked: str) -> tuple[float, str, str]:
+    """A claim read by several statistics (``c.statistics``, the declared one's test ``t`` first): the largest
+    p-value (intersection-union: every statistic must decide), the measured text with the others, and why a
+    "yes" is blocked where they disagree on the direction."""
+    tests = {c.statistics[0]: t, **{name: stats.seed_test(np.asarray(v, float) - c.null)
+                                    for name, v in evidence.others.items()}}
+    signs = {np.sign(x["mean"]) for x in tests.values()}
+    ps = [x["p"] for x in tests.values()]
+    p = max(ps) if all(math.isfinite(q) for q in ps) else math.nan
+    measured += "; " + "; ".join(f"{name}: {_summary(x, evidence.unit)}" for name, x in list(tests.items())[1:])
+    if len(signs) > 1:
+        blocked = blocked or "the choice of statistic decides the direction (" + ", ".join(
+            f"{name} {x['mean']:+.3g}" for name, x in tests.items()) + ")"
+    return p, measured, blocked
+
+
+@criterion("seeds", SeedEvidence, _seeds_rule)
+def seeds(draft: Draft, evidence: SeedEvidence) -> ClaimRow:
+    """A paper claim over training seeds: not tested at this scale (the runs below the claim's scale), not
+    informative, inconclusive with fewer than ``min_seeds`` seeds, else the one-sample t test of the per-seed
+    statistic against ``null``, its p-value awaiting :func:`adjust`."""
+    c = draft.claim
+    per_seed = np.asarray(evidence.per_seed, dtype=float)
+    t = stats.seed_test(per_seed - c.null if per_seed.size else per_seed)
+    measured = _seed_measured(c, t, evidence, per_seed, draft.measured)
+    notes = list(draft.notes)
+    notes.insert(len([draft.context] if draft.context else []), f"statistic: {c.statistic}")
+    problems = scale_problems(c, draft.runs)
     if problems:
         notes.insert(0, f"not tested at this scale: {'; '.join(problems)} (the claim needs {c.scale_rule()}"
                         + (f": {c.scale_reason}" if c.scale_reason else "") + ")")
         ind = f"; test sample of one run: {evidence.indicative}" if evidence.indicative else ""
-        return ClaimRow(measured=f"indicative only: {measured}{ind}", verdict=stats.NOT_TESTED, note="; ".join(notes),
-                        **base)
+        return draft.row(stats.NOT_TESTED, f"indicative only: {measured}{ind}", notes)
     if evidence.not_informative:
         notes.insert(0, f"not informative: {evidence.not_informative}")
-        return ClaimRow(measured=measured, verdict=stats.NOT_INFORMATIVE, note="; ".join(notes), **base)
+        return draft.row(stats.NOT_INFORMATIVE, measured, notes)
     if t["n"] < c.min_seeds:
         what = "one training run" if t["n"] <= 1 else f"{t['n']} training seeds"
         ind = f"; test sample of one run: {evidence.indicative}" if evidence.indicative else ""
         notes.insert(0, f"{what}: training noise is not measured (the criterion needs {c.min_seeds} seeds), so "
                         "the data cannot decide")
-        return ClaimRow(measured=measured + ind, verdict=stats.INCONCLUSIVE, note="; ".join(notes), **base)
+        return draft.row(stats.INCONCLUSIVE, measured + ind, notes)
     p, effect, blocked = t["p"], t["mean"], evidence.blocked
     if c.statistics:
-        tests = {c.statistics[0]: t, **{name: stats.seed_test(np.asarray(v, float) - c.null)
-                                        for name, v in evidence.others.items()}}
-        signs = {np.sign(x["mean"]) for x in tests.values()}
-        ps = [x["p"] for x in tests.values()]
-        p = max(ps) if all(math.isfinite(q) for q in ps) else math.nan  # intersection-union: every statistic must decide
-        measured += "; " + "; ".join(f"{name}: {_summary(x, evidence.unit)}" for name, x in list(tests.items())[1:])
-        if len(signs) > 1:
-            blocked = blocked or "the choice of statistic decides the direction (" + ", ".join(
-                f"{name} {x['mean']:+.3g}" for name, x in tests.items()) + ")"
-    return ClaimRow(measured=measured, verdict=stats.INCONCLUSIVE, note="; ".join(notes), p=p, effect=effect,
-                    blocked=blocked, pending=True, **base)
+        p, measured, blocked = _all_statistics(c, t, evidence, measured, blocked)
+    return draft.row(stats.INCONCLUSIVE, measured, notes, p=p, effect=effect, blocked=blocked, pending=True)
 
 
-def _deterministic(c: Claim, **ev: Any) -> str:
-    k = c.criterion
-    if k in ("at_most", "at_least"):
-        v = ev.get("value")
-        if v is None or (isinstance(v, float) and math.isnan(v)):
-            return stats.NOT_ASSESSED
-        ok = v <= c.threshold if k == "at_most" else v >= c.threshold
-        return stats.HOLDS if ok else stats.DOES_NOT_HOLD
-    if k == "within":
-        return stats.HOLDS if all(abs(v - c.target) <= c.tolerance for v in ev["values"]) else stats.DOES_NOT_HOLD
-    if k == "bound":
-        if not ev["bound"] > 0:
-            return stats.NOT_INFORMATIVE
-        return stats.HOLDS if ev["value"] >= ev["bound"] - 1e-12 else stats.DOES_NOT_HOLD
-    raise ClaimsFileError(f"criterion {k!r} is not a deterministic check")
+def _against_threshold(value: float | None, ok: Callable[[float], bool]) -> str:
+    """yes / no by ``ok(value)``; n/a where there is no value (None or NaN)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return stats.NOT_ASSESSED
+    return stats.HOLDS if ok(value) else stats.DOES_NOT_HOLD
+
+
+@criterion("at_most", ValueEvidence, lambda c: c.holds or f"yes if <= {c.threshold:g}")
+def at_most(draft: Draft, evidence: ValueEvidence) -> ClaimRow:
+    """yes if the value is at most the claim's threshold."""
+    return draft.row(_against_threshold(evidence.value, lambda v: v <= draft.claim.threshold))
+
+
+@criterion("at_least", ValueEvidence, lambda c: f"yes if >= {c.threshold:g}")
+def at_least(draft: Draft, evidence: ValueEvidence) -> ClaimRow:
+    """yes if the value is at least the claim's threshold."""
+    return draft.row(_against_threshold(evidence.value, lambda v: v >= draft.claim.threshold))
+
+
+@criterion("within", ValuesEvidence, lambda c: c.holds or f"yes if within {c.tolerance:g} of {c.target:g}")
+def within(draft: Draft, evidence: ValuesEvidence) -> ClaimRow:
+    """yes if every value lies within the claim's tolerance of its target."""
+    c = draft.claim
+    ok = all(abs(v - c.target) <= c.tolerance for v in evidence.values)
+    return draft.row(stats.HOLDS if ok else stats.DOES_NOT_HOLD)
+
+
+@criterion("bound", BoundEvidence,
+           lambda c: "yes if CCKL >= the bound; a bound <= 0 of a non-negative CCKL cannot fail (not informative)")
+def bound(draft: Draft, evidence: BoundEvidence) -> ClaimRow:
+    """yes if the value reaches the bound (to 1e-12); not informative where the bound is not positive (a
+    non-negative value cannot fail it)."""
+    if not evidence.bound > 0:
+        return draft.row(stats.NOT_INFORMATIVE)
+    return draft.row(stats.HOLDS if evidence.value >= evidence.bound - 1e-12 else stats.DOES_NOT_HOLD)
+
+
+@criterion("reported", NoEvidence, lambda c: "reported, not judged")
+def reported(draft: Draft, evidence: NoEvidence) -> ClaimRow:
+    """A number shown for context: no verdict."""
+    return draft.row(stats.NOT_ASSESSED)
+
+
+#: The criteria ``claims.toml`` may name.
+CRITERIA = tuple(REGISTRY)
+
+
+def _shorthand(cid: str, entry: Criterion, **given: Any) -> Evidence:
+    """The evidence of ``entry`` from :func:`judge`'s ``value``/``values``/``bound`` keywords (the ones given)."""
+    given = {k: v for k, v in given.items() if v is not None}
+    try:
+        return entry.evidence(**given)
+    except TypeError:
+        raise ValueError(f"claim {cid!r} (criterion {entry.name}) needs its {entry.evidence.__name__}, got "
+                         f"{', '.join(sorted(given)) or 'none'}") from None
+
+
+def judge(cid: str, measured: str = "", context: str = "", fill: Mapping | None = None,
+          evidence: Evidence | None = None, runs: Sequence[RunFacts] = (), *, value: float | None = None,
+          values: Sequence[float] | None = None, bound: float | None = None) -> ClaimRow:
+    """The claims-table row of claim ``cid``: its declared text (placeholders from ``fill``), the paper's
+    value, ``measured`` (text), the note (``context``, then the criterion) and its verdict, or, for a
+    tested paper claim, its p-value awaiting :func:`adjust`. The claim's criterion (:data:`REGISTRY`) decides
+    from ``evidence`` of the type it reads: paper claims a :class:`SeedEvidence` (with ``runs`` for the scale
+    check), derivation checks a :class:`ValueEvidence` (at_most / at_least), :class:`ValuesEvidence` (within)
+    or :class:`BoundEvidence` (bound), reported rows none. ``value``, ``values`` and ``bound`` are a shorthand
+    for a derivation check's evidence."""
+    c = claim(cid)
+    entry = REGISTRY[c.criterion]
+    if evidence is None:
+        evidence = _shorthand(cid, entry, value=value, values=values, bound=bound)
+    if not isinstance(evidence, entry.evidence):
+        raise TypeError(f"claim {cid!r} (criterion {c.criterion}) reads {entry.evidence.__name__}, got "
+                        f"{type(evidence).__name__}")
+    base = dict(id=cid, claim=c.text(**(fill or {})), paper=c.paper, shows=c.shows, kind=c.kind, family=c.family,
+                fixed=c.fixed_label(), expected_sign=c.expected_sign)
+    notes = tuple(part for part in (context, c.rule(), c.reason) if part)
+    return entry.decide(Draft(c, base, measured, context, notes, tuple(runs)), evidence)
 
 
 def adjust(rows: Iterable[ClaimRow]) -> list[ClaimRow]:

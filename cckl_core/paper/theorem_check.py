@@ -291,7 +291,7 @@ def pair_claims(gaps: pd.DataFrame) -> list[criteria.ClaimRow]:
     """The per-pair inequality's row: it holds when no pair has ``lhs > rhs``."""
     worst = float(gaps["lhs - rhs"].max())
     n = gaps["pairs"].value_counts()
-    return [criteria.judge("thm31_pair", f"max(lhs - rhs) = {worst:.3g}", value=worst,
+    return [criteria.judge("thm31_pair", f"max(lhs - rhs) = {worst:.3g}", evidence=criteria.ValueEvidence(worst),
                            context=f"{n.get('random Dirichlet', 0)} random pairs (alpha 0.5-0.99) + "
                                    f"{n.get('model test pairs', 0)} model test pairs (alpha {ALPHA})")]
 
@@ -339,7 +339,8 @@ def bound_claims(terms: pd.DataFrame, scan: pd.DataFrame, seed_bounds: pd.DataFr
                      f"negative for every alpha in [0.05, 0.995] (max {part[col].max():.3g} at alpha "
                      f"{part.loc[part[col].idxmax(), 'alpha']:.3g})")
             rows.append(criteria.judge(f"thm31_bound_{sid}_{kind}", f"CCKL {row['cckl']:.4g} vs bound {row[col]:.4g}",
-                                       f"alpha {ALPHA}; the bound is {where}", value=row["cckl"], bound=row[col]))
+                                       f"alpha {ALPHA}; the bound is {where}",
+                                       evidence=criteria.BoundEvidence(row["cckl"], row[col])))
     seeds = seed_bounds["seed"].tolist()
     informative = bool((seed_bounds[["bound init", "bound trained"]] > 0).to_numpy().any())
     shown = " / ".join(f"{a:.4g} -> {b:.4g}" for a, b in zip(seed_bounds["bound init"], seed_bounds["bound trained"]))

@@ -1,0 +1,64 @@
+"""How much of a ``quick`` training session the per-epoch record takes, from the committed results.
+
+Every epoch of a run ends with :func:`cckl_core.training.evaluate` (predictions on the test images,
+the Fisher statistics, the Figure 1 pair, PGD-10 on ``robust_n`` images); the run's history holds,
+per row, the record's ``eval_seconds`` and, from epoch 1 on, the epoch's training time
+``train_seconds`` (row 0 is the record of the model at initialisation). This script unpacks
+``results/quick.tar.gz`` into a temporary cache (nothing is trained) and prints, per run of the
+profile and seed, the record's share of the session,
+
+    share = sum(eval_seconds) / (sum(train_seconds) + sum(eval_seconds)),
+
+and the same over every run together (issue 26's target: at most 10%). The times are those of the
+machine that trained the committed runs (its environment.json names it).
+
+    python benchmarks/record_share.py [--profile quick]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def shares(profile_name: str) -> tuple[list[tuple[str, int, int, float, float]], list[str]]:
+    """Per run and seed of the unpacked profile: (run, seed, epochs, training seconds, record seconds); and the
+    runs the results do not hold."""
+    from cckl_core import profiles, runs
+    rows, absent = [], []
+    for cfg in profiles.load(profile_name).configs():
+        try:
+            history = runs.load(cfg).history
+        except runs.RunNotFoundError:
+            absent.append(cfg.label)
+            continue
+        train = sum(float(r.get("train_seconds") or 0.0) for r in history)
+        record = sum(float(r["eval_seconds"]) for r in history)
+        rows.append((cfg.name, cfg.seed, len(history) - 1, train, record))
+    return rows, absent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="quick", help="a profile whose results the repository carries")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="cckl-record-share-") as tmp:
+        os.environ.update(CCKL_ARTIFACTS=str(Path(tmp) / "artifacts"), CCKL_DATA_ROOT=str(Path(tmp) / "no-data"))
+        from cckl_core import bundle
+        bundle.extract(REPO / "results" / f"{args.profile}.tar.gz", args.profile)
+        rows, absent = shares(args.profile)
+    print(f"{'run':28s} {'seed':>4s} {'epochs':>6s} {'train s':>9s} {'record s':>9s} {'record share':>12s}")
+    for name, seed, epochs, train, record in rows:
+        print(f"{name:28s} {seed:4d} {epochs:6d} {train:9.1f} {record:9.1f} {record / (train + record):12.1%}")
+    train, record = sum(r[3] for r in rows), sum(r[4] for r in rows)
+    print(f"{'all runs':28s} {'':4s} {'':6s} {train:9.1f} {record:9.1f} {record / (train + record):12.1%}")
+    print(f"record share / 10% target: {record / (train + record) / 0.10:.2f}")
+    if absent:
+        print(f"not in the committed results (not counted): {', '.join(absent)}")
+
+
+if __name__ == "__main__":
+    main()
