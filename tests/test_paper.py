@@ -65,15 +65,17 @@ def test_every_paper_claim_flips_with_its_seeds(cid):
 def test_every_derivation_check_flips(cid):
     c = CLAIMS[cid]
     k = c.criterion
-    yes, no = {"at_most": ({"value": c.threshold / 2 - 1}, {"value": c.threshold * 2 + 1}),
-               "at_least": ({"value": c.threshold * 2}, {"value": c.threshold / 2}),
-               "within": ({"values": [c.target, c.target + c.tolerance / 2]},
-                          {"values": [c.target, c.target + 2 * c.tolerance]}),
-               "bound": ({"value": 1.0, "bound": 0.5}, {"value": 0.2, "bound": 0.5})}[k]
-    assert criteria.judge(cid, "m", **yes).verdict == stats.HOLDS
-    assert criteria.judge(cid, "m", **no).verdict == stats.DOES_NOT_HOLD
+    V, Vs, B = criteria.ValueEvidence, criteria.ValuesEvidence, criteria.BoundEvidence
+    yes, no = {"at_most": (V(c.threshold / 2 - 1), V(c.threshold * 2 + 1)),
+               "at_least": (V(c.threshold * 2), V(c.threshold / 2)),
+               "within": (Vs([c.target, c.target + c.tolerance / 2]), Vs([c.target, c.target + 2 * c.tolerance])),
+               "bound": (B(1.0, 0.5), B(0.2, 0.5))}[k]
+    assert criteria.judge(cid, "m", evidence=yes).verdict == stats.HOLDS
+    assert criteria.judge(cid, "m", evidence=no).verdict == stats.DOES_NOT_HOLD
+    with pytest.raises(TypeError, match=f"reads {type(yes).__name__}, got SeedEvidence"):
+        criteria.judge(cid, "m", evidence=criteria.SeedEvidence([1.0, 2.0, 3.0], [0, 1, 2]))
     if k == "bound":  # a bound <= 0 of a non-negative CCKL cannot fail
-        assert criteria.judge(cid, "m", value=0.0, bound=-1.0).verdict == stats.NOT_INFORMATIVE
+        assert criteria.judge(cid, "m", evidence=criteria.BoundEvidence(0.0, -1.0)).verdict == stats.NOT_INFORMATIVE
 
 
 def test_kinds_cover_the_claims_and_reported_rows_have_no_verdict():

@@ -491,30 +491,18 @@ def reported(draft: Draft, evidence: NoEvidence) -> ClaimRow:
 CRITERIA = tuple(REGISTRY)
 
 
-def _shorthand(cid: str, entry: Criterion, **given: Any) -> Evidence:
-    """The evidence of ``entry`` from :func:`judge`'s ``value``/``values``/``bound`` keywords (the ones given)."""
-    given = {k: v for k, v in given.items() if v is not None}
-    try:
-        return entry.evidence(**given)
-    except TypeError:
-        raise ValueError(f"claim {cid!r} (criterion {entry.name}) needs its {entry.evidence.__name__}, got "
-                         f"{', '.join(sorted(given)) or 'none'}") from None
-
-
 def judge(cid: str, measured: str = "", context: str = "", fill: Mapping | None = None,
-          evidence: Evidence | None = None, runs: Sequence[RunFacts] = (), *, value: float | None = None,
-          values: Sequence[float] | None = None, bound: float | None = None) -> ClaimRow:
+          evidence: Evidence | None = None, runs: Sequence[RunFacts] = ()) -> ClaimRow:
     """The claims-table row of claim ``cid``: its declared text (placeholders from ``fill``), the paper's
     value, ``measured`` (text), the note (``context``, then the criterion) and its verdict, or, for a
     tested paper claim, its p-value awaiting :func:`adjust`. The claim's criterion (:data:`REGISTRY`) decides
     from ``evidence`` of the type it reads: paper claims a :class:`SeedEvidence` (with ``runs`` for the scale
     check), derivation checks a :class:`ValueEvidence` (at_most / at_least), :class:`ValuesEvidence` (within)
-    or :class:`BoundEvidence` (bound), reported rows none. ``value``, ``values`` and ``bound`` are a shorthand
-    for a derivation check's evidence."""
+    or :class:`BoundEvidence` (bound), reported rows none (:class:`NoEvidence`)."""
     c = claim(cid)
     entry = REGISTRY[c.criterion]
     if evidence is None:
-        evidence = _shorthand(cid, entry, value=value, values=values, bound=bound)
+        evidence = NoEvidence()
     if not isinstance(evidence, entry.evidence):
         raise TypeError(f"claim {cid!r} (criterion {c.criterion}) reads {entry.evidence.__name__}, got "
                         f"{type(evidence).__name__}")

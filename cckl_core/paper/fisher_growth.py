@@ -407,7 +407,8 @@ def eq12_claims(inputs: Inputs, table: pd.DataFrame) -> list[criteria.ClaimRow]:
     r_pgd, r_eig = small["median KL_PGD/(1/2 lam eps^2)"], small["median KL_eig/(1/2 lam eps^2)"]
     n_points = len(ev12["correct"])
     rows.append(criteria.judge("eq12_small_l2", f"KL_PGD / (1/2 lam eps^2) = {r_pgd:.3f}, KL_eig / (...) = {r_eig:.3f}",
-                               f"medians over {n_points} points at eps = {small['eps']:g} (L2)", evidence=criteria.ValuesEvidence([r_pgd, r_eig])))
+                               f"medians over {n_points} points at eps = {small['eps']:g} (L2)",
+                               evidence=criteria.ValuesEvidence([r_pgd, r_eig])))
     rows.append(criteria.judge("eq12_eigenvector", f"median |cos(eta_PGD, v)| = {small['median |cos(eta_PGD, v)|']:.3f}",
                                f"eps = {small['eps']:g} (L2)",
                                evidence=criteria.ValueEvidence(small["median |cos(eta_PGD, v)|"])))
