@@ -324,7 +324,8 @@ def _dispatch(args) -> int:
             return 0
         kinds = sorted({m["dtype"] for m in made["models"].values()})
         print(f"[cckl] {zoo.archive_path(profile.name)}: {len(made['models'])} trained models ({', '.join(kinds)}), "
-              f"{made['bytes'] / 2 ** 20:.1f} MiB")
+              f"{made['bytes'] / 2 ** 20:.1f} MiB" + ("" if made["written"] else ", up to date (the weights in the cache "
+                                                      "are those it holds)"))
     elif args.cmd == "spread":
         from .paper.capacity_study import spread_toml
         print(spread_toml(profile, machine=args.machine), end="")

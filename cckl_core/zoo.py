@@ -183,41 +183,50 @@ def _probe_images(run, cfg, files: list) -> dict:
     return {"file": file, "bytes": len(payload), "sha256": sha, "n": len(part), "classes": list(test.classes)}
 
 
-def pack(profile: str, out: Path | None = None, check_images: int = 2000) -> dict:
-    """Write ``results/<profile>-models.tar`` (or ``out``) from the run cache: the final weights of every
-    finished run of the profile's first training seed, in float16 where rounding them keeps the model's
-    predictions on ``check_images`` test images (else float32). Returns the manifest."""
+def _source(cfg) -> str:
+    """The SHA-256 of a run's trained weights in the run cache (what an archive entry was packed from)."""
+    from . import runs
+    return store.sha256_file(runs.path_of(cfg) / runs.WEIGHTS)
+
+
+def _pack_run(run, cfg, check_images: int, files: list) -> dict:
+    """Add run ``run``'s weights (float16 where rounding keeps its predictions on ``check_images`` test images,
+    else float32) and its probe images to ``files``; return its manifest entry."""
     from safetensors.torch import save
 
-    from . import runs
+    state = {k: v.detach().cpu().clone().contiguous() for k, v in run.model.state_dict().items()}  # a copy: the check below rounds the model's own
+    x = run.dataset("test", n=min(check_images, run.dataset_info["n_test"])).float()
+    half = _half_keeps_predictions(run.model.eval(), state, x)
+    payload = save({k: (v.half() if half and v.is_floating_point() else v) for k, v in state.items()})
+    file = f"{run.name}.safetensors"
+    files.append((file, payload))
+    return {"test_images": _probe_images(run, cfg, files), "key": cfg.key, "seed": cfg.seed, "model": cfg.model,
+            "width": cfg.width, "objective": cfg.objective, "num_classes": len(run.classes), "file": file,
+            "dtype": "float16" if half else "float32", "bytes": len(payload), "sha256": store.sha256_bytes(payload),
+            "source": _source(cfg), "parameters": sum(v.numel() for v in state.values() if v.is_floating_point())}
 
-    prof = profiles.load(profile)
-    out = Path(out) if out is not None else archive_path(prof.name, write=True)
-    models, files = {}, []
-    lacking = [name for name, cfg in prof.runs.items() if not cfg.optional
-               and runs.inspect(runs.path_of(cfg), cfg).state != runs.COMPLETE]
-    if lacking:
-        raise IncompleteCache(f"the run cache lacks the trained weights of {', '.join(lacking)} (profile {prof.name}, "
-                              f"training seed {prof.seeds[0]}); train them first (`make paper PROFILE={prof.name}`)")
-    for name, cfg in prof.runs.items():
-        try:
-            run = runs.load(cfg, weights=True, device="cpu")
-        except runs.RunNotFoundError:
-            continue  # an optional run whose data set cannot be had here
-        state = {k: v.detach().cpu().clone().contiguous() for k, v in run.model.state_dict().items()}  # a copy: the check below rounds the model's own
-        x = run.dataset("test", n=min(check_images, run.dataset_info["n_test"])).float()
-        half = _half_keeps_predictions(run.model.eval(), state, x)
-        stored = {k: (v.half() if half and v.is_floating_point() else v) for k, v in state.items()}
-        payload = save(stored)
-        file = f"{name}.safetensors"
-        files.append((file, payload))
-        images = _probe_images(run, cfg, files)
-        models[name] = {"test_images": images, "key": cfg.key, "seed": cfg.seed, "model": cfg.model, "width": cfg.width,
-                        "objective": cfg.objective, "num_classes": len(run.classes), "file": file,
-                        "dtype": "float16" if half else "float32", "bytes": len(payload),
-                        "sha256": store.sha256_bytes(payload), "parameters": sum(
-                            v.numel() for v in state.values() if v.is_floating_point())}
-    manifest = {"format": FORMAT, "profile": prof.name, "models": models}
+
+def _up_to_date(prof: profiles.Profile, out: Path, present: list[str]) -> dict | None:
+    """The manifest of the archive at ``out`` when it was packed from exactly the weights now in the run cache
+    (every present run, its config key and the SHA-256 of its weights file); else None."""
+    if not out.is_file():
+        return None
+    try:
+        with tarfile.open(out, mode="r:") as tar:
+            manifest = json.loads(tar.extractfile(tar.getmember(MANIFEST)).read())
+    except (tarfile.TarError, KeyError, OSError, EOFError, ValueError, AttributeError):
+        return None
+    models = manifest.get("models") if isinstance(manifest, dict) else None
+    if manifest.get("format") != FORMAT or not isinstance(models, dict) or sorted(models) != sorted(present):
+        return None
+    same = all(isinstance(models[n], dict) and models[n].get("key") == prof.run(n).key and "test_images" in models[n]
+               and models[n].get("source") == _source(prof.run(n)) for n in present)
+    return manifest if same else None
+
+
+def _write_archive(out: Path, manifest: dict, files: list) -> int:
+    """Write the manifest and ``files`` as an uncompressed tar (fixed times and modes: the same input gives the
+    same bytes); return its size."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:") as tar:
         for member, payload in [(MANIFEST, store.json_bytes(manifest))] + files:
@@ -225,8 +234,32 @@ def pack(profile: str, out: Path | None = None, check_images: int = 2000) -> dic
             info.size, info.mtime, info.mode = len(payload), 0, 0o644
             tar.addfile(info, io.BytesIO(payload))
     store.atomic_write_bytes(out, buf.getvalue())
-    manifest["bytes"] = len(buf.getvalue())
-    return manifest
+    return len(buf.getvalue())
+
+
+def pack(profile: str, out: Path | None = None, check_images: int = 2000, force: bool = False) -> dict:
+    """Write ``results/<profile>-models.tar`` (or ``out``) from the run cache: the final weights of every
+    finished run of the profile's first training seed (:func:`_pack_run`). Returns the manifest, with
+    ``written`` False when the archive already held exactly these weights (nothing rewritten unless ``force``)."""
+    from . import runs
+
+    prof = profiles.load(profile)
+    out = Path(out) if out is not None else archive_path(prof.name, write=True)
+    lacking = [name for name, cfg in prof.runs.items() if not cfg.optional
+               and runs.inspect(runs.path_of(cfg), cfg).state != runs.COMPLETE]
+    if lacking:
+        raise IncompleteCache(f"the run cache lacks the trained weights of {', '.join(lacking)} (profile {prof.name}, "
+                              f"training seed {prof.seeds[0]}); train them first (`make paper PROFILE={prof.name}`)")
+    present = [n for n, cfg in prof.runs.items() if (runs.path_of(cfg) / runs.WEIGHTS).is_file()]
+    current = None if force else _up_to_date(prof, out, present)
+    if current is not None:
+        return {**current, "bytes": out.stat().st_size, "written": False}
+    models, files = {}, []
+    for name in present:
+        models[name] = _pack_run(runs.load(prof.run(name), weights=True, device="cpu"), prof.run(name), check_images,
+                                 files)
+    manifest = {"format": FORMAT, "profile": prof.name, "models": models}
+    return {**manifest, "bytes": _write_archive(out, manifest, files), "written": True}
 
 
 __all__ = ["IncompleteCache", "PROBE_IMAGES", "ZooError", "archive_path", "load", "names", "pack", "test_images"]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from cckl_core import evaluations, fisher, profiles, runs, zoo
+from cckl_core import evaluations, fisher, profiles, runs, store, zoo
 from cckl_core.paths import cifar10_zip
 
 REPO = Path(__file__).resolve().parent.parent
@@ -166,3 +166,19 @@ def test_the_first_test_images_of_each_run_travel_with_the_models(smoke_zoo, mon
     path.write_bytes(bytes(raw))
     with pytest.raises(zoo.ZooError, match="test images of 'vgg13_trades' does not match its checksum"):
         zoo.test_images("smoke", "vgg13_trades")
+
+
+def test_packing_again_rewrites_only_when_the_cached_weights_changed(smoke_zoo, monkeypatch):
+    made, path = smoke_zoo
+    prof = profiles.load("smoke")
+    weights = runs.path_of(prof.run("vgg13_trades")) / runs.WEIGHTS
+    assert made["written"] and made["models"]["vgg13_trades"]["source"] == store.sha256_file(weights)
+    before = path.read_bytes()
+    again = zoo.pack("smoke")
+    assert not again["written"] and path.read_bytes() == before
+    real = zoo._source  # a retrained run (new weights, same config key): its weights file has another checksum
+    monkeypatch.setattr(zoo, "_source", lambda cfg: "0" * 64 if cfg.name == "vgg13_trades" else real(cfg))
+    assert zoo.pack("smoke")["written"]
+    monkeypatch.setattr(zoo, "_source", real)
+    assert zoo.pack("smoke")["written"] and not zoo.pack("smoke")["written"]
+    assert zoo.pack("smoke", force=True)["written"]
