@@ -202,8 +202,9 @@ def inspect(path: Path, expected: RunConfig | None = None) -> State:
         if problem:
             raise store.CorruptedFileError(problem)
         cfg = _config_from_folder(path, parsed["config.json"])
-        if expected is not None and cfg.as_dict() != expected.as_dict():
-            raise store.CorruptedFileError("config.json is not the profile's config of this run")
+        differs = expected.differences(parsed["config.json"]) if expected is not None else []
+        if differs:
+            raise store.CorruptedFileError(f"config.json is not the profile's config of this run ({'; '.join(differs)})")
         if (path / WEIGHTS).exists():
             store.read_verified(path / WEIGHTS, files[WEIGHTS])
             state = COMPLETE
@@ -373,9 +374,9 @@ def status(profile: Profile, seeds: list[int] | None = None) -> list[dict]:
     """
     rows = []
     for name in profile.runs:
-        for seed in seeds if seeds is not None else sorted(set(profile.seeds_of(name)) | set(seeds_present(profile, name))):
-            cfg = profile.run(name, seed)
-            path = path_of(cfg)
+        chosen = seeds if seeds is not None else sorted(set(profile.seeds_of(name)) | set(seeds_present(profile, name)))
+        for cfg in profile.select([name], chosen):
+            seed, path = cfg.seed, path_of(cfg)
             st = inspect(path, cfg)
             row = {"run": name, "seed": seed, "config": cfg, "model": cfg.model, "objective": cfg.objective,
                    "dataset": cfg.dataset, "epochs": f"0/{cfg.epochs}", "state": st.state, "detail": st.detail,
