@@ -35,7 +35,7 @@ class OptionError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit 2 (argparse prints the whole usage first)
+    def error(self, message):  # one line (argparse prints the whole usage first); main returns 2
         raise UsageError(f"{message} (see `{self.prog} --help`)")
 
 
@@ -289,7 +289,7 @@ def cli() -> None:
     sys.exit(main())
 
 
-def check_artifacts_root() -> None:
+def _check_artifacts_root() -> None:
     """One line, before anything runs, when the artifacts root (or a folder above it) is a file."""
     from .paths import artifacts_root
     root = artifacts_root()
@@ -309,7 +309,7 @@ def _load(args: argparse.Namespace, artifacts: bool = False, threads: bool = Fal
 
     profile = profiles.load(args.profile)
     if artifacts:
-        check_artifacts_root()
+        _check_artifacts_root()
     if getattr(args, "device", None) is not None and getattr(args, "executor", None) != "slurm":
         resolve_device(args.device)
     if threads:
@@ -445,7 +445,7 @@ def cmd_bundle(args: argparse.Namespace) -> int:
 def cmd_unbundle(args: argparse.Namespace) -> int:
     from . import bundle
 
-    check_artifacts_root()
+    _check_artifacts_root()
     manifest = bundle.extract(args.bundle, args.profile, replace=args.replace)
     print(f"[cckl] unpacked {len(manifest['runs'])} runs of profile {manifest['profile']} from {args.bundle}")
     return 0

@@ -201,10 +201,7 @@ def inspect(path: Path, expected: RunConfig | None = None) -> State:
                          parsed["environment.json"], manifest, key)
         if problem:
             raise store.CorruptedFileError(problem)
-        cfg = _config_from_folder(path, parsed["config.json"])
-        differs = expected.differences(parsed["config.json"]) if expected is not None else []
-        if differs:
-            raise store.CorruptedFileError(f"config.json is not the profile's config of this run ({'; '.join(differs)})")
+        cfg = _config_from_folder(path, parsed["config.json"], expected)
         if (path / WEIGHTS).exists():
             store.read_verified(path / WEIGHTS, files[WEIGHTS])
             state = COMPLETE
@@ -216,9 +213,16 @@ def inspect(path: Path, expected: RunConfig | None = None) -> State:
     return State(state, "", cfg, parsed["history.json"], parsed["dataset.json"], manifest)
 
 
-def _config_from_folder(path: Path, settings: dict) -> RunConfig:
-    """The :class:`RunConfig` a run folder's ``config.json`` describes (name and profile from its place)."""
-    return run_config(path.name.rsplit("-", 1)[0], path.parent.name, settings, where=str(path / "config.json"))
+def _config_from_folder(path: Path, settings: dict, expected: RunConfig | None = None) -> RunConfig:
+    """The :class:`RunConfig` a run folder's ``config.json`` describes: ``expected`` when it describes that very
+    run (:meth:`~cckl_core.profiles.RunConfig.differences`), else one made from it (name and profile from its
+    place). A config that is neither is a :class:`~cckl_core.store.CorruptedFileError`."""
+    if expected is None:
+        return run_config(path.name.rsplit("-", 1)[0], path.parent.name, settings, where=str(path / "config.json"))
+    differs = expected.differences(settings)
+    if differs:
+        raise store.CorruptedFileError(f"config.json is not the profile's config of this run ({'; '.join(differs)})")
+    return expected
 
 
 def _usable(st: State, weights: bool) -> bool:

@@ -14,6 +14,12 @@ dicts, travel through the package (runs, evaluations, plan, costs, bundle, launc
 a file is one :class:`ProfileError` line naming the file and the key. Profile and run names become
 folder names, so they follow one rule (:data:`SAFE_NAME`, also the bundle's).
 
+Each run setting is checked in one place, by the :class:`RunConfig` itself (however it is made: parsed,
+``dataclasses.replace``'d, :func:`rehearsal`), in the words of :mod:`cckl_core.checks`; a seed by
+:func:`check_seed` (one bound everywhere: the command line's options too); runs and seeds are chosen
+by :meth:`Profile.select`; a stored config is compared with the profile's by
+:meth:`RunConfig.differences`.
+
 Two default-profile rules, each written here once: :func:`default_to_compute` (what ``make
 paper`` and the command line use: ``$CCKL_PROFILE``, else ``paper`` with CUDA and ``quick``
 without) and :func:`default_to_render` (what a notebook shows: ``$CCKL_PROFILE``, else a profile
@@ -126,7 +132,8 @@ def check_safe_name(name: object, what: str, where: str = "") -> str:
 class RunConfig:
     """Everything that determines one training run. ``name`` and ``profile`` say where it lives
     (``artifacts/<profile>/<name>-<key>/``) and ``optional`` whether a missing data set skips it;
-    neither is part of :attr:`key`, the hash of every other field."""
+    neither is part of :attr:`key`, the hash of every other field. Every field is checked when the
+    config is made (:meth:`__post_init__`); a mistake is a :class:`SettingError`."""
 
     name: str
     profile: str
