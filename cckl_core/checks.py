@@ -40,18 +40,21 @@ import numpy as np
 
 
 class _OnFirstUse:
-    """A module imported when one of its attributes is first read: the scalar checks (what
-    :mod:`cckl_core.profiles` and the command line use) do not import torch; the tensor checks do."""
+    """Module ``name`` as the global ``alias`` of this module, imported when one of its attributes is first read,
+    and from then on the module itself (the global rebound: no cost on the tensor checks' hot paths). The
+    scalar checks (what :mod:`cckl_core.profiles` and the command line use) thus do not import torch."""
 
-    def __init__(self, name: str) -> None:
-        self._name = name
+    def __init__(self, name: str, alias: str) -> None:
+        self._name, self._alias = name, alias
 
     def __getattr__(self, attr: str) -> Any:
-        return getattr(importlib.import_module(self._name), attr)
+        module = importlib.import_module(self._name)
+        globals()[self._alias] = module
+        return getattr(module, attr)
 
 
-torch = _OnFirstUse("torch")
-nn = _OnFirstUse("torch.nn")
+torch = _OnFirstUse("torch", "torch")
+nn = _OnFirstUse("torch.nn", "nn")
 
 __all__ = [
     "ArgumentTypeError", "describe", "module", "model_dtype", "images", "as_labels", "labels", "as_float_tensor",
