@@ -1,6 +1,6 @@
 """How much of a ``quick`` training session the per-epoch record takes, from the committed results.
 
-Every epoch of a run ends with :func:`cckl_core.training.evaluate` (predictions on the test images,
+Every epoch of a run ends with :func:`cckl_core.record.evaluate` (predictions on the test images,
 the Fisher statistics, the Figure 1 pair, PGD-10 on ``robust_n`` images); the run's history holds,
 per row, the record's ``eval_seconds`` and, from epoch 1 on, the epoch's training time
 ``train_seconds`` (row 0 is the record of the model at initialisation). This script unpacks

@@ -468,7 +468,6 @@ def _verify_run(source: Path, prof, bundle: Path, entry: dict) -> _Verified:
         cfg = json.loads((source / "config.json").read_bytes())
         seed = cfg["seed"]
         profile_cfg = prof.run(run, seed)
-        expected = json.loads(json.dumps(profile_cfg.as_dict()))
     except (ValueError, KeyError, TypeError, RecursionError):
         raise BundleError(f"{bundle}: the config of {folder} is not a config of run {run!r}; "
                           "refusing to unpack") from None
@@ -476,7 +475,7 @@ def _verify_run(source: Path, prof, bundle: Path, entry: dict) -> _Verified:
         raise BundleError(f"{bundle}: run folder {folder} is not named after its config (hash "
                           f"{profiles.config_key(cfg) if isinstance(cfg, dict) else '?'}); refusing to unpack "
                           "(damaged or crafted)")
-    if cfg != expected or profile_cfg.folder != folder:
+    if profile_cfg.differences(cfg) or profile_cfg.folder != folder:
         raise BundleError(f"{bundle}: the config of {folder} is not the config of run {run!r} (seed {seed}) in "
                           f"profile {prof.name!r}: made with another version of the profile? refusing to unpack")
     if entry["seed"] != seed:

@@ -30,14 +30,31 @@ one device synchronisation.
 """
 from __future__ import annotations
 
+import importlib
 import math
 import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-import torch
-import torch.nn as nn
+
+
+class _OnFirstUse:
+    """Module ``name`` as the global ``alias`` of this module, imported when one of its attributes is first read,
+    and from then on the module itself (the global rebound: no cost on the tensor checks' hot paths). The
+    scalar checks (what :mod:`cckl_core.profiles` and the command line use) thus do not import torch."""
+
+    def __init__(self, name: str, alias: str) -> None:
+        self._name, self._alias = name, alias
+
+    def __getattr__(self, attr: str) -> Any:
+        module = importlib.import_module(self._name)
+        globals()[self._alias] = module
+        return getattr(module, attr)
+
+
+torch = _OnFirstUse("torch", "torch")
+nn = _OnFirstUse("torch.nn", "nn")
 
 __all__ = [
     "ArgumentTypeError", "describe", "module", "model_dtype", "images", "as_labels", "labels", "as_float_tensor",
@@ -75,13 +92,10 @@ def model_dtype(model: nn.Module) -> torch.dtype | None:
     return None
 
 
-_DTYPE_METHODS = {torch.float64: "double", torch.float32: "float", torch.float16: "half",
-                  torch.bfloat16: "bfloat16"}
-
-
 def _convert(obj: str, dtype: torch.dtype) -> str:
     """How to convert ``obj`` to ``dtype``: ``'x.double()'``, ``'model.float()'``, ``'x.to(...)'``."""
-    method = _DTYPE_METHODS.get(dtype)
+    method = {torch.float64: "double", torch.float32: "float", torch.float16: "half",
+              torch.bfloat16: "bfloat16"}.get(dtype)
     return f"{obj}.{method}()" if method else f"{obj}.to({dtype})"
 
 
@@ -266,25 +280,33 @@ def count(value: object, name: str, minimum: int = 1) -> int:
     return integer(value, name, minimum)
 
 
+def _range(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
+    """The bounds of :func:`number` in words: ``'in [0, 1]'``, ``'in (0, 1]'``, ``'positive'``, ``'>= 0'``, ``''``."""
+    if low is not None and high is not None:
+        return f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    if low == 0 and low_open:
+        return "positive"
+    if low is not None:
+        return f"{'>' if low_open else '>='} {low:g}"
+    return "" if high is None else f"{'<' if high_open else '<='} {high:g}"
+
+
 def number(value: object, name: str, low: float | None = None, high: float | None = None, *,
            low_open: bool = False, high_open: bool = False, finite: bool = True, hint: str = "") -> float:
-    """``value`` as a ``float`` if it is a real number (not bool or str), finite unless ``finite=False``,
-    within ``[low, high]`` (``(low`` / ``high)`` when open). ``hint`` ends the message."""
-    bounds = []
-    if low is not None:
-        bounds.append(f"{'>' if low_open else '>='} {low:g}")
-    if high is not None:
-        bounds.append(f"{'<' if high_open else '<='} {high:g}")
-    want = f"{name} must be a {'finite ' if finite else ''}number" + (f" {' and '.join(bounds)}" if bounds else "")
+    """``value`` as a ``float`` if it is a real number (not bool or str; never NaN), finite unless
+    ``finite=False``, within ``[low, high]`` (``(low`` / ``high)`` when open). The message names the
+    range (``'eps must be in [0, 1], got 2.0'``, ``'lr must be positive, got 0'``); ``hint`` ends it."""
+    bounds = _range(low, high, low_open, high_open)
     tail = f"; {hint}" if hint else ""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise ArgumentTypeError(f"{want}, got {value!r} ({type(value).__name__}){tail}")
+        raise ArgumentTypeError(f"{name} must be a number, got {value!r} ({type(value).__name__}){tail}")
     v = float(value)
-    bad = ((finite and not math.isfinite(v)) or math.isnan(v)
-           or (low is not None and (v <= low if low_open else v < low))
-           or (high is not None and (v >= high if high_open else v > high)))
-    if bad:
-        raise ValueError(f"{want}, got {value!r}{tail}")
+    if math.isnan(v) or (finite and math.isinf(v)):
+        what = "finite" if finite else "a number (not NaN)"
+        raise ValueError(f"{name} must be {what}{' and ' + bounds if bounds else ''}, got {value!r}{tail}")
+    if (low is not None and (v <= low if low_open else v < low)) or \
+            (high is not None and (v >= high if high_open else v > high)):
+        raise ValueError(f"{name} must be {bounds}, got {value!r}{tail}")
     return v
 
 

@@ -34,7 +34,6 @@ submitit is needed for ``slurm`` only and imported lazily: ``pip install 'cckl-c
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import math
@@ -43,7 +42,6 @@ import re
 import shutil
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -191,28 +189,6 @@ def survey(profile: Profile, configs: list[RunConfig]) -> list[TaskState]:
     return out
 
 
-def check_selection(prof: Profile, run_names: list[str] | None, seeds: list[int] | None) -> tuple[list[str], list[int]]:
-    """Run names (default: all the profile's) and seeds (default ``None``: each run's own
-    :meth:`~cckl_core.profiles.Profile.seeds_of`), checked, in order.
-    A name or seed given twice is a mistake, not a wish to run it twice."""
-    run_names = list(prof.runs) if run_names is None else list(run_names)
-    for what, items in (("run", run_names), ("seed", seeds)):
-        if items is None:
-            continue
-        if not items:
-            raise ValueError(f"no {what}s given")
-        twice = sorted({str(i) for i in items if items.count(i) > 1})
-        if twice:
-            raise ValueError(f"{what} {', '.join(twice)} given twice; name each once")
-    for n in run_names:
-        if n not in prof.runs:
-            raise ValueError(f"profile {prof.name!r} has no run {n!r}; its runs: {', '.join(prof.runs)}")
-    for s in seeds or []:
-        if isinstance(s, bool) or not isinstance(s, int) or s < 0:
-            raise ValueError(f"seeds must be whole numbers >= 0, got {s!r}")
-    return run_names, seeds
-
-
 # --------------------------------------------------------------------------- checks and parsing
 def check_artifacts_root(root: Path | None = None) -> Path:
     """Create the artifacts root and prove it writable (a probe file written and removed); return
@@ -255,21 +231,6 @@ def check_time_limit(text: str) -> int:
                          f"{SLURM_SIGNAL_EARLY_S} s early), which leaves it {max(0, minutes * 60 - need + MIN_WORK_S)} s "
                          f"to work before each requeue; give --time 00:{least:02d}:00 or more")
     return minutes
-
-
-def parse_list(text: str | None, what: str, kind: type = str) -> list | None:
-    """``"a,b,c"`` as a list (``None`` stays None); ``kind=int`` for seeds. An empty list is a mistake."""
-    if text is None:
-        return None
-    items = [t.strip() for t in str(text).split(",")]
-    if not any(items) or not all(items):
-        raise ValueError(f"{what} {text!r} is empty or has an empty item; give comma-separated values, or leave "
-                         f"{what} out for all")
-    if kind is int:
-        if not all(t.isdigit() for t in items):
-            raise ValueError(f"{what} must be whole numbers >= 0 separated by commas, got {text!r}")
-        return [int(t) for t in items]
-    return items
 
 
 # --------------------------------------------------------------------------- asking Slurm
@@ -609,31 +570,11 @@ def _survey_and_submit(profile: Profile, configs: list[RunConfig], root: Path, f
     return handle
 
 
-# --------------------------------------------------------------------------- command line
-def run_cli(profile: Profile, args: argparse.Namespace) -> int:
-    """``python -m cckl_core launch``: 0 when no task failed, 1 otherwise."""
-    for flag, value in (("--gpus-per-job", args.gpus_per_job), ("--max-parallel", args.max_parallel),
-                        ("--cpus-per-task", args.cpus_per_task)):
-        if value is not None and value < (0 if flag == "--gpus-per-job" else 1):
-            raise ValueError(f"{flag} must be >= {0 if flag == '--gpus-per-job' else 1}, got {value}")
-    names, seeds = check_selection(profile, parse_list(args.runs, "--runs"), parse_list(args.seeds, "--seeds", int))
-    configs = profile.configs(names, seeds)
-    if args.executor == "local":
-        if args.time is not None:
-            parse_time(args.time)
-            print("[cckl] --time applies to Slurm tasks; a local launch runs until its runs are done", flush=True)
-        check_artifacts_root()  # one line now, not one failed worker per run
-        outcomes = schedule.run(profile, configs, device=args.device, jobs=args.max_parallel,
-                                plan_first=not getattr(args, "no_plan", False))
-        print(f"[cckl] summary of {profile.name}: {schedule.summary(outcomes)}", flush=True)
-        return 1 if any(o.status == schedule.FAILED for o in outcomes) else 0
-    handle = launch_slurm(profile, configs, device=args.device, partition=args.partition,
-                          gpus_per_job=args.gpus_per_job, cpus_per_task=args.cpus_per_task,
-                          max_parallel=args.max_parallel, time_limit=args.time, logs=args.logs,
-                          out=lambda line: print(line, flush=True))
-    if args.wait and handle.submitted:
-        handle.wait()
-        print(handle.summary(), flush=True)
-        return 1 if handle.failed else 0
-    sys.stdout.flush()
-    return 0
+# --------------------------------------------------------------------------- a local launch
+def launch_local(profile: Profile, configs: list[RunConfig], device: str = "auto", max_parallel: int | None = None,
+                 plan_first: bool = True) -> list[schedule.Outcome]:
+    """Train and evaluate ``configs`` side by side here with the local scheduler (:func:`cckl_core.schedule.run`,
+    what ``make paper`` runs), once the artifacts root is proven writable (one line now, not one failed worker
+    per run); it waits for them."""
+    check_artifacts_root()
+    return schedule.run(profile, configs, device=device, jobs=max_parallel, plan_first=plan_first)

@@ -81,7 +81,7 @@ def rehearse(target: profiles.Profile, base: Path) -> int:
         print(f"[cckl] rehearsal of {target.name}: {what} in {time.perf_counter() - clock:.1f} s", flush=True)
         clock = time.perf_counter()
 
-    outcomes = schedule.run(target, target.configs(), device="cpu", plan_first=False)
+    outcomes = schedule.run(target, target.select(), device="cpu", plan_first=False)
     failed = [o for o in outcomes if o.status != schedule.COMPLETED]
     if failed:
         print(f"[cckl] rehearsal failed: {'; '.join(f'{o.cfg.label} {o.status}: {o.detail}' for o in failed)}")

@@ -200,9 +200,7 @@ def inspect(path: Path, expected: RunConfig | None = None) -> State:
                          parsed["environment.json"], manifest, key)
         if problem:
             raise store.CorruptedFileError(problem)
-        cfg = _config_from_folder(path, parsed["config.json"])
-        if expected is not None and cfg.as_dict() != expected.as_dict():
-            raise store.CorruptedFileError("config.json is not the profile's config of this run")
+        cfg = _config_from_folder(path, parsed["config.json"], expected)
         if (path / WEIGHTS).exists():
             store.read_verified(path / WEIGHTS, files[WEIGHTS])
             state = COMPLETE
@@ -214,9 +212,16 @@ def inspect(path: Path, expected: RunConfig | None = None) -> State:
     return State(state, "", cfg, parsed["history.json"], parsed["dataset.json"], manifest)
 
 
-def _config_from_folder(path: Path, settings: dict) -> RunConfig:
-    """The :class:`RunConfig` a run folder's ``config.json`` describes (name and profile from its place)."""
-    return run_config(path.name.rsplit("-", 1)[0], path.parent.name, settings, where=str(path / "config.json"))
+def _config_from_folder(path: Path, settings: dict, expected: RunConfig | None = None) -> RunConfig:
+    """The :class:`RunConfig` a run folder's ``config.json`` describes: ``expected`` when it describes that very
+    run (:meth:`~cckl_core.profiles.RunConfig.differences`), else one made from it (name and profile from its
+    place). A config that is neither is a :class:`~cckl_core.store.CorruptedFileError`."""
+    if expected is None:
+        return run_config(path.name.rsplit("-", 1)[0], path.parent.name, settings, where=str(path / "config.json"))
+    differs = expected.differences(settings)
+    if differs:
+        raise store.CorruptedFileError(f"config.json is not the profile's config of this run ({'; '.join(differs)})")
+    return expected
 
 
 def can_serve(st: State, weights: bool) -> bool:
@@ -375,9 +380,9 @@ def status(profile: Profile, seeds: list[int] | None = None) -> list[dict]:
     """
     rows = []
     for name in profile.runs:
-        for seed in seeds if seeds is not None else sorted(set(profile.seeds_of(name)) | set(seeds_present(profile, name))):
-            cfg = profile.run(name, seed)
-            path = path_of(cfg)
+        chosen = seeds if seeds is not None else sorted(set(profile.seeds_of(name)) | set(seeds_present(profile, name)))
+        for cfg in profile.select([name], chosen):
+            seed, path = cfg.seed, path_of(cfg)
             st = inspect(path, cfg)
             row = {"run": name, "seed": seed, "config": cfg, "model": cfg.model, "objective": cfg.objective,
                    "dataset": cfg.dataset, "epochs": f"0/{cfg.epochs}", "state": st.state, "detail": st.detail,

@@ -89,11 +89,10 @@ class FixedPoints:
 def fixed_points(test: data_mod.ImageData, cfg: RunConfig, device: torch.device) -> FixedPoints:
     """Class-balanced Fisher (``fisher_n``) and robust-accuracy (``robust_n``) subsets of the test split
     (an error if larger than it) and the Figure 1 pair (first test image of classes 0 and 1)."""
+    cfg.check_fits_test_set(len(test))
+
     def subset(key: str, seed: int) -> data_mod.ImageData:
         n = getattr(cfg, key)
-        if n > len(test):
-            raise ValueError(f"{key}={n} is more than the run's test set ({len(test)} images; n_test={cfg.n_test}): "
-                             f"lower {key} or raise n_test")
         return test if n == len(test) else test.take(data_mod.balanced_indices(test.labels, n, seed=seed))
 
     fisher_data = subset("fisher_n", cfg.seed + 1)

@@ -318,3 +318,35 @@ def test_figure_and_table_names_follow_the_one_safe_name_rule(tmp_path, name):
     with pytest.raises(profiles.ProfileError, match="cannot be used as a file or folder name"):
         tables.write(pd.DataFrame({"a": [1]}), name, tmp_path / "tables")
     assert not (tmp_path.parent / "escape.csv").exists() and not list(tmp_path.rglob("*.csv"))
+
+
+# --------------------------------------------------------------------------- one parser, one type per option
+def test_an_option_has_one_type_in_every_command():
+    """Each shared option is defined once (cli._options): every command that takes it reads it with the same
+    argparse type, so its check and its words are the same everywhere."""
+    from cckl_core import cli
+    commands = cli.parser()._subparsers._group_actions[0].choices
+    types: dict[str, set] = {}
+    for sub in commands.values():
+        for action in sub._actions:
+            for flag in action.option_strings:
+                types.setdefault(flag, set()).add(action.type)
+    assert {f: t for f, t in types.items() if len(t) > 1} == {}
+    assert all(sub.get_default("func").__name__ == "cmd_" + name.replace("-", "_") for name, sub in commands.items())
+
+
+def test_reading_the_command_line_imports_no_torch():
+    """The option checks (profiles.check_seed, profiles.check_name, cli's types) run before torch is imported:
+    `--help` and a mistyped option answer at once."""
+    code = ("import sys; from cckl_core import cli; "
+            "a = cli.parser().parse_args(['evaluate', '--profile', 'smoke', '--seeds', '0,2', '--jobs', '2']); "
+            "assert (a.seeds, a.jobs) == ([0, 2], 2), a; print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr
+
+
+def test_a_usage_error_is_returned_not_raised(capsys):
+    assert cli_main(["evaluate", "--profile", "smoke", "--frobnicate"]) == 2
+    _one_error_line(capsys, "unrecognized arguments: --frobnicate", "(see `")
+    assert cli_main(["evaluate", "--profile", "smoke", "--jobs", ""]) == 2
+    _one_error_line(capsys, "--jobs is empty")

@@ -402,19 +402,23 @@ def test_parse_time():
             launch.parse_time(bad)
 
 
-def test_parse_list_and_check_selection():
-    assert launch.parse_list(None, "--runs") is None
-    assert launch.parse_list(" a, b ", "--runs") == ["a", "b"]
-    assert launch.parse_list("0,3", "--seeds", int) == [0, 3]
-    for bad in ("", "a,,b", ",", "a, "):
-        with pytest.raises(ValueError, match="empty"):
-            launch.parse_list(bad, "--runs")
-    assert launch.check_selection(SMOKE, None, None) == (list(SMOKE.runs), None)  # None: each run's own seeds
-    assert launch.check_selection(SMOKE, ["vgg13_trades"], [2, 1]) == (["vgg13_trades"], [2, 1])
+def test_list_options_and_the_selection():
+    """--runs and --seeds are read by their option types; Profile.select checks the choice against the profile."""
+    from cckl_core import cli
+    args = cli.parser().parse_args(["launch", "--executor", "local", "--runs", " a, b ", "--seeds", "0,3"])
+    assert (args.runs, args.seeds) == (["a", "b"], [0, 3])
+    for bad in ("a,,b", ",", "a, "):
+        with pytest.raises(cli.OptionError, match="empty item"):
+            cli.parser().parse_args(["launch", "--executor", "local", "--runs", bad])
+    with pytest.raises(cli.OptionError, match="--runs is empty"):
+        cli.parser().parse_args(["launch", "--executor", "local", "--runs", " "])
+    assert SMOKE.select() == SMOKE.configs()
+    assert [(c.name, c.seed) for c in SMOKE.select(["vgg13_trades"], [2, 1])] == [("vgg13_trades", 2), ("vgg13_trades", 1)]
     for names, seeds, words in ((["vgg13_trades", "vgg13_trades"], None, "given twice"), (None, [1, 1], "seed 1 given"),
-                                ([], None, "no runs given"), (None, [-1], "whole numbers >= 0")):
-        with pytest.raises(ValueError, match=words):
-            launch.check_selection(SMOKE, names, seeds)
+                                ([], None, "no runs given"), (None, [-1], "seed must be >= 0"),
+                                (None, [2 ** 32], "seed must be <= 4294967295"), (["nope"], None, "has no run 'nope'")):
+        with pytest.raises(profiles.ProfileError, match=words):
+            SMOKE.select(names, seeds)
 
 
 def test_console_script_help():
@@ -466,8 +470,8 @@ def test_the_device_request_follows_the_partition(tmp_path, monkeypatch, capsys)
 
 
 def cli_help(cmd: str) -> str:
-    from cckl_core.__main__ import _parser
-    return _parser()._subparsers._group_actions[0].choices[cmd].format_help()
+    from cckl_core.cli import parser
+    return parser()._subparsers._group_actions[0].choices[cmd].format_help()
 
 
 def test_a_refused_submission_is_one_line_and_leaves_nothing(tmp_path, monkeypatch, capsys, roots):

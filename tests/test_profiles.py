@@ -118,27 +118,30 @@ def test_run_config_checks_a_custom_config():
 
 
 @pytest.mark.parametrize("run, key, words", [
-    ('batch_norm = "no"', "batch_norm", "true or false"),
+    ('batch_norm = "no"', "batch_norm", "True, False or None"),
     ("lr = true", "lr", "must be a number"),
     ('lr = "0.1"', "lr", "must be a number"),
     ("lr = -0.1", "lr", "must be positive"),
-    ('epochs = "10"', "epochs", "whole number"),
-    ("epochs = 2.5", "epochs", "whole number"),
-    ("epochs = 0", "epochs", ">= 1"),
+    ('epochs = "10"', "epochs", "positive integer, got '10' (str); pass epochs=10, not a string"),
+    ("epochs = 2.5", "epochs", "positive integer"),
+    ("epochs = 0", "epochs", "positive integer"),
     ("milestones = 80", "milestones", "must be a list"),
     ("milestones = [1, 0.5]", "milestones", "increasing"),
     ("milestones = [2]", "milestone", "not before the last epoch"),
     ("milestones = [0]", "milestones", "must be positive"),
     ('milestones = ["1"]', "milestones", "must be a number"),
-    ("seed = 1.5", "seed", "whole number"),
+    ("seed = 1.5", "seed", "an integer"),
+    ("seed = 4294967296", "seed", "<= 4294967295"),
     ("seed = -1", "seed", ">= 0"),
     ("width = 0", "width", "must be positive"),
     ("eps = 8", "eps", "[0, 1]"),
     ("momentum = 1.5", "momentum", "[0, 1]"),
     ('precision = "fp16"', "precision", "fp32, bf16"),
-    ("augment = 1", "augment", "true or false"),
-    ("batch_size = 0", "batch_size", ">= 1"),
-    ("robust_n = 2.0", "robust_n", "whole number"),
+    ("augment = 1", "augment", "True or False"),
+    ("batch_size = 0", "batch_size", "positive integer"),
+    ("robust_n = 2.0", "robust_n", "positive integer"),
+    ("step = 0", "step", "must be in (0, 1]"),
+    ("lr = inf", "lr", "must be finite and positive"),
     ("learning_rate = 0.1", "learning_rate", "unknown keys"),
     ("batch_norm = false", "batch_norm", "always has BatchNorm"),
 ])
@@ -153,7 +156,8 @@ def test_bad_run_setting_names_key_and_file(tmp_path, run, key, words):
 @pytest.mark.parametrize("kwargs, words", [
     (dict(extra="[trainig]\nx = 1"), "unknown section"),
     (dict(top="seeds = 0"), "seeds must be a non-empty list"),
-    (dict(top='seeds = [0, "1"]'), "whole number"),
+    (dict(top='seeds = [0, "1"]'), "seeds must be an integer"),
+    (dict(top="seeds = [0, -1]"), "seeds must be >= 0"),
     (dict(top="seeds = [1, 1]"), "duplicates"),
     (dict(evaluation="n_eval = 1.5"), "evaluation.n_eval"),
     (dict(evaluation='autoattack = "yes"'), "evaluation.autoattack"),
@@ -168,9 +172,9 @@ def test_bad_profile_structure(tmp_path, kwargs, words):
 
 
 @pytest.mark.parametrize("old, new, words", [
-    ('model = "resnet20"', 'model = "vgg99"', "unknown model 'vgg99'; valid:"),
-    ('model = "resnet20"', "model = 13", "model must be a model name"),
-    ('objective = "standard"', 'objective = "mixup"', "unknown objective 'mixup'; valid: standard, pgd_at, trades"),
+    ('model = "resnet20"', 'model = "vgg99"', "unknown model 'vgg99'; use one of resnet20, "),
+    ('model = "resnet20"', "model = 13", "model must be a string, got 13 (int)"),
+    ('objective = "standard"', 'objective = "mixup"', "unknown objective 'mixup'; use one of standard, pgd_at, trades"),
 ])
 def test_bad_model_or_objective(tmp_path, old, new, words):
     text = GOOD.format(defaults="", run="", evaluation="", extra="", top="").replace(old, new)
@@ -275,7 +279,7 @@ def test_a_run_may_train_its_own_seeds(tmp_path):
     assert [c.seed for c in prof.configs(["a"], [5])] == [5]  # an explicit selection wins
     assert prof.runs["a"].seed == 0 and "seeds" not in prof.runs["a"].as_dict()  # not part of the run's key
     for bad, words in (("seeds = [1, 2]", "must start with the profile's first seed 0"), ("seeds = [0, 0]", "duplicates"),
-                       ("seeds = []", "non-empty list"), ('seeds = ["0"]', "whole number")):
+                       ("seeds = []", "non-empty list"), ('seeds = ["0"]', "seeds must be an integer")):
         with pytest.raises(profiles.ProfileError, match=words):
             profiles.parse(_write(tmp_path, run=bad))
 
@@ -380,3 +384,61 @@ def test_a_config_made_by_hand_cannot_name_a_folder_outside_the_root(tmp_path, m
     for bad in (dict(name="../../x"), dict(name=""), dict(profile="../elsewhere")):
         with pytest.raises(profiles.ProfileError, match="cannot be used as a file or folder name"):
             runs.path_of(dataclasses.replace(cfg, **bad))
+
+
+# --------------------------------------------------------------------------- one check, one comparison
+def test_a_config_is_checked_however_it_is_made():
+    """RunConfig checks its fields itself: a config from a file, from dataclasses.replace (what the rehearsal and
+    with_seed do) or by hand is refused the same way, with the words of cckl_core.checks."""
+    cfg = profiles.load("smoke").run("vgg13_standard")
+    for bad, words in ((dict(lr=0), "lr must be positive, got 0"), (dict(epochs=1.5), "epochs must be a positive integer"),
+                       (dict(seed=-1), "seed must be >= 0"), (dict(augment="no"), "augment must be True or False"),
+                       (dict(objective="mixup"), "unknown objective 'mixup'")):
+        with pytest.raises(profiles.ProfileError, match=f"run 'vgg13_standard' of profile 'smoke': {words}"):
+            dataclasses.replace(cfg, **bad)
+    with pytest.raises(profiles.ProfileError, match=r"seed must be <= 4294967295"):
+        cfg.with_seed(2 ** 32)
+    assert dataclasses.replace(cfg, lr=1).lr == 1.0 and isinstance(dataclasses.replace(cfg, lr=1).lr, float)
+    with pytest.raises(profiles.ProfileError, match="evaluation.n_pairs must be a positive integer"):
+        dataclasses.replace(profiles.load("smoke").evaluation, n_pairs=0)
+
+
+def test_the_rehearsal_is_checked_like_any_profile(monkeypatch):
+    smoke = profiles.load("smoke")
+    rehearsal = profiles.rehearsal(smoke)
+    assert all(c.profile == "smoke-rehearsal" and c.epochs == 1 for c in rehearsal.select())
+    tight = dataclasses.replace(smoke, runs={n: dataclasses.replace(c, epochs=2, milestones=(1.5,))
+                                             for n, c in smoke.runs.items()})
+    assert profiles.rehearsal(tight).select()  # its one epoch takes the milestone 0.5, not the run's 1.5
+    monkeypatch.setattr(profiles, "REHEARSAL", "/rehearsal")  # a rehearsal name that cannot name a folder
+    with pytest.raises(profiles.ProfileError, match="cannot be used as a file or folder name"):
+        profiles.rehearsal(smoke)
+
+
+def test_check_seed_is_the_one_bound():
+    assert profiles.check_seed(0) == 0 and profiles.check_seed(profiles.MAX_SEED) == 2 ** 32 - 1
+    for bad, words in ((-1, "seed must be >= 0, got -1"), (2 ** 32, "seed must be <= 4294967295"),
+                       (1.0, "seed must be an integer"), (True, "seed must be an integer"), ("1", "not a string")):
+        with pytest.raises(ValueError, match=words):
+            profiles.check_seed(bad)
+
+
+def test_differences_name_each_setting_that_differs():
+    """The one comparison of a stored config (JSON, as read) with the profile's: runs.inspect and the bundle use it."""
+    import json
+    cfg = profiles.load("smoke").run("vgg13_standard")
+    stored = json.loads(json.dumps(cfg.as_dict()))
+    assert cfg.differences(stored) == []
+    assert cfg.differences({**stored, "lr": stored["lr"] * 2}) == [f"lr: {stored['lr'] * 2!r}, not {stored['lr']!r}"]
+    assert cfg.differences({**stored, "colour": 1}) == ["colour: 1, not 'missing'"]
+    missing = {k: v for k, v in stored.items() if k != "optional"}
+    assert cfg.differences(missing) == ["optional: 'missing', not False"]
+    assert cfg.differences([1]) == ["not a table of settings but list"]
+
+
+def test_a_test_split_too_small_for_the_fixed_subsets_is_one_line():
+    cfg = profiles.run_config("tiny", "test", {"model": "resnet20", "objective": "standard", "lr": 0.1, "n_test": 0,
+                                               "fisher_n": 8, "robust_n": 16})
+    cfg.check_fits_test_set(16)
+    with pytest.raises(ValueError, match=r"robust_n=16 is more than the run's test set \(10 images; n_test=0\)"):
+        cfg.check_fits_test_set(10)

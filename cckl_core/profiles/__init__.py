@@ -14,6 +14,12 @@ dicts, travel through the package (runs, evaluations, plan, costs, bundle, launc
 a file is one :class:`ProfileError` line naming the file and the key. Profile and run names become
 folder names, so they follow one rule (:data:`SAFE_NAME`, also the bundle's).
 
+Each run setting is checked in one place, by the :class:`RunConfig` itself (however it is made: parsed,
+``dataclasses.replace``'d, :func:`rehearsal`), in the words of :mod:`cckl_core.checks`; a seed by
+:func:`check_seed` (one bound everywhere: the command line's options too); runs and seeds are chosen
+by :meth:`Profile.select`; a stored config is compared with the profile's by
+:meth:`RunConfig.differences`.
+
 Two default-profile rules, each written here once: :func:`default_to_compute` (what ``make
 paper`` and the command line use: ``$CCKL_PROFILE``, else ``paper`` with CUDA and ``quick``
 without) and :func:`default_to_render` (what a notebook shows: ``$CCKL_PROFILE``, else a profile
@@ -21,9 +27,9 @@ whose results are present).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-import math
 import os
 import re
 import tomllib
@@ -32,11 +38,14 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Callable, Iterable, Iterator, Mapping
 
+from .. import checks
+
 _DIR = Path(__file__).resolve().parent
 
 OBJECTIVES = ("standard", "pgd_at", "trades")
 PRECISIONS = ("fp32", "bf16")
-#: Seeds are whole numbers in [0, MAX_SEED] (torch, numpy and the per-epoch seeds derived from them take them).
+#: Seeds are whole numbers in [0, MAX_SEED] (torch, numpy and the per-epoch seeds derived from them take them);
+#: :func:`check_seed` is the one check of a training or sampling seed.
 MAX_SEED = 2 ** 32 - 1
 #: The order in which profiles are listed and preferred (for rendering): the largest first.
 ORDER = ("paper", "gpu", "quick", "smoke")
@@ -76,6 +85,39 @@ class ProfileError(ValueError):
     """A profile (or a setting) that cannot be used as it is; the message names the file and the key."""
 
 
+class SettingError(ProfileError):
+    """A setting (of a run, of ``[evaluation]``) of the wrong type or out of its range; ``problem`` says what,
+    without saying where."""
+
+    def __init__(self, where: str, problem: str) -> None:
+        super().__init__(f"{where}: {problem}")
+        self.problem = problem
+
+
+@contextlib.contextmanager
+def _at(where: str) -> Iterator[None]:
+    """A check's ``ValueError`` (a wrong type included: :class:`cckl_core.checks.ArgumentTypeError`) as one
+    :class:`ProfileError` line that starts with ``where``."""
+    try:
+        yield
+    except SettingError as err:
+        raise ProfileError(f"{where}: {err.problem}") from None
+    except ProfileError:
+        raise
+    except ValueError as err:
+        raise ProfileError(f"{where}: {err}") from None
+
+
+def check_seed(value: object, name: str = "seed") -> int:
+    """``value`` if it is a seed (training or sampling): a whole number in [0, :data:`MAX_SEED`]. The one check
+    of a seed: run settings, ``seeds`` lists, :meth:`Profile.select` and the command line's options use it."""
+    seed = checks.integer(value, name)
+    if not 0 <= seed <= MAX_SEED:
+        bound = ">= 0" if seed < 0 else f"<= {MAX_SEED} (the largest seed torch and the notebooks take)"
+        raise ValueError(f"{name} must be {bound}, got {seed}")
+    return seed
+
+
 def check_safe_name(name: object, what: str, where: str = "") -> str:
     """``name`` if it follows :data:`SAFE_NAME` (it becomes a folder name), else one :class:`ProfileError`."""
     if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name):
@@ -90,7 +132,8 @@ def check_safe_name(name: object, what: str, where: str = "") -> str:
 class RunConfig:
     """Everything that determines one training run. ``name`` and ``profile`` say where it lives
     (``artifacts/<profile>/<name>-<key>/``) and ``optional`` whether a missing data set skips it;
-    neither is part of :attr:`key`, the hash of every other field."""
+    neither is part of :attr:`key`, the hash of every other field. Every field is checked when the
+    config is made (:meth:`__post_init__`); a mistake is a :class:`SettingError`."""
 
     name: str
     profile: str
@@ -117,6 +160,16 @@ class RunConfig:
     beta: float = 5.0              # TRADES weight of the KL term
     seed: int = 0
     optional: bool = False
+
+    def __post_init__(self) -> None:
+        """Check every field (:func:`_checked_settings`), however the config is made (:func:`run_config`,
+        ``dataclasses.replace``, :meth:`with_seed`); store the values as checked."""
+        try:
+            settings = _checked_settings(self)
+        except ValueError as err:
+            raise SettingError(f"run {self.name!r} of profile {self.profile!r}", str(err)) from None
+        for key, value in settings.items():
+            object.__setattr__(self, key, value)
 
     def as_dict(self) -> dict:
         """The run's settings as stored in ``config.json`` (every field but ``name`` and ``profile``)."""
@@ -151,10 +204,29 @@ class RunConfig:
         return 100 if self.dataset == "cifar100" else 10
 
     def with_seed(self, seed: int | None) -> "RunConfig":
-        """The same run trained with another seed (``None``: this one)."""
+        """The same run trained with another seed (``None``: this one), checked like every field."""
         if seed is None or seed == self.seed:
             return self
-        return replace(self, seed=_check_int("seed", seed, 0, f"run {self.name!r}", MAX_SEED))
+        return replace(self, seed=seed)
+
+    def differences(self, settings: object) -> list[str]:
+        """Where ``settings`` (a run folder's ``config.json`` as read) differs from this run's :meth:`as_dict`, one
+        ``"key: <theirs>, not <ours>"`` per key, sorted; ``[]`` when it describes this very run. The one
+        comparison of a stored config with the profile's (:func:`cckl_core.runs.inspect`, the bundle's check)."""
+        if not isinstance(settings, Mapping):
+            return [f"not a table of settings but {type(settings).__name__}"]
+        ours = json.loads(json.dumps(self.as_dict()))
+        return [f"{k}: {settings.get(k, 'missing')!r}, not {ours.get(k, 'missing')!r}"
+                for k in sorted(set(ours) | set(settings)) if k not in ours or k not in settings or ours[k] != settings[k]]
+
+    def check_fits_test_set(self, n_images: int) -> None:
+        """Raise unless the fixed per-epoch subsets (``fisher_n``, ``robust_n``) fit a test split of ``n_images``
+        (known once the data set is read; ``n_test = 0`` takes the whole split)."""
+        for key in ("fisher_n", "robust_n"):
+            n = getattr(self, key)
+            if n > n_images:
+                raise ProfileError(f"{key}={n} is more than the run's test set ({n_images} images; n_test={self.n_test}): "
+                                   f"lower {key} or raise n_test")
 
 
 def config_key(config: Mapping) -> str:
@@ -183,6 +255,18 @@ class EvaluationSettings:
     n_theorem: int = 0
     n_boot: int = 2000
 
+    def __post_init__(self) -> None:
+        """Check every field, however the settings are made (parsed, or ``dataclasses.replace``'d by
+        :func:`rehearsal`): ``autoattack`` a flag, the sizes whole numbers (those of :data:`_AT_LEAST_ONE` >= 1)."""
+        try:
+            for key, value in asdict(self).items():
+                if key == "autoattack":
+                    checks.flag(value, f"evaluation.{key}")
+                else:
+                    checks.integer(value, f"evaluation.{key}", 1 if key in _AT_LEAST_ONE else 0)
+        except ValueError as err:
+            raise SettingError("[evaluation]", str(err)) from None
+
     def __getitem__(self, key: str):
         return getattr(self, key)
 
@@ -190,6 +274,8 @@ class EvaluationSettings:
         return asdict(self)
 
 
+#: ``[evaluation]`` sizes that must be at least 1 (the others may be 0).
+_AT_LEAST_ONE = ("pgd_steps", "n_pairs", "n_table2", "n_fig9", "n_eq12", "n_boot")
 EVALUATION_KEYS: dict[str, object] = EvaluationSettings().as_dict()
 
 
@@ -248,15 +334,32 @@ class Profile:
         return self.run_seeds.get(name, self.seeds)
 
     def run(self, name: str, seed: int | None = None) -> RunConfig:
-        """The config of run ``name``, trained with ``seed`` (default: the profile's first seed)."""
-        if name not in self.runs:
-            raise ProfileError(f"profile {self.name!r} has no run {name!r}; its runs: {', '.join(self.runs)}")
-        return self.runs[name].with_seed(seed)
+        """The config of run ``name``, trained with ``seed`` (default: the run's first seed), checked by
+        :meth:`select`."""
+        return self.select([name], None if seed is None else [seed])[0]
 
-    def configs(self, names: list[str] | None = None, seeds: list[int] | None = None) -> list[RunConfig]:
-        """Every (run, seed) of the profile (or of ``names`` x ``seeds``; without ``seeds`` each run's
-        own :meth:`seeds_of`), runs in profile order."""
-        return [self.run(n, s) for n in (names or list(self.runs)) for s in (seeds or self.seeds_of(n))]
+    def select(self, names: Iterable[str] | None = None, seeds: Iterable[int] | None = None) -> list[RunConfig]:
+        """The config of each run of ``names`` (default: every run, in profile order) trained with each of ``seeds``
+        (default: each run's own :meth:`seeds_of`), run by run. The one choice of runs and seeds: an empty list,
+        a name or seed given twice (a mistake, not a wish to run it twice), an unknown run or a seed that
+        :func:`check_seed` refuses is one :class:`ProfileError` line."""
+        names = list(self.runs) if names is None else list(names)
+        seeds = None if seeds is None else list(seeds)
+        for what, items in (("run", names), ("seed", seeds)):
+            if items is not None and not items:
+                raise ProfileError(f"no {what}s given")
+            twice = sorted({str(i) for i in items or [] if items.count(i) > 1})
+            if twice:
+                raise ProfileError(f"{what} {', '.join(twice)} given twice; name each once")
+        for n in names:
+            if n not in self.runs:
+                raise ProfileError(f"profile {self.name!r} has no run {n!r}; its runs: {', '.join(self.runs)}")
+        with _at(f"profile {self.name!r}"):
+            seeds = None if seeds is None else [check_seed(s) for s in seeds]
+        return [self.runs[n].with_seed(s) for n in names for s in (seeds or self.seeds_of(n))]
+
+    #: Every (run, seed) of the profile, or of ``names`` x ``seeds``: :meth:`select`.
+    configs = select
 
     def role(self, role: str) -> str | tuple[str, ...]:
         """The run name(s) that play ``role`` (e.g. ``'fig3_standard'``, ``'table1'``)."""
@@ -397,20 +500,22 @@ def _check_seed_list(seeds, where: str) -> tuple[int, ...]:
     """A non-empty list of distinct training seeds, checked."""
     if not isinstance(seeds, list) or not seeds:
         raise ProfileError(f"{where}: seeds must be a non-empty list of whole numbers, got {seeds!r}")
-    seeds = [_check_int("seeds", s, 0, where, MAX_SEED) for s in seeds]
+    with _at(where):
+        seeds = [check_seed(s, "seeds") for s in seeds]
     if len(set(seeds)) != len(seeds):
         raise ProfileError(f"{where}: seeds has duplicates: {seeds}")
     return tuple(seeds)
 
 
 def run_config(name: str, profile: str, settings: Mapping, where: str | None = None) -> RunConfig:
-    """A checked :class:`RunConfig` from a mapping of run keys (missing keys take their defaults)."""
+    """A :class:`RunConfig` from a mapping of run keys (missing keys take their defaults), checked by
+    :meth:`RunConfig.__post_init__`; a mistake is one :class:`ProfileError` line that starts with ``where``."""
     where = where or f"run {name!r}"
-    check_safe_name(name, "run name", where)  # the profile's name is checked where it names a folder (runs.path_of)
     bad = set(settings) - set(RUN_KEYS)
     if bad:
         raise ProfileError(f"{where}: unknown keys {sorted(bad)}; valid keys: {sorted(RUN_KEYS)}")
-    return RunConfig(name=name, profile=profile, **_checked_run(dict(settings), where))
+    with _at(where):
+        return RunConfig(name=name, profile=profile, **{**RUN_KEYS, **settings})
 
 
 def _check_roles(roles: dict, runs: dict, where: str) -> Mapping:
@@ -438,14 +543,8 @@ def _check_evaluation(ev: dict, where: str) -> EvaluationSettings:
     bad = set(ev) - set(EVALUATION_KEYS)
     if bad:
         raise ProfileError(f"{where}: [evaluation] has unknown keys {sorted(bad)}; valid: {sorted(EVALUATION_KEYS)}")
-    out = {**EVALUATION_KEYS, **ev}
-    for key, value in out.items():
-        if key == "autoattack":
-            _check_bool(f"evaluation.{key}", value, where)
-        else:
-            minimum = 1 if key in ("pgd_steps", "n_pairs", "n_table2", "n_fig9", "n_eq12", "n_boot") else 0
-            _check_int(f"evaluation.{key}", value, minimum, where)
-    return EvaluationSettings(**out)
+    with _at(where):
+        return EvaluationSettings(**ev)
 
 
 def _check_spread(raw: dict, where: str) -> SeedSpread:
@@ -457,7 +556,8 @@ def _check_spread(raw: dict, where: str) -> SeedSpread:
     seeds = raw.get("seeds", [])
     if not isinstance(seeds, list) or len(seeds) < 2:
         raise ProfileError(f"{where}: seed_spread.seeds must list the (at least two) seeds it was measured on")
-    seeds = [_check_int("seed_spread.seeds", s, 0, where, MAX_SEED) for s in seeds]
+    with _at(where):
+        seeds = [check_seed(s, "seed_spread.seeds") for s in seeds]
     if len(set(seeds)) != len(seeds):
         raise ProfileError(f"{where}: seed_spread.seeds has duplicates: {seeds}; a spread over seeds needs distinct "
                            "seeds")
@@ -471,7 +571,8 @@ def _check_spread(raw: dict, where: str) -> SeedSpread:
         if unknown:
             raise ProfileError(f"{where}: [seed_spread.sd] names claim(s) {unknown} that cckl_core/paper/claims.toml "
                                "does not declare; use its claim ids (`python -m cckl_core spread` writes them)")
-    sd = {k: _check_float(f"seed_spread.sd.{k}", v, where) for k, v in sd.items()}
+    with _at(where):
+        sd = {k: checks.number(v, f"seed_spread.sd.{k}", 0.0) for k, v in sd.items()}
     how = raw.get("how", "")
     if not isinstance(how, str):
         raise ProfileError(f"{where}: seed_spread.how must be a string")
@@ -498,9 +599,11 @@ def _check_sizing(raw: dict, runs: dict, where: str) -> Sizing | None:
         if not isinstance(value, list) or len(value) != 2:
             raise ProfileError(f"{where}: sizing.runs.{name} must be [training seconds, evaluation seconds], "
                                f"got {value!r}")
-        out[name] = tuple(_check_float(f"sizing.runs.{name}", v, where, high=MAX_SIZING_S) for v in value)
-    overhead = _check_float("sizing.overhead_s", raw.get("overhead_s", 0.0), where, high=MAX_SIZING_S)
-    margin = _check_float("sizing.margin", raw.get("margin", 1.0), where, low=1.0, high=MAX_MARGIN)
+        with _at(where):
+            out[name] = tuple(checks.number(v, f"sizing.runs.{name}", 0.0, MAX_SIZING_S) for v in value)
+    with _at(where):
+        overhead = checks.number(raw.get("overhead_s", 0.0), "sizing.overhead_s", 0.0, MAX_SIZING_S)
+        margin = checks.number(raw.get("margin", 1.0), "sizing.margin", 1.0, MAX_MARGIN)
     return Sizing(device.strip(), MappingProxyType(out), overhead, margin)
 
 
@@ -527,91 +630,59 @@ def toml_comment(text: str) -> str:
     return re.sub(r"[\x00-\x1f\x7f\ud800-\udfff]+", " ", str(text)).strip()
 
 
-# --------------------------------------------------------------------------- checks of single values
-def _check_int(key: str, value, minimum: int, where: str, maximum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ProfileError(f"{where}: {key} must be a whole number, got {value!r} ({type(value).__name__})")
-    if value < minimum:
-        raise ProfileError(f"{where}: {key} must be >= {minimum}, got {value}")
-    if maximum is not None and value > maximum:
-        raise ProfileError(f"{where}: {key} must be <= {maximum}, got {value}")
-    return value
+# --------------------------------------------------------------------------- the checks of a run's settings
+#: Run settings that count something: the least each may be.
+_COUNTS = {"n_train": 0, "n_test": 0, "fisher_n": 1, "robust_n": 1, "epochs": 1, "batch_size": 1, "attack_steps": 1}
+#: Run settings that are real numbers: (low, high, open at low).
+_REALS = {"lr": (0.0, None, True), "width": (0.0, None, True), "momentum": (0.0, 1.0, False),
+          "weight_decay": (0.0, None, False), "beta": (0.0, None, False), "eps": (0.0, 1.0, False),
+          "step": (0.0, 1.0, True)}
+#: Models whose name fixes their width.
+_FIXED_WIDTH = ("resnet20x1", "resnet32x10")
 
 
-def _check_float(key: str, value, where: str, low: float = 0.0, high: float = math.inf, low_open: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ProfileError(f"{where}: {key} must be a number, got {value!r} ({type(value).__name__})")
-    if value < low or value > high or (low_open and value == low):
-        if low_open and low == 0 and high == math.inf:
-            raise ProfileError(f"{where}: {key} must be positive, got {value}")
-        bounds = f"{'(' if low_open else '['}{low:g}, {high:g}]"
-        raise ProfileError(f"{where}: {key} must be in {bounds}, got {value}")
-    return float(value)
+def _checked_settings(cfg: RunConfig) -> dict:
+    """Every field of ``cfg`` checked in :mod:`cckl_core.checks`' vocabulary (one ``ValueError``, naming the
+    key, on the first mistake), as stored: real numbers as floats, milestones as a tuple."""
+    from .. import models  # imports torch: when a run is checked, not when the profiles are listed
+
+    check_safe_name(cfg.name, "run name")
+    check_safe_name(cfg.profile, "profile name")
+    out = {key: checks.choice(getattr(cfg, key), key, options, hint="one of " + ", ".join(options))
+           for key, options in (("model", models.names()), ("objective", OBJECTIVES), ("precision", PRECISIONS))}
+    if not isinstance(cfg.dataset, str) or not cfg.dataset:
+        raise ValueError("dataset must be 'cifar10', 'cifar100', 'synthetic' or 'folder:<path>'")
+    out.update({key: checks.integer(getattr(cfg, key), key, least) for key, least in _COUNTS.items()})
+    out["seed"] = check_seed(cfg.seed)
+    if cfg.lr is None:
+        raise ValueError("lr must be set (a positive number)")
+    out.update({key: checks.number(getattr(cfg, key), key, low, high, low_open=low_open)
+                for key, (low, high, low_open) in _REALS.items()})
+    out.update({key: checks.flag(getattr(cfg, key), key, allow_none=key == "batch_norm")
+                for key in ("batch_norm", "augment", "optional")})
+    if out["batch_norm"] is False and out["model"].startswith("resnet"):
+        raise ValueError(f"batch_norm = false but {out['model']} always has BatchNorm; leave batch_norm unset "
+                         "(VGG13 models default to none)")
+    if out["model"] in _FIXED_WIDTH and out["width"] != 1.0:
+        raise ValueError(f"{out['model']} has its width fixed by its name; use model = \"{out['model'][:8]}\" with "
+                         f"width = {out['width']}")
+    out["milestones"] = _checked_milestones(cfg.milestones, out["epochs"])
+    return out
 
 
-def _check_bool(key: str, value, where: str) -> bool:
-    if not isinstance(value, bool):
-        raise ProfileError(f"{where}: {key} must be true or false, got {value!r} ({type(value).__name__})")
-    return value
-
-
-def _check_choice(key: str, value, choices, where: str) -> str:
-    if value not in choices:
-        raise ProfileError(f"{where}: unknown {key} {value!r}; valid: {', '.join(map(str, choices))}")
-    return value
-
-
-def _checked_run(cfg: dict, where: str) -> dict:
-    """Type- and range-check the settings of one run (defaults filled in); the values as stored."""
-    from .. import models
-
-    cfg = {k: v for k, v in {**RUN_KEYS, **cfg}.items()}
-    if not isinstance(cfg.get("model"), str):
-        raise ProfileError(f"{where}: model must be a model name; valid: {', '.join(models.names())}")
-    _check_choice("model", cfg["model"], models.names(), where)
-    _check_choice("objective", cfg.get("objective"), OBJECTIVES, where)
-    _check_choice("precision", cfg.get("precision"), PRECISIONS, where)
-    if not isinstance(cfg.get("dataset"), str) or not cfg["dataset"]:
-        raise ProfileError(f"{where}: dataset must be 'cifar10', 'cifar100', 'synthetic' or 'folder:<path>'")
-    for key in ("n_train", "n_test"):
-        _check_int(key, cfg[key], 0, where)
-    for key in ("fisher_n", "robust_n", "epochs", "batch_size", "attack_steps"):
-        _check_int(key, cfg[key], 1, where)
-    _check_int("seed", cfg["seed"], 0, where, MAX_SEED)
-    if cfg.get("lr") is None:
-        raise ProfileError(f"{where}: lr must be set (a positive number)")
-    for key, low, high, low_open in (("lr", 0.0, math.inf, True), ("width", 0.0, math.inf, True),
-                                     ("momentum", 0.0, 1.0, False), ("weight_decay", 0.0, math.inf, False),
-                                     ("beta", 0.0, math.inf, False), ("eps", 0.0, 1.0, False),
-                                     ("step", 0.0, 1.0, True)):
-        cfg[key] = _check_float(key, cfg[key], where, low, high, low_open)
-    if cfg["batch_norm"] is not None:
-        _check_bool("batch_norm", cfg["batch_norm"], where)
-        if cfg["batch_norm"] is False and cfg["model"].startswith("resnet"):
-            raise ProfileError(f"{where}: batch_norm = false but {cfg['model']} always has BatchNorm; "
-                               "leave batch_norm unset (VGG13 models default to none)")
-    if cfg["model"] in ("resnet20x1", "resnet32x10") and cfg["width"] != 1.0:
-        raise ProfileError(f"{where}: {cfg['model']} has its width fixed by its name; use model = "
-                           f"\"{cfg['model'][:8]}\" with width = {cfg['width']}")
-    _check_bool("augment", cfg["augment"], where)
-    _check_bool("optional", cfg["optional"], where)
-    cfg["milestones"] = _check_milestones(cfg["milestones"], cfg["epochs"], where)
-    return cfg
-
-
-def _check_milestones(milestones, epochs: int, where: str) -> tuple[float, ...]:
+def _checked_milestones(milestones: object, epochs: int) -> tuple[float, ...]:
     """Epochs (fractions allowed) after which the lr is divided by 10: increasing, in (0, epochs)."""
     if not isinstance(milestones, (list, tuple)):
-        raise ProfileError(f"{where}: milestones must be a list of epochs, e.g. [80, 120]; got {milestones!r}")
+        raise ValueError(f"milestones must be a list of epochs, e.g. [80, 120]; got {milestones!r}")
     out = []
     for m in milestones:
-        m = _check_float("milestones", m, where, 0.0, low_open=True)
+        m = checks.number(m, "milestones", 0.0, low_open=True)
         if m >= epochs:
-            raise ProfileError(f"{where}: milestone {m:g} is not before the last epoch ({epochs}), so it would never "
-                               f"lower the lr; use milestones below {epochs} (fractions such as 0.5 mean within an epoch)")
+            raise ValueError(f"milestone {m:g} is not before the last epoch ({epochs}), so it would never lower the lr; "
+                             f"use milestones below {epochs} (fractions such as 0.5 mean within an epoch)")
         out.append(int(m) if m.is_integer() else m)
     if out != sorted(out) or len(set(out)) != len(out):
-        raise ProfileError(f"{where}: milestones must be increasing, got {list(milestones)}")
+        raise ValueError(f"milestones must be increasing, got {list(milestones)}")
     return tuple(out)
 
 
