@@ -225,6 +225,11 @@ def _add_results(c: _Commands) -> None:
     p.add_argument("--root", default=None, help="figures root (default: $CCKL_FIGURES, else build/scratch/figures)")
     p.add_argument("--notebooks", default=None, help="a folder of executed notebooks (build/<profile>/) to export to "
                                                      "HTML beside the figures")
+    p = c.add("render", "run the profile's notebooks in one kernel with their published parameters (from the cache: "
+                        "nothing is trained), then write the report (what `make paper` runs after `evaluate`)",
+              cmd_render)
+    p.add_argument("--out", default=None, help="where the executed notebooks go (default: build/<profile>/)")
+    p.add_argument("--root", default=None, help="figures root (default: $CCKL_FIGURES, else build/scratch/figures)")
 
 
 def _add_sessions(c: _Commands) -> None:
@@ -266,13 +271,14 @@ def main(argv: list[str] | None = None) -> int:
         from .evaluations import EvaluationMissingError
         from .paper import ResultsMissing
         from .models import NonFiniteError
+        from .paper.execute import RenderError
     except KeyboardInterrupt:
         print("interrupted: nothing was started", file=sys.stderr)
         return 130
     try:
         return args.func(args)
     except (ValueError, KeyError, DataNotFoundError, NonFiniteError, runs.RunNotFoundError, EvaluationMissingError,
-            ResultsMissing, PermissionError, NotADirectoryError, store.WriteError) as err:
+            ResultsMissing, RenderError, PermissionError, NotADirectoryError, store.WriteError) as err:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else (err.strerror or str(err)) \
             if isinstance(err, store.WriteError) else str(err)
         print("error: " + " ".join(line.strip() for line in str(msg).splitlines()), file=sys.stderr)
@@ -492,6 +498,22 @@ def cmd_spread(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from . import report
     return report.main(_load(args), args.root, args.notebooks)
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    """``render``: the notebooks of the profile in one kernel (:func:`cckl_core.paper.execute.execute_all`), then
+    the report with the executed notebooks as pages."""
+    from . import report
+    from .paper.execute import execute_all
+    from .paths import project_root
+
+    profile = _load(args)
+    out = Path(args.out) if args.out else project_root() / "build" / profile.name
+    start = time.perf_counter()
+    execute_all(profile.name, out)
+    code = report.main(profile, args.root, str(out))
+    print(f"[cckl] rendered {profile.name} in {time.perf_counter() - start:.0f} s; executed notebooks in {out}")
+    return code
 
 
 def cmd_launch(args: argparse.Namespace) -> int:

@@ -306,13 +306,15 @@ def html_page(folder: Path) -> str:
 
 
 # --------------------------------------------------------------------------- executed notebooks as pages
-_FIGURE_CALL = re.compile(r"""result\.figure\(["']([\w.-]+)["']\)""")
+#: A notebook line that publishes a figure: ``out.figures["<stem>"] = ...`` (the figure shows below its cell).
+_FIGURE_CALL = re.compile(r"""out\.figures\[["']([\w.-]+)["']\]\s*=""")
 
 
 def export_notebook(executed: Path, out: Path) -> Path:
     """``executed`` (a notebook papermill ran) as a small HTML page ``out``: code, text and tables as
-    they ran; each figure output replaced by the figure's PNG beside the page's folder (``../<stem>.png``,
-    the file the notebook saved), so the page carries no second copy of any image."""
+    they ran; each published figure (``out.figures["<stem>"] = ...``, shown below its cell in that order)
+    replaced by the figure's PNG beside the page's folder (``../<stem>.png``, the file the notebook saved), so
+    the page carries no second copy of it; a live probe's figure stays in the page."""
     import nbformat
     from nbconvert import HTMLExporter
 
@@ -320,14 +322,14 @@ def export_notebook(executed: Path, out: Path) -> Path:
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
-        stem = _FIGURE_CALL.search(cell.source)
-        for output in cell.get("outputs", []):
-            data = output.get("data", {})
-            if "image/png" in data:
-                data.pop("image/png")
-                data.pop("text/plain", None)
-                if stem:
-                    data["text/html"] = f"<img src='../{stem.group(1)}.png' alt='{stem.group(1)}' style='max-width:100%'>"
+        stems = _FIGURE_CALL.findall(cell.source)
+        images = [o.get("data", {}) for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
+        if len(stems) != len(images):
+            continue  # figures the notebook does not publish (a live probe's) stay in the page
+        for data, stem in zip(images, stems):
+            data.pop("image/png")
+            data.pop("text/plain", None)
+            data["text/html"] = f"<img src='../{stem}.png' alt='{stem}' style='max-width:100%'>"
     body, _ = HTMLExporter(template_name="basic").from_notebook_node(nb)
     page = (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(executed.stem)}</title>"
             f"<style>{_CSS} pre{{background:#f6f8fa;padding:6px;overflow:auto}}</style></head><body>"

@@ -620,3 +620,58 @@ def test_the_spread_of_the_capacity_effects_comes_from_the_seeds_in_the_cache(mo
     assert parsed["seeds"] == [0, 1, 2] and set(parsed["sd"]) == {c for c in effects if ":" not in c}
     seeds, values = effects["table1_half_vs_pure_clean"]
     assert seeds == [0, 1, 2] and parsed["sd"]["table1_half_vs_pure_clean"] == pytest.approx(np.std(values, ddof=1), rel=1e-3)
+
+
+def test_the_exported_notebook_page_links_published_figures_and_keeps_probe_figures(tmp_path):
+    import nbformat
+
+    from cckl_core import report
+    png = {"image/png": "iVBORw0KGgo=", "text/plain": "<Figure>"}
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell('out.figures["fig_a"] = m.a()\nout.figures["fig_b"] = m.b()', outputs=[
+            nbformat.v4.new_output("display_data", data=dict(png)), nbformat.v4.new_output("display_data", data=dict(png))]),
+        nbformat.v4.new_code_cell("probe.figure()", outputs=[nbformat.v4.new_output("display_data", data=dict(png))])])
+    nbformat.write(nb, tmp_path / "nb.ipynb")
+    page = report.export_notebook(tmp_path / "nb.ipynb", tmp_path / "nb.html").read_text()
+    assert "../fig_a.png" in page and "../fig_b.png" in page
+    assert page.index("fig_a.png") < page.index("fig_b.png") and page.count("data:image/png;base64") == 1
+
+
+def test_a_published_render_injects_every_parameter_of_each_notebook():
+    """Each notebook's parameters cell defines `profile` and exactly the parameters `make paper` injects
+    (paper.PUBLISHED), with the same values, so nothing saved in a source notebook steers a published render."""
+    import ast
+
+    from cckl_core.paper import PARAMETERS, PUBLISHED
+    from cckl_core.paper.execute import parameters_of
+    for name in NOTEBOOKS:
+        nb = json.loads((REPO / "notebooks" / f"{name}.ipynb").read_text())
+        cell = "".join(_code_cells(nb)[0]["source"])
+        defined = {t.targets[0].id: ast.literal_eval(t.value) for t in ast.parse(cell).body}
+        assert set(defined) == {"profile", *PUBLISHED[name]} and set(defined) <= set(PARAMETERS), name
+        assert {k: defined[k] for k in PUBLISHED[name]} == PUBLISHED[name], name
+        assert parameters_of(name, "quick") == {"profile": "quick", **PUBLISHED[name]}
+
+
+def test_the_notebooks_run_in_one_kernel_with_their_published_parameters(smoke_cache, tmp_path, monkeypatch):
+    """`cckl render` (make paper) runs a profile's notebooks one after another in one kernel, each with its
+    parameters injected; a notebook the profile has no runs for is left out; a missing result is one line."""
+    import nbformat
+
+    from cckl_core.paper.execute import RenderError, execute_all
+    monkeypatch.setenv("CCKL_FIGURES", str(tmp_path / "figures"))
+    done = execute_all("smoke", tmp_path / "build", ["04_appendix_c_table", "01_theorem_check"], say=lambda line: None)
+    assert [p.name for p in done] == ["04_appendix_c_table.ipynb", "01_theorem_check.ipynb"]
+    for path in done:
+        nb = nbformat.read(path, as_version=4)
+        injected = next(c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", []))
+        assert "profile = \"smoke\"" in injected.source and "seed = 0" in injected.source
+        assert not [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+        written = json.loads((tmp_path / "figures" / "smoke" / f"claims_{path.stem}.json").read_text())["rows"]
+        assert written == [r.as_dict() for r in render(path.stem, "smoke").claims]
+    assert execute_all("gpu", tmp_path / "gpu", ["01_theorem_check"], say=lambda line: None) == []
+    for f in (smoke_cache / "smoke").glob("vgg13_trades-*/evaluations/table2-*"):
+        f.unlink()
+    with pytest.raises(RenderError, match=r"^04_appendix_c_table: ResultsMissing: .*table2 of vgg13_trades") as err:
+        execute_all("smoke", tmp_path / "again", ["04_appendix_c_table"], say=lambda line: None)
+    assert "\n" not in str(err.value)

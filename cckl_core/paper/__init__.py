@@ -26,7 +26,16 @@ from .result import Rendered
 #: The notebooks of the paper, in order, and the module that renders each.
 NOTEBOOKS: dict[str, ModuleType] = {m.NOTEBOOK: m for m in (theorem_check, fisher_growth, capacity_study, appendix_c)}
 #: A notebook's parameters (its cell tagged ``parameters``) and what each may hold.
-PARAMETERS = {"profile": "None or a profile name", "seed": "a whole number >= 0 (the sampling seed)"}
+PARAMETERS = {"profile": "None or a profile name", "seed": "a whole number >= 0 (the sampling seed)",
+              "image": "a test image's position (live probe)", "image_i": "a test image's position (live probe)",
+              "image_j": "a test image's position (live probe)", "eps_l2": "an L2 radius > 0 (live probe)",
+              "eps_255": "the largest L-inf radius x 255 (live probe)"}
+#: The value of every parameter but ``profile`` in a published render (``make paper``), per notebook: each
+#: notebook's parameters cell defines exactly ``profile`` and these (a test checks it).
+PUBLISHED = {"01_theorem_check": {"seed": 0, "image_i": 0, "image_j": 1},
+             "02_fisher_growth": {"seed": 0, "image": 0, "eps_l2": 1.0},
+             "03_capacity_study": {"seed": 0, "image_i": 0, "image_j": 1},
+             "04_appendix_c_table": {"seed": 0, "image": 0, "eps_255": 8}}
 #: Former parameters: notebooks only render now, so these have no effect and are refused.
 RETIRED = {"device": "notebooks never call a model", "data_root": "notebooks read no data"}
 
@@ -127,4 +136,4 @@ def setup(notebook: str, profile: str | None = None, seed: int = 0,
     return inputs, Rendered(notebook, prof.name, module.dataset_of(inputs))
 
 
-__all__ = ["NOTEBOOKS", "Inputs", "NotInProfile", "ParameterError", "Rendered", "ResultsMissing", "notebooks_of", "render", "setup"]
+__all__ = ["NOTEBOOKS", "PARAMETERS", "PUBLISHED", "Inputs", "NotInProfile", "ParameterError", "Rendered", "ResultsMissing", "notebooks_of", "render", "setup"]

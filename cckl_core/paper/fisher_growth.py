@@ -43,7 +43,10 @@ def render(profile: Profile, seed: int = 0) -> Rendered:
     inputs = gather(profile, ROLES, OPTIONAL, seed, NOTEBOOK)
     out = Rendered(NOTEBOOK, profile.name, dataset_of(inputs))
     groups = seed_groups(inputs)
-    out.figures.update(growth_figures(inputs, out))
+    out.figures["fig3_fisher_vgg13"] = growth_figure(inputs, out, "fig3")
+    out.figures["fig4_fisher_standard_vgg13"] = standard_figure(inputs, out, "fig3")
+    out.figures["fig8_fisher_resnet20"] = growth_figure(inputs, out, "fig8")
+    out.figures["fig7_fisher_standard_resnet20"] = standard_figure(inputs, out, "fig8")
     growth = growth_statistics(groups)
     out.tables.update(growth_tables(inputs, out))
     out.claims += growth_claims(groups, growth)
@@ -85,23 +88,29 @@ def histories(inputs: Inputs, keys: tuple[str, ...] = ("test_acc", "robust_acc",
     return pd.concat(rows, ignore_index=True)
 
 
-def growth_figures(inputs: Inputs, out: Rendered) -> dict:
-    """Figures 3 and 8 (accuracy, PGD-10 accuracy, Fisher norms per epoch, three objectives) and
-    Figures 4 and 7 (the standard run alone), by file stem."""
-    figures = {}
-    for fam, (big, standard_fig) in (("fig3", ("fig3_fisher_vgg13", ("fig4_fisher_standard_vgg13", 4))),
-                                     ("fig8", ("fig8_fisher_resnet20", ("fig7_fisher_standard_resnet20", 7)))):
-        family = [inputs.by_role(r) for r in FAMILIES[fam]]
-        fig, _ = plotting.fisher_growth([inputs.seed_group(r) for r in family], list(OBJECTIVES),
-                                        title=f"Figure {fam[3:]}: {family[0].config.model}, standard vs adversarial training")
-        plotting.stamp(fig, out.dataset, out.profile, family)
-        figures[big] = fig
-        std = family[0]
-        fig, _ = plotting.accuracy_and_fisher(std, title=f"Figure {standard_fig[1]}: {std.display_name}, accuracy and "
-                                                          "Fisher norm")
-        plotting.stamp(fig, out.dataset, out.profile, std)
-        figures[standard_fig[0]] = fig
-    return figures
+#: The figures of each family: (Figure number of all three objectives, Figure number of the standard run alone).
+FIGURE_NUMBERS = {"fig3": (3, 4), "fig8": (8, 7)}
+
+
+def growth_figure(inputs: Inputs, out: Rendered, family: str):
+    """Figure 3 (``family`` ``fig3``, VGG13) or 8 (``fig8``, ResNet20): test and PGD-10 accuracy and the Fisher
+    norms per epoch under the three objectives (:func:`cckl_core.plotting.fisher_growth`)."""
+    runs_of = [inputs.by_role(r) for r in FAMILIES[family]]
+    fig, _ = plotting.fisher_growth([inputs.seed_group(r) for r in runs_of], list(OBJECTIVES),
+                                    title=f"Figure {FIGURE_NUMBERS[family][0]}: {runs_of[0].config.model}, standard vs "
+                                          "adversarial training")
+    plotting.stamp(fig, out.dataset, out.profile, runs_of)
+    return fig
+
+
+def standard_figure(inputs: Inputs, out: Rendered, family: str):
+    """Figure 4 (``family`` ``fig3``) or 7 (``fig8``): the standard run alone, accuracy and Fisher norm
+    (:func:`cckl_core.plotting.accuracy_and_fisher`)."""
+    std = inputs.by_role(FAMILIES[family][0])
+    fig, _ = plotting.accuracy_and_fisher(std, title=f"Figure {FIGURE_NUMBERS[family][1]}: {std.display_name}, "
+                                                      "accuracy and Fisher norm")
+    plotting.stamp(fig, out.dataset, out.profile, std)
+    return fig
 
 
 def log_fisher_change(run) -> float:
