@@ -443,7 +443,6 @@ def test_valid_labels_still_give_exact_accuracy(small):
     assert attacks.robust_accuracy(small, Batches(data, batch_size=4), progress=False) == pytest.approx(expected)
 
 
-
 @pytest.mark.parametrize("bad", [["a", "b", "c", "a"], torch.tensor([0.5, 1.5, 2.0, 0.0]),
                                  torch.tensor([True, False, True, False])], ids=lambda v: type(v).__name__)
 def test_attacks_refuse_string_fractional_and_bool_labels(small, bad):
@@ -456,7 +455,6 @@ def test_attacks_refuse_string_fractional_and_bool_labels(small, bad):
         with pytest.raises(TypeError) as err:
             call()
         assert "integer" in type_error_naming(err, "y")
-
 
 
 def test_an_empty_batch_gives_an_empty_attack(small):

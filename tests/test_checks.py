@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 
 from cckl_core import attacks, checks, fisher, metrics, models, stats
-from conftest import flat_linear, one_line, one_line_naming, small_cnn, type_error_naming
+from conftest import flat_linear, one_line_naming, small_cnn, type_error_naming
 
 K = 5
 
@@ -63,7 +63,6 @@ ENTRIES = ["fisher_stats", "materialized_fisher", "logit_jacobian", "g1", "kl_g1
            "robust_accuracy"]
 
 
-
 # --------------------------------------------------------------------------- images in [0, 255]
 @pytest.mark.parametrize("entry", ENTRIES)
 def test_images_in_0_255_are_refused_with_a_hint(model, entry):
@@ -80,7 +79,6 @@ def test_standardised_images_are_refused(model):
     with pytest.raises(ValueError) as err:
         fisher.fisher_stats(model, x)
     assert "[0, 1]" in one_line_naming(err, "x") and "standardise" in str(err.value)
-
 
 
 # --------------------------------------------------------------------------- shapes and channels
@@ -143,7 +141,6 @@ def test_non_finite_delta_and_partner_raise(model):
         fisher.kl_g1_g2(model, x, bad)
 
 
-
 # --------------------------------------------------------------------------- dtype mismatch
 @pytest.mark.parametrize("entry", ENTRIES)
 def test_float64_model_with_float32_images_is_refused(model, entry):
@@ -166,7 +163,6 @@ def test_g1_delta_of_another_dtype_is_refused(model):
     with pytest.raises(TypeError) as err:
         fisher.g1(model, images(), torch.zeros(4, 3, 8, 8, dtype=torch.float64))
     assert "torch.float64" in type_error_naming(err, "delta")
-
 
 
 # --------------------------------------------------------------------------- image size
@@ -195,7 +191,6 @@ def test_image_size_is_read_from_the_model(model):
     assert fisher.fisher_stats(least, images(2, 7))["trace"].shape == (2,)
 
 
-
 # --------------------------------------------------------------------------- counts and flags
 def test_checks_module_counts_and_flags():
     assert checks.count(np.int64(3), "n") == 3
@@ -203,7 +198,6 @@ def test_checks_module_counts_and_flags():
     with pytest.raises(ValueError) as err:
         checks.count(0, "steps")
     assert "steps must be a positive integer" in one_line_naming(err, "steps")
-
 
 
 # --------------------------------------------------------------------------- still accepted
@@ -229,4 +223,3 @@ def test_empty_batches_still_give_empty_results(model):
     assert fisher.fisher_stats(model, x)["trace"].shape == (0,)
     assert attacks.pgd(model, x, torch.zeros(0, dtype=torch.long), steps=1).shape == (0, 3, 8, 8)
     assert metrics.kl(torch.empty(0, 4), torch.empty(0, 4)).shape == (0,)
-

@@ -435,7 +435,6 @@ def softmax_rows(n=12, k=4, seed=0, dtype=torch.float64, scale=2.0):
 LABELS = torch.arange(12) % 4
 
 
-
 def test_scaled_probs_raise_instead_of_twice_the_value():
     p = softmax_rows()
     with pytest.raises(ValueError) as err:
@@ -545,7 +544,6 @@ def test_pair_and_count_helpers_check_labels():
     assert metrics.cross_partner_counts([0, 1, 1]).tolist() == [2, 1, 1]
 
 
-
 @pytest.mark.parametrize("bad", ["10", 10.0, True])
 def test_metrics_refuse_non_int_num_classes(bad):
     p, y = softmax_rows(k=10), torch.arange(12) % 10
@@ -574,7 +572,6 @@ def test_metrics_refuse_string_fractional_and_bool_labels(bad):
         with pytest.raises(TypeError) as err:
             call()
         assert "integer class indices" in type_error_naming(err, "labels")
-
 
 
 # --------------------------------------------------------------------------- legitimate inputs of the same kinds are accepted
@@ -614,4 +611,3 @@ def test_single_rows_lists_and_numpy_labels_are_accepted():
 
 def test_one_hot_integer_rows_are_distributions():
     assert float(metrics.js(torch.tensor([1, 0]), torch.tensor([0, 1]))) == pytest.approx(math.log(2))
-

@@ -247,4 +247,3 @@ def test_batch_norm_must_be_a_real_bool(bad):
     with pytest.raises(TypeError) as err:
         models.VGG(width=0.125, batch_norm=bad)
     type_error_naming(err, "batch_norm")
-

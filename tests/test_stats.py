@@ -334,7 +334,6 @@ def test_verdict_errors():
         S.verdict(0.3, 0.2, 1)
 
 
-
 # --------------------------------------------------------------------------- pairs of images
 def _lower_median_of_repeats(row, x):
     """The lower median of the sample in which ``x[p]`` appears ``row[p]`` times (NaN values left out); NaN if empty."""
@@ -430,4 +429,3 @@ def test_statistics_refuse_strings_and_non_int_counts():
         with pytest.raises(TypeError) as err:
             call()
         type_error_naming(err, name)
-
