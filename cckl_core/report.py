@@ -33,6 +33,9 @@ NOTES_FILE = "NOTES.md"
 HTML_FILE = "index.html"
 #: Colours of the verdicts in the HTML report.
 COLOURS = tables.VERDICT_COLOURS
+#: The order in which the headline groups the paper claims.
+GROUPS = (stats.HOLDS, stats.DOES_NOT_HOLD, stats.INCONCLUSIVE, stats.NOT_TESTED, stats.NOT_INFORMATIVE,
+          stats.NOT_ASSESSED)
 
 
 # --------------------------------------------------------------------------- reading what the notebooks wrote
