@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 from types import MappingProxyType
 
 import pytest
@@ -455,3 +456,25 @@ def test_empty_repeated_or_huge_options_are_refused(argv, words, capsys, tmp_pat
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and words in err[0], err
     assert not (tmp_path / "a").exists()
+
+
+def test_list_options_are_read_by_their_option_types():
+    """--runs and --seeds are read by their option types: items stripped, an empty item or list refused."""
+    from cckl_core import cli
+    args = cli.parser().parse_args(["launch", "--executor", "local", "--runs", " a, b ", "--seeds", "0,3"])
+    assert (args.runs, args.seeds) == (["a", "b"], [0, 3])
+    for bad in ("a,,b", ",", "a, "):
+        with pytest.raises(cli.OptionError, match="empty item"):
+            cli.parser().parse_args(["launch", "--executor", "local", "--runs", bad])
+    with pytest.raises(cli.OptionError, match="--runs is empty"):
+        cli.parser().parse_args(["launch", "--executor", "local", "--runs", " "])
+
+
+def test_console_script_help():
+    cckl = Path(sys.executable).parent / "cckl"
+    if not cckl.exists():
+        pytest.skip("the cckl console script is not installed (pip install -e .)")
+    res = subprocess.run([str(cckl), "launch", "--help"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    for opt in ("--executor", "--partition", "--gpus-per-job", "--max-parallel", "--time", "--runs", "--seeds", "--wait"):
+        assert opt in res.stdout

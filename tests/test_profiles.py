@@ -496,3 +496,16 @@ def test_an_unknown_profile_from_the_environment_names_its_variable(monkeypatch)
     monkeypatch.setenv("CCKL_PROFILE", "quik")
     with pytest.raises(profiles.ProfileError, match=r"from \$CCKL_PROFILE"):
         profiles.default_to_compute()
+
+
+def test_select_checks_the_choice_against_the_profile():
+    """Profile.select: every run and seed by default; names and seeds in the order given; a repeat, an empty
+    choice, a seed out of bounds or a run the profile lacks is one ProfileError."""
+    smoke = profiles.load("smoke")
+    assert smoke.select() == smoke.configs()
+    assert [(c.name, c.seed) for c in smoke.select(["vgg13_trades"], [2, 1])] == [("vgg13_trades", 2), ("vgg13_trades", 1)]
+    for names, seeds, words in ((["vgg13_trades", "vgg13_trades"], None, "given twice"), (None, [1, 1], "seed 1 given"),
+                                ([], None, "no runs given"), (None, [-1], "seed must be >= 0"),
+                                (None, [2 ** 32], "seed must be <= 4294967295"), (["nope"], None, "has no run 'nope'")):
+        with pytest.raises(profiles.ProfileError, match=words):
+            smoke.select(names, seeds)
