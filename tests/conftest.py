@@ -176,3 +176,18 @@ def smoke_render(smoke_fixture, tmp_path_factory) -> tuple[Path, dict[str, str]]
     with pytest.MonkeyPatch.context() as mp:
         tables = render_smoke(base / "artifacts", base / "figures1", mp)
     return base, tables
+
+
+def disk_full_for(monkeypatch, part: str):
+    """Make every ``os.fsync`` of a file whose path holds ``part`` fail as on a full disk (ENOSPC); return the
+    real ``os.fsync`` (to put back with ``monkeypatch.setattr(os, "fsync", real)``)."""
+    import errno
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        if part in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return real_fsync

@@ -1,6 +1,7 @@
-"""Command line: every user mistake ends with one line on stderr and exit status 2, never a traceback."""
+"""Command line (cckl_core.cli): the commands (list, runs, train, evaluate, jobs, ...) and their option types;
+every user mistake, a full disk or a file size limit included, ends with one line on stderr and exit status 2,
+never a traceback."""
 import dataclasses
-import errno
 import os
 import shutil
 import subprocess
@@ -13,6 +14,7 @@ import torch
 
 from cckl_core import devices, profiles, runs
 from cckl_core.__main__ import main as cli_main
+from conftest import disk_full_for
 
 
 @pytest.fixture(autouse=True)
@@ -407,14 +409,7 @@ def test_jobs_command(capsys, monkeypatch):
 
 # --------------------------------------------------------------------------- a full disk, a file size limit
 def test_a_full_disk_on_the_command_line_is_one_line(monkeypatch, capsys):
-    real_fsync = os.fsync
-
-    def full(fd):
-        if "checkpoint-" in os.readlink(f"/proc/self/fd/{fd}"):
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", full)
+    disk_full_for(monkeypatch, "checkpoint-")
     assert cli_main(["train", "--profile", "smoke", "--run", "t1_vgg13_pure_linear", "--device", "cpu",
                      "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

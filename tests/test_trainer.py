@@ -2,7 +2,6 @@
 damaged files are rebuilt, the run folder's files, progress lines, non-finite losses and weights, a full
 disk; and, slow, that training learns."""
 import dataclasses
-import errno
 import json
 import os
 from dataclasses import replace
@@ -11,7 +10,7 @@ import pytest
 import torch
 
 from cckl_core import attacks, data, models, objectives, profiles, runs, store, trainer
-from conftest import tiny_run
+from conftest import disk_full_for, tiny_run
 
 TINY = dict(n_train=128, n_test=64)  # 4 SGD steps an epoch
 
@@ -159,14 +158,7 @@ def test_weights_that_become_infinite_stop_training_before_evaluation(monkeypatc
 def test_a_full_disk_keeps_the_last_finished_epoch_and_says_what_is_needed(monkeypatch):
     cfg = tiny_run("disk")
     reference = trainer.train(replace(cfg, name="reference"), device="cpu", progress=False)
-    real_fsync = os.fsync
-
-    def full_at_epoch_2(fd):
-        if "checkpoint-0002" in os.readlink(f"/proc/self/fd/{fd}"):
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", full_at_epoch_2)
+    real_fsync = disk_full_for(monkeypatch, "checkpoint-0002")  # full at epoch 2
     with pytest.raises(store.DiskFullError) as err:
         trainer.train(cfg, device="cpu", progress=False)
     folder = runs.path_of(cfg)
