@@ -12,10 +12,12 @@ import torch.nn.functional as F
 from cckl_core import attacks, models
 from cckl_core.attacks import CW20, PGD20, TABLE1, TRADES10, accuracies, autoattack, pgd, robust_accuracy
 from cckl_core.data import Batches, ImageData, synthetic
+from conftest import one_line, small_cnn, type_error_naming
 
 torchattacks = pytest.importorskip("torchattacks")
 
 EPS, STEP = 8 / 255, 2 / 255
+K = 5  # classes of the shared small_cnn
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -387,3 +389,78 @@ def test_autoattack_bad_arguments():
         autoattack(model, x, y, norm="L1")
     with pytest.raises(ValueError, match="version"):
         autoattack(model, x, y, version="fast")
+
+
+# --------------------------------------------------------------------------- labels and empty batches
+@pytest.fixture(scope="module")
+def small() -> nn.Module:
+    """A 5-class model (labels outside [0, 5) are out of range)."""
+    return small_cnn(K)
+
+
+def _batches(labels) -> list:
+    return [(images(len(labels)), labels)]
+
+
+@pytest.mark.parametrize("bad", [K, -1])
+def test_accuracy_with_out_of_range_labels_raises(small, bad):
+    labels = torch.tensor([0, 1, bad, 2])
+    for run in (lambda: attacks.robust_accuracy(small, _batches(labels), progress=False),
+                lambda: attacks.accuracies(small, _batches(labels), {"pgd": dict(steps=1)}, progress=False),
+                lambda: attacks.correctness(small, _batches(labels), {}, progress=False)):
+        with pytest.raises(ValueError) as err:
+            run()
+        msg = one_line(err)
+        assert f"[0, {K})" in msg and f"{K} outputs" in msg and str(bad) in msg
+
+
+def test_accuracy_with_float_labels_raises(small):
+    with pytest.raises(ValueError, match="integer label tensor.*float32"):
+        attacks.robust_accuracy(small, _batches(torch.tensor([0.0, 1.0, 2.0, 3.0])), progress=False)
+
+
+@pytest.mark.parametrize("loss", ["ce", "cw"])
+def test_pgd_with_out_of_range_labels_raises(small, loss):
+    x = images(4)
+    with pytest.raises(ValueError, match=rf"\[0, {K}\) for a model with {K} outputs"):
+        attacks.pgd(small, x, torch.tensor([0, 1, 2, K]), loss=loss, steps=1)
+    with pytest.raises(ValueError, match=">= 0"):
+        attacks.pgd(small, x, torch.tensor([0, 1, 2, -1]), loss=loss, steps=1)
+    with pytest.raises(ValueError, match="integer label tensor"):
+        attacks.pgd(small, x, torch.tensor([0.0, 1.0, 2.0, 3.0]), loss=loss, steps=1)
+
+
+def test_valid_labels_still_give_exact_accuracy(small):
+    x = images(6)
+    with torch.no_grad():
+        pred = small(x).argmax(1)
+    y = pred.clone()
+    y[:2] = (y[:2] + 1) % K  # two wrong
+    data = ImageData((x * 255).round().to(torch.uint8), y, [str(k) for k in range(K)])
+    xb = data.float()
+    with torch.no_grad():
+        expected = (small(xb).argmax(1) == y).double().mean().item()
+    assert attacks.robust_accuracy(small, Batches(data, batch_size=4), progress=False) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("bad", [["a", "b", "c", "a"], torch.tensor([0.5, 1.5, 2.0, 0.0]),
+                                 torch.tensor([True, False, True, False])], ids=lambda v: type(v).__name__)
+def test_attacks_refuse_string_fractional_and_bool_labels(small, bad):
+    x = images(4)
+    for call in (lambda: attacks.pgd(small, x, bad, steps=1),
+                 lambda: attacks.pgd(small, x, bad, loss="cw", steps=1),
+                 lambda: attacks.attack_loss("ce", small(x).detach(), bad),
+                 lambda: attacks.robust_accuracy(small, [(x, bad)], progress=False),
+                 lambda: attacks.correctness(small, [(x, bad)], {}, progress=False)):
+        with pytest.raises(TypeError) as err:
+            call()
+        assert "integer" in type_error_naming(err, "y")
+
+
+def test_an_empty_batch_gives_an_empty_attack(small):
+    x, y = images(0), torch.zeros(0, dtype=torch.long)
+    assert x.shape == (0, 3, 16, 16)
+    for norm, eps in (("linf", 8 / 255), ("l2", 0.5)):
+        adv = pgd(small, x, y, eps=eps, norm=norm, steps=2)
+        assert adv.shape == x.shape and adv.dtype == x.dtype
+    assert pgd(small, x, None, loss="kl", random_start=True, steps=2).shape == x.shape

@@ -1,14 +1,20 @@
-"""Command line: every user mistake ends with one line on stderr and exit status 2, never a traceback."""
+"""Command line (cckl_core.cli): the commands (list, runs, train, evaluate, jobs, ...) and their option types;
+every user mistake, a full disk or a file size limit included, ends with one line on stderr and exit status 2,
+never a traceback."""
 import dataclasses
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 from types import MappingProxyType
 
 import pytest
 import torch
 
+from cckl_core import devices, profiles, runs
 from cckl_core.__main__ import main as cli_main
+from conftest import disk_full_for
 
 
 @pytest.fixture(autouse=True)
@@ -350,3 +356,120 @@ def test_a_usage_error_is_returned_not_raised(capsys):
     _one_error_line(capsys, "unrecognized arguments: --frobnicate", "(see `")
     assert cli_main(["evaluate", "--profile", "smoke", "--jobs", ""]) == 2
     _one_error_line(capsys, "--jobs is empty")
+
+
+# --------------------------------------------------------------------------- listing, training and evaluating from the command line
+def test_list_runs_and_train_of_a_finished_run(capsys, smoke_cache):
+    assert cli_main(["train", "--profile", "smoke", "--run", "nope"]) == 2
+    assert "has no run" in capsys.readouterr().err
+    assert cli_main(["list", "--profile", "smoke"]) == 0
+    assert capsys.readouterr().out.split() == list(profiles.load("smoke").runs)
+    assert cli_main(["runs", "--profile", "smoke"]) == 0
+    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("vgg13_standard "))
+    assert f" {runs.COMPLETE} " in line and " 2/2 " in line
+    # `train` of a finished run serves it from the cache (trains nothing) and says where it is
+    cfg = profiles.load("smoke").run("vgg13_standard")
+    before = (runs.path_of(cfg) / "complete.json").read_bytes()
+    assert cli_main(["train", "--profile", "smoke", "--run", "vgg13_standard", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "smoke/vgg13_standard (seed 0): 2 epochs" in out and str(runs.path_of(cfg)) in out
+    assert (runs.path_of(cfg) / "complete.json").read_bytes() == before
+
+
+def test_evaluate_refuses_a_run_folders_linked_lock_in_one_line(smoke_cache, tmp_path, capsys):
+    smoke = runs.path_of(profiles.load("smoke").run("vgg13_standard"))
+    victim = tmp_path / "precious.txt"
+    victim.write_text("keep me")
+    (smoke / ".lock").unlink(missing_ok=True)
+    (smoke / ".lock").symlink_to(victim)
+    shutil.rmtree(smoke / "evaluations")  # something to compute: evaluate takes the run's lock
+    assert cli_main(["evaluate", "--profile", "smoke", "--run", "vgg13_standard", "--device", "cpu",
+                     "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "refusing the lock file" in err and "Traceback" not in err
+    assert victim.read_text() == "keep me"
+
+
+def test_jobs_command(capsys, monkeypatch):
+    monkeypatch.setattr(devices, "available_cpus", lambda: 4)
+    assert cli_main(["jobs", "--profile", "smoke", "--device", "cpu"]) == 0
+    assert capsys.readouterr().out.strip() == "cpu: up to 4 runs side by side, 1 torch thread(s) each"
+    assert cli_main(["jobs", "--profile", "smoke", "--device", "cpu", "--jobs", "1"]) == 0
+    assert capsys.readouterr().out.strip() == "cpu: up to 1 runs side by side, 4 torch thread(s) each"
+    assert cli_main(["jobs", "--profile", "smoke", "--device", "cpu", "--jobs", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "--jobs must be >= 1, got 0" in err[0]  # as evaluate
+    assert cli_main(["jobs", "--profile", "smoke", "--device", "cpu", "--jobs", "17"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "jobs must be in [1, 16]" in err[0]
+    monkeypatch.setenv("CCKL_THREADS", "two")
+    assert cli_main(["jobs", "--profile", "smoke", "--device", "cpu"]) == 2
+    assert "CCKL_THREADS='two'" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- a full disk, a file size limit
+def test_a_full_disk_on_the_command_line_is_one_line(monkeypatch, capsys):
+    disk_full_for(monkeypatch, "checkpoint-")
+    assert cli_main(["train", "--profile", "smoke", "--run", "t1_vgg13_pure_linear", "--device", "cpu",
+                     "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: no space left") and "free some space" in err[0]
+
+
+def test_a_file_size_limit_during_training_is_one_line(tmp_path):
+    """`ulimit -f`: the kernel refuses the write (EFBIG; Python ignores SIGXFSZ) -> one line, exit 2."""
+    env = {**os.environ, "CCKL_ARTIFACTS": str(tmp_path / "artifacts"), "CCKL_DATA_ROOT": str(tmp_path / "data"),
+           "CCKL_THREADS": "1"}
+    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000)); "
+            "from cckl_core.__main__ import main; sys.exit(main(sys.argv[1:]))")
+    proc = subprocess.run([sys.executable, "-c", code, "train", "--profile", "smoke", "--run", "vgg13_standard",
+                           "--device", "cpu", "--no-progress"], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "ulimit -f" in lines[0] and "Traceback" not in proc.stderr, proc.stderr
+
+
+# --------------------------------------------------------------------------- empty, repeated or huge options
+def _exit_code(argv) -> int:
+    """The CLI's exit status (argparse's own errors exit through SystemExit)."""
+    try:
+        return cli_main(argv)
+    except SystemExit as exc:
+        return exc.code
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["train", "--profile", "smoke", "--run", "vgg13_standard", "--run", "vgg13_trades"], "--run given twice"),
+    (["evaluate", "--profile", "smoke", "--runs", ""], "--runs is empty"),
+    (["evaluate", "--profile", "smoke", "--runs", "vgg13_standard,,vgg13_trades"], "empty item"),
+    (["evaluate", "--profile", "smoke", "--seeds", "0,0"], "given twice"),
+    (["train", "--profile", "smoke", "--run", "vgg13_standard", "--seed", str(2 ** 70)], "seed must be <="),
+])
+def test_empty_repeated_or_huge_options_are_refused(argv, words, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("CCKL_ARTIFACTS", str(tmp_path / "a"))
+    assert _exit_code(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words in err[0], err
+    assert not (tmp_path / "a").exists()
+
+
+def test_list_options_are_read_by_their_option_types():
+    """--runs and --seeds are read by their option types: items stripped, an empty item or list refused."""
+    from cckl_core import cli
+    args = cli.parser().parse_args(["launch", "--executor", "local", "--runs", " a, b ", "--seeds", "0,3"])
+    assert (args.runs, args.seeds) == (["a", "b"], [0, 3])
+    for bad in ("a,,b", ",", "a, "):
+        with pytest.raises(cli.OptionError, match="empty item"):
+            cli.parser().parse_args(["launch", "--executor", "local", "--runs", bad])
+    with pytest.raises(cli.OptionError, match="--runs is empty"):
+        cli.parser().parse_args(["launch", "--executor", "local", "--runs", " "])
+
+
+def test_console_script_help():
+    cckl = Path(sys.executable).parent / "cckl"
+    if not cckl.exists():
+        pytest.skip("the cckl console script is not installed (pip install -e .)")
+    res = subprocess.run([str(cckl), "launch", "--help"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    for opt in ("--executor", "--partition", "--gpus-per-job", "--max-parallel", "--time", "--runs", "--seeds", "--wait"):
+        assert opt in res.stdout

@@ -1,12 +1,13 @@
-"""Cached evaluations: values against independent computations, reuse, invalidation; `plan`."""
+"""Cached evaluations: values against independent computations, reuse, invalidation; an edited value
+or an evaluation of another run is not served."""
 import json
+import shutil
 
 import numpy as np
 import pytest
 import torch
 
 from cckl_core import evaluations, fisher, metrics, profiles, runs, store
-from cckl_core.plan import plan, print_sizing
 
 RUN = "resnet20_trades"  # smoke: plays table1 and fig5
 SMOKE = profiles.load("smoke")
@@ -179,27 +180,17 @@ def test_evaluate_run_without_training_needs_the_run(tmp_path, monkeypatch):
     with pytest.raises(runs.RunNotFoundError, match="not trained"):
         evaluations.evaluate_run(SMOKE, CFG, device="cpu", progress=False, train=False)
 
-
-def test_plan_prints_an_estimate_per_run(capsys):
-    rows = plan(SMOKE, "cpu", probe=4, runs_=["vgg13_standard", "resnet20_trades"])
-    out = capsys.readouterr().out
-    assert [r["run"] for r in rows] == ["vgg13_standard", "resnet20_trades"]
-    assert all(r["train"] > 0 and r["total"] >= r["train"] for r in rows)
-    assert rows[1]["evaluations"] > rows[0]["evaluations"] > 0  # table1 + fig5 cost more than theorem
-    assert "total" in out and "resnet20_trades" in out
-
-
-def test_plan_prints_the_profiles_sizing_and_the_timed_ratio_to_it(capsys):
-    import dataclasses
-    from types import MappingProxyType
-    sizing = profiles.Sizing("a test card", MappingProxyType({"vgg13_standard": (3.0, 1.0)}), overhead_s=2, margin=2)
-    sized = dataclasses.replace(SMOKE, sizing=sizing)
-    rows = plan(sized, "cpu", probe=4, runs_=["vgg13_standard"])
-    out = capsys.readouterr().out
-    assert "sizing of profile smoke" in out and "for a test card" in out
-    assert "expected 6 s = 0.1 min" in out and "with the 2x margin on the throughputs: 10 s" in out
-    assert "not sized: " not in out and "resnet20_trades" not in out  # the sizing follows the runs planned
-    assert f"timed here / sized for a test card: {rows[0]['total'] / 4:.2f}x over the 1 sized run(s)" in out
-    print_sizing(sized, runs_=["vgg13_standard", "resnet20_trades"])
-    out = capsys.readouterr().out
-    assert "not sized: resnet20_trades" in out and "expected 6 s" in out
+def test_an_evaluation_with_an_edited_value_or_from_another_run_is_not_served(smoke_cache):
+    prof = SMOKE
+    run = runs.load(prof.run("t1_vgg13_half_linear"))
+    s = evaluations.settings(prof, "table1")
+    assert evaluations.read(run, s) is not None
+    meta_file = next((run.path / "evaluations").glob("table1-*.json"))
+    meta = json.loads(meta_file.read_text())
+    meta["values"]["pgd_steps"] = 99
+    meta_file.write_text(json.dumps(meta))
+    assert evaluations.read(run, s) is None
+    other = runs.load(prof.run("t1_vgg13_pure_linear"))
+    for f in (other.path / "evaluations").glob("table1-*"):  # another run's evaluation, same settings
+        shutil.copy(f, run.path / "evaluations" / f.name)
+    assert evaluations.read(run, s) is None

@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 
 from cckl_core import fisher, metrics, models
+from conftest import flat_linear, small_cnn
 
 
 K = 5
@@ -109,11 +110,8 @@ def test_fisher_eigenvector(setup):
 
 
 def test_fisher_linear_softmax_closed_form():
-    torch.manual_seed(3)
-    lin = nn.Linear(D, K).double()
-    with torch.no_grad():
-        lin.weight.mul_(20.0)
-    model = nn.Sequential(nn.Flatten(), lin).eval()
+    model = flat_linear(D, K, seed=3, scale=20.0)
+    lin = model[1]
     x = inputs(3, seed=4)
     out = fisher.fisher_stats(model, x, eigenvector=True)
     w = lin.weight.detach()
@@ -279,3 +277,15 @@ def test_real_models_shapes_and_finiteness(name, width):
     assert (res["g1"] >= 0).all() and (res["kl"] >= -1e-6).all()
     assert model.training
     assert all(prm.grad is None for prm in model.parameters())
+
+
+# --------------------------------------------------------------------------- empty batches
+def test_an_empty_batch_gives_empty_well_shaped_statistics():
+    model, x = small_cnn(K), torch.zeros(0, 3, 8, 8)
+    out = fisher.fisher_stats(model, x, eigenvector=True)
+    for key in ("frobenius", "spectral", "trace"):
+        assert out[key].shape == (0,) and out[key].dtype == torch.float64
+    assert out["probs"].shape == (0, K) and out["eigenvector"].shape == (0, 3, 8, 8)
+    assert fisher.g1(model, x, x).shape == (0,)
+    pairs = fisher.kl_g1_g2(model, x, x)
+    assert {k: tuple(v.shape) for k, v in pairs.items()} == {"kl": (0,), "g1": (0,), "g2": (0,)}

@@ -402,35 +402,6 @@ def test_parse_time():
             launch.parse_time(bad)
 
 
-def test_list_options_and_the_selection():
-    """--runs and --seeds are read by their option types; Profile.select checks the choice against the profile."""
-    from cckl_core import cli
-    args = cli.parser().parse_args(["launch", "--executor", "local", "--runs", " a, b ", "--seeds", "0,3"])
-    assert (args.runs, args.seeds) == (["a", "b"], [0, 3])
-    for bad in ("a,,b", ",", "a, "):
-        with pytest.raises(cli.OptionError, match="empty item"):
-            cli.parser().parse_args(["launch", "--executor", "local", "--runs", bad])
-    with pytest.raises(cli.OptionError, match="--runs is empty"):
-        cli.parser().parse_args(["launch", "--executor", "local", "--runs", " "])
-    assert SMOKE.select() == SMOKE.configs()
-    assert [(c.name, c.seed) for c in SMOKE.select(["vgg13_trades"], [2, 1])] == [("vgg13_trades", 2), ("vgg13_trades", 1)]
-    for names, seeds, words in ((["vgg13_trades", "vgg13_trades"], None, "given twice"), (None, [1, 1], "seed 1 given"),
-                                ([], None, "no runs given"), (None, [-1], "seed must be >= 0"),
-                                (None, [2 ** 32], "seed must be <= 4294967295"), (["nope"], None, "has no run 'nope'")):
-        with pytest.raises(profiles.ProfileError, match=words):
-            SMOKE.select(names, seeds)
-
-
-def test_console_script_help():
-    cckl = Path(sys.executable).parent / "cckl"
-    if not cckl.exists():
-        pytest.skip("the cckl console script is not installed (pip install -e .)")
-    res = subprocess.run([str(cckl), "launch", "--help"], capture_output=True, text=True, timeout=120)
-    assert res.returncode == 0, res.stderr
-    for opt in ("--executor", "--partition", "--gpus-per-job", "--max-parallel", "--time", "--runs", "--seeds", "--wait"):
-        assert opt in res.stdout
-
-
 # --------------------------------------------------------------------------- what a real Slurm showed (issue 25)
 def _launch(tmp_path, *extra):
     return cli_main(["launch", "--profile", "smoke", "--executor", "slurm", "--runs", "vgg13_standard,resnet20_trades",

@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from cckl_core import models, profiles
+from cckl_core import models
+from conftest import tiny_run, type_error_naming
 
 
 ALL = ["resnet20", "resnet20x1", "resnet32", "resnet32x10", "vgg13", "vgg13_half_linear", "vgg13_pure_linear"]
@@ -173,16 +174,8 @@ def test_vgg13_has_relu_and_is_not_affine():
 
 
 # --------------------------------------------------------------------------- the model of a run
-TINY = dict(dataset="synthetic", n_train=96, n_test=48, fisher_n=8, robust_n=16, model="resnet20", width=0.125,
-            objective="standard", epochs=2, milestones=[1], lr=0.05, batch_size=32, attack_steps=2)
-
-
-def _cfg(**changes) -> profiles.RunConfig:
-    return profiles.run_config("t", "test", {**TINY, **changes})
-
-
 def test_of_run_is_the_registry_model_the_config_names():
-    cfg = _cfg(model="vgg13", width=0.25, batch_norm=True)
+    cfg = tiny_run("t", model="vgg13", width=0.25, batch_norm=True)
     torch.manual_seed(3)
     got = models.of_run(cfg, num_classes=7)
     torch.manual_seed(3)
@@ -195,7 +188,7 @@ def test_of_run_is_the_registry_model_the_config_names():
 
 @pytest.mark.parametrize("width, channels_last", [(0.125, False), (1.0, True)])
 def test_fresh_is_seeded_by_the_config_and_channels_last_only_for_real_widths(width, channels_last):
-    cfg = _cfg(width=width, seed=5)
+    cfg = tiny_run("t", width=width, seed=5)
     model, cl = models.fresh(cfg, 10, torch.device("cpu"))
     torch.manual_seed(5)
     reference = models.build("resnet20", num_classes=10, width=width)
@@ -233,3 +226,24 @@ def test_eval_mode_restores_the_callers_mode_even_on_an_error():
     with pytest.raises(TypeError):
         with models.eval_mode("not a model"):
             pass
+
+
+# --------------------------------------------------------------------------- argument checks
+@pytest.mark.parametrize("bad", ["10", 10.0, True])
+def test_models_build_refuses_non_int_num_classes(bad):
+    with pytest.raises(TypeError) as err:
+        models.build("vgg13", num_classes=bad, width=0.125)
+    msg = type_error_naming(err, "num_classes")
+    if bad is not True:
+        assert "num_classes=10" in msg  # the fix
+
+
+@pytest.mark.parametrize("bad", ["no", "False", 0, 1])
+def test_batch_norm_must_be_a_real_bool(bad):
+    for name in ("vgg13", "resnet20"):
+        with pytest.raises(TypeError) as err:
+            models.build(name, width=0.125, batch_norm=bad)
+        assert "True, False or None" in type_error_naming(err, "batch_norm")
+    with pytest.raises(TypeError) as err:
+        models.VGG(width=0.125, batch_norm=bad)
+    type_error_naming(err, "batch_norm")

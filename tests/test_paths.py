@@ -38,3 +38,11 @@ def test_variables_override_and_an_empty_one_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("CCKL_ARTIFACTS", "  ")
     with pytest.raises(paths.PathSettingError, match="CCKL_ARTIFACTS is set but empty"):
         paths.artifacts_root()
+
+
+@pytest.mark.parametrize("var, root", [("CCKL_ARTIFACTS", paths.artifacts_root), ("CCKL_DATA_ROOT", paths.data_root),
+                                       ("CCKL_FIGURES", paths.figures_root), ("CCKL_CIFAR10_ZIP", paths.cifar10_zip)])
+def test_an_empty_environment_variable_is_a_mistake_not_the_current_folder(monkeypatch, var, root):
+    monkeypatch.setenv(var, "")
+    with pytest.raises(paths.PathSettingError, match=f"{var} is set but empty"):
+        root()

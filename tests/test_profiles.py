@@ -1,10 +1,13 @@
 """Profiles: every key type-checked, unknown sections and TOML errors named with the file; frozen
 run configs whose keys (the cache folders' names) are those the old dict configs hashed to."""
 import dataclasses
+import json
+from pathlib import Path
 
 import pytest
 
 from cckl_core import profiles
+from conftest import tiny_run
 
 GOOD = """{top}
 description = "a test profile"
@@ -94,8 +97,8 @@ def test_fractional_milestones_are_kept(tmp_path):
 
 def test_keys_are_the_old_config_hashes():
     """The key of a run (its cache folder's name) is the hash the old dict configs had: a cache
-    trained before the frozen configs is still found. Values computed with `runs.config_hash` at
-    06ea40b."""
+    trained before the frozen configs is still found. Values computed with `runs.config_hash` of the dict
+    configs, before the frozen configs replaced them."""
     smoke = profiles.load("smoke")
     assert smoke.run("vgg13_standard").key == "03688ddaa3a4"
     assert smoke.run("vgg13_standard", seed=1).key == "3caf8180fcbe"
@@ -442,3 +445,67 @@ def test_a_test_split_too_small_for_the_fixed_subsets_is_one_line():
     cfg.check_fits_test_set(16)
     with pytest.raises(ValueError, match=r"robust_n=16 is more than the run's test set \(10 images; n_test=0\)"):
         cfg.check_fits_test_set(10)
+
+
+# --------------------------------------------------------------------------- settings that cannot mean what they say
+def test_a_milestone_at_or_beyond_the_last_epoch_is_refused():
+    for m in ("[2]", "[5]", "[0]"):
+        with pytest.raises(profiles.ProfileError, match="milestone"):
+            tiny_run("r", epochs=2, milestones=json.loads(m))
+    assert tiny_run("r", epochs=1, milestones=[0.5]).milestones == (0.5,)
+
+
+def test_the_same_run_twice_in_one_role_is_refused(tmp_path):
+    text = Path(profiles.__file__).with_name("smoke.toml").read_text().replace(
+        'fig5 = ["resnet20_trades", "t1_resnet32_standin"]', 'fig5 = ["resnet20_trades", "resnet20_trades"]')
+    path = tmp_path / "twice.toml"
+    path.write_text(text)
+    with pytest.raises(profiles.ProfileError, match="names the same run twice"):
+        profiles.parse(path)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(model="vgg99"), "unknown model"),
+    (dict(objective="mixup"), "unknown objective"),
+    (dict(eps=2.0), "eps must be in"),
+    (dict(eps=-0.1), "eps must be in"),
+    (dict(attack_steps=0), "attack_steps must be"),
+    (dict(lr=0), "lr must be positive"),
+    (dict(milestones=[3]), "not before the last epoch"),
+])
+def test_bad_config_is_rejected(bad, message):
+    with pytest.raises(profiles.ProfileError, match=message):
+        tiny_run("bad", **bad)
+
+
+def test_profiles_load_and_reject_unknown():
+    for name in profiles.names():
+        prof = profiles.load(name)
+        assert prof.runs and prof.roles
+    with pytest.raises(ValueError, match="valid profiles"):
+        profiles.load("nope")
+
+
+def test_an_empty_profile_variable_is_a_mistake(monkeypatch):
+    monkeypatch.setenv("CCKL_PROFILE", "")
+    with pytest.raises(profiles.ProfileError, match="CCKL_PROFILE is set but empty"):
+        profiles.default_to_compute()
+
+
+def test_an_unknown_profile_from_the_environment_names_its_variable(monkeypatch):
+    monkeypatch.setenv("CCKL_PROFILE", "quik")
+    with pytest.raises(profiles.ProfileError, match=r"from \$CCKL_PROFILE"):
+        profiles.default_to_compute()
+
+
+def test_select_checks_the_choice_against_the_profile():
+    """Profile.select: every run and seed by default; names and seeds in the order given; a repeat, an empty
+    choice, a seed out of bounds or a run the profile lacks is one ProfileError."""
+    smoke = profiles.load("smoke")
+    assert smoke.select() == smoke.configs()
+    assert [(c.name, c.seed) for c in smoke.select(["vgg13_trades"], [2, 1])] == [("vgg13_trades", 2), ("vgg13_trades", 1)]
+    for names, seeds, words in ((["vgg13_trades", "vgg13_trades"], None, "given twice"), (None, [1, 1], "seed 1 given"),
+                                ([], None, "no runs given"), (None, [-1], "seed must be >= 0"),
+                                (None, [2 ** 32], "seed must be <= 4294967295"), (["nope"], None, "has no run 'nope'")):
+        with pytest.raises(profiles.ProfileError, match=words):
+            smoke.select(names, seeds)

@@ -1,12 +1,18 @@
-"""The one local scheduler: which job starts where (largest first, by GPU memory), the simulated
-wall time, what the cache says is pending; and, for real, two CPU workers side by side."""
+"""The one local scheduler (how `make paper` and `launch --executor local` lay jobs out): which job starts
+where (largest first, GPU slots shared by memory), the simulated wall time, what is left to run read from
+the run cache; and, for real, two CPU workers side by side."""
 from dataclasses import replace
 
 import pytest
 
-from cckl_core import profiles, runs, schedule
+from cckl_core import devices, evaluations, plan, profiles, runs, schedule
 
 GiB = 2 ** 30
+
+
+@pytest.fixture(autouse=True)
+def _no_thread_setting(monkeypatch):
+    monkeypatch.delenv("CCKL_THREADS", raising=False)
 
 
 def _jobs(sizes_and_memory):
@@ -89,3 +95,92 @@ def test_two_cpu_workers_side_by_side_finish_what_the_cache_lacks(smoke_cache, m
     assert any("2 at a time" in line for line in lines)
     assert any("epoch 2/2" in line for line in lines)  # the workers' progress lines, passed on whole
     assert schedule.run(prof, prof.configs(names), device="cpu", out=lines.append) == []  # nothing left to do
+
+
+# --------------------------------------------------------------------------- the largest job first, GPU slots, what is left to run
+def test_the_largest_job_starts_first():
+    """With one place free at a time, the scheduler starts quick's runs in `plan.by_size` order (counted
+    FLOPs, what it sizes jobs by without a timed plan): the resnet32 stand-in (138 MFLOP, TRADES)
+    first; a run with the same model and data but 15 standard epochs after its 5-epoch TRADES twin."""
+    quick = profiles.load("quick")
+    order = plan.by_size(quick)
+    assert sorted(order) == sorted(quick.runs)
+    assert order[0] == "t1_resnet32_standin"
+    assert order.index("resnet20_trades") < order.index("resnet20_standard")
+    jobs = schedule.plan_jobs(quick, quick.configs(None, [0]), "cpu", 1, timed=False, out=print)  # one seed each
+    slot = schedule.Slot("cpu", 1)
+    started = []
+    queue = list(jobs)
+    while queue:
+        job, where = schedule.next_job(queue, [slot])
+        assert where is slot
+        started.append(job.cfg.name)
+        queue.remove(job)
+        assert schedule.next_job(queue, [schedule.Slot("cpu", 1, running=[job])]) is None  # no free place
+    assert started == order
+
+
+def test_gpu_jobs_share_a_card_by_memory():
+    gib = 2 ** 30
+    slot = schedule.Slot("cuda:0", 4, memory=10 * gib)
+    jobs = [schedule.Job(None, size=s, memory=m * gib) for s, m in ((3, 6), (2, 5), (1, 3))]
+    first, _ = schedule.next_job(jobs, [slot])
+    assert first is jobs[0]
+    slot.running.append(first)
+    second, _ = schedule.next_job(jobs[1:], [slot])
+    assert second is jobs[2]  # 5 GiB do not fit beside 6 of 10; the 3 GiB job does
+    huge = schedule.Job(None, size=9, memory=50 * gib)
+    assert schedule.fits(huge, schedule.Slot("cuda:1", 4, memory=10 * gib))  # alone on a card it always starts
+    assert not schedule.fits(huge, slot)
+    # two cards: the emptiest one takes the next job
+    cards = [schedule.Slot("cuda:0", 2, 10 * gib, running=[first]), schedule.Slot("cuda:1", 2, 10 * gib)]
+    assert schedule.next_job([jobs[1]], cards)[1] is cards[1]
+
+
+def test_gpu_slots(monkeypatch):
+    import torch
+
+    class Props:
+        total_memory = 80 * 2 ** 30
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: Props())
+    monkeypatch.setattr(devices, "available_cpus", lambda: 16)
+    slots, threads = schedule.gpu_slots()
+    assert [(s.device, s.capacity) for s in slots] == [("cuda:0", 8), ("cuda:1", 8)] and threads == 1
+    assert slots[0].memory == pytest.approx(schedule.GPU_MEMORY_SHARE * 80 * 2 ** 30)
+    slots, threads = schedule.gpu_slots(jobs=3)
+    assert [s.capacity for s in slots] == [3, 3] and threads == 16 // 6
+
+
+def test_makespan_of_four_jobs_two_at_a_time():
+    """Jobs of 4, 3, 2 and 1 s, two at a time, largest first: 4 and 3 start; 2 starts at 3 s, 1 at
+    4 s; all end at 5 s (the ideal 10 / 2)."""
+    jobs = [schedule.Job(None, size=t, seconds=t) for t in (1, 3, 2, 4)]
+    assert schedule.makespan(jobs, [schedule.Slot("cpu", 2)]) == pytest.approx(5.0)
+    assert schedule.makespan(jobs, [schedule.Slot("cpu", 1)]) == pytest.approx(10.0)
+
+
+def test_what_is_left_to_run_is_read_from_the_cache(smoke_cache, monkeypatch):
+    smoke = profiles.load("smoke")
+    cifar100 = smoke.run("resnet20_standard_cifar100")  # optional, its data missing here: a note, no worker
+    todo, notes = schedule.pending(smoke, smoke.configs())
+    assert cifar100.optional and todo == [] and notes == [f"{cifar100.label}: optional, skipped: its data set cifar100 "
+                                                          "cannot be had here"]
+    finished = [c for c in smoke.configs() if c != cifar100]
+    monkeypatch.setattr(schedule, "_Running", lambda *a, **k: pytest.fail("started a worker with nothing to do"))
+    lines = []
+    assert schedule.run(smoke, finished, device="cpu", out=lines.append) == []
+    assert lines == ["[cckl] smoke: every run and evaluation asked for is in the cache"]
+    # an evaluation missing: that run is to run again; missing with the weights removed: a note instead
+    trades, table2 = smoke.run("resnet20_trades"), smoke.run("vgg13_trades")
+    for cfg, name in ((trades, "fig5"), (table2, "table2")):
+        s = evaluations.settings(smoke, name)
+        (runs.path_of(cfg) / "evaluations" / f"{name}-{evaluations.settings_key(s)}.json").unlink()
+    runs.remove_weights(runs.path_of(table2))
+    todo, notes = schedule.pending(smoke, finished)
+    assert todo == [trades]
+    assert len(notes) == 1 and "smoke/vgg13_trades (seed 0): evaluations table2 missing" in notes[0]
+    # another sampling seed: every run with evaluations is to run (but the one without weights)
+    assert schedule.pending(smoke, finished, sample_seed=1)[0] == [c for c in finished
+                                                                   if evaluations.needed(smoke, c.name) and c != table2]

@@ -8,6 +8,7 @@ from scipy import optimize
 from scipy import stats as st
 
 from cckl_core import stats as S
+from conftest import type_error_naming
 
 Z95 = 1.959963984540054
 
@@ -333,7 +334,6 @@ def test_verdict_errors():
         S.verdict(0.3, 0.2, 1)
 
 
-
 # --------------------------------------------------------------------------- pairs of images
 def _lower_median_of_repeats(row, x):
     """The lower median of the sample in which ``x[p]`` appears ``row[p]`` times (NaN values left out); NaN if empty."""
@@ -410,3 +410,22 @@ def test_cluster_bootstraps_refuses_bad_input():
         S.cluster_bootstraps({}, [0, 1], [1, 2])
     with pytest.raises(ValueError, match="same length"):
         S.cluster_bootstraps({"m": np.mean}, [0, 1], [1])
+
+
+# --------------------------------------------------------------------------- argument checks
+def test_statistics_refuse_strings_and_non_int_counts():
+    a = np.linspace(0, 1, 10)
+    cases = [
+        (lambda: S.verdict("0.1", 0.2), "lo"),
+        (lambda: S.test_verdict(0.01, "0.5"), "p_opposite"),
+        (lambda: S.z_value("0.95"), "confidence"),
+        (lambda: S.wilson_interval("81", 263), "successes"),
+        (lambda: S.rank_trend(["a", "b", "c"], [1, 2, 3]), "x"),
+        (lambda: S.bootstrap_ci(a, np.mean, n_boot=2.5), "n_boot"),
+        (lambda: S.bootstrap_diff(a, a, n_boot=200, paired="yes"), "paired"),
+        (lambda: S.bootstrap_ci(a, "mean", n_boot=10), "statistic"),
+    ]
+    for call, name in cases:
+        with pytest.raises(TypeError) as err:
+            call()
+        type_error_naming(err, name)

@@ -1,6 +1,7 @@
 """Unpacking a results bundle is confined: no bundle, however crafted or damaged, writes, replaces or
 deletes anything but run folders of its profile under the artifacts root, nor reads past its limits;
-a refused bundle leaves every local file byte-identical and ends in one BundleError (one CLI line)."""
+a refused bundle leaves every local file byte-identical and ends in one BundleError (one CLI line); a
+bundle does not overwrite another training of a run unless asked."""
 import copy
 import hashlib
 import io
@@ -223,8 +224,8 @@ def _good(cache: Path) -> Path:
 def test_a_manifest_folder_outside_the_root_is_refused(trained, cache):
     manifest, members = unpack_good(trained)
     outside = cache.parent / "outside"
-    # what 06ea40b let through: a folder named by an absolute path, its members reached through a listed
-    # folder named after the path's first component, so `--replace` deleted `outside`
+    # a folder named by an absolute path, its members reached through a listed folder named after the
+    # path's first component: unpacked with `--replace`, an unconfined unpacker would delete `outside`
     first = outside.parts[1]
     crafted_members = [(f"smoke/{outside}/complete.json", b"{}\n1"), (f"smoke/{first}/complete.json", b"{}")]
     crafted = seal({**manifest, "runs": [{"run": RUN, "seed": 0, "folder": str(outside)},
@@ -456,3 +457,17 @@ def test_bundle_out_must_be_a_file_outside_the_run_folders(cache, capsys):
         cli_one_line(capsys)
     assert snapshot(cache.parent) == before
     assert cli_main(["bundle", "--profile", "smoke", "--out", str(cache / "b.tar.gz")]) == 0
+
+
+def test_bundle_refuses_to_overwrite_another_training(smoke_cache, tmp_path):
+    bundle.create(profiles.load("smoke"), tmp_path / "b.tar.gz")
+    folder = runs.path_of(profiles.load("smoke").run("vgg13_standard"))
+    manifest = store.read_json(folder / "complete.json")  # another training of the same config: valid, resealed
+    store.atomic_write_json(folder / "complete.json", store.sealed({**manifest, "finished": "x" + manifest["finished"]}))
+    assert runs.inspect(folder).state == runs.COMPLETE
+    with pytest.raises(bundle.BundleError, match="another training"):
+        bundle.extract(tmp_path / "b.tar.gz")
+    assert store.read_json(folder / "complete.json")["finished"].startswith("x")  # left as it was
+    bundle.extract(tmp_path / "b.tar.gz", replace=True)
+    assert runs.inspect(folder).state == runs.NO_WEIGHTS
+    assert store.read_json(folder / "complete.json") == manifest
