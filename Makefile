@@ -79,7 +79,8 @@ $(STAMP): pyproject.toml requirements.lock
 # still lists a notebook saved with outputs (git compares sizes first; `git add` clears it): `make lab` saves
 # notebooks/ as this filter leaves them (cckl_core.lab), so it stays clean. Outside a git checkout (an unpacked
 # archive) there is nothing to configure.
-NBSTRIPOUT = "$(if $(filter /%,$(PY)),$(PY),$(CURDIR)/$(PY))" -m nbstripout --keep-id --extra-keys metadata.language_info
+NBSTRIPOUT = "$(if $(filter /%,$(PY)),$(PY),$(CURDIR)/$(PY))" -m nbstripout --keep-id \
+  --extra-keys metadata.language_info
 notebook-filter: $(STAMP)
 	@if [ "$$(git rev-parse --show-toplevel 2>/dev/null)" = $(call q,$(CURDIR)) ]; then \
 	  git config filter.nbstripout.clean $(call q,$(NBSTRIPOUT)) && git config filter.nbstripout.smudge cat && \

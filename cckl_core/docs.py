@@ -85,16 +85,18 @@ def index_page(mods: dict[str, str], profile: str, notebooks: list[str], report:
     if notebooks:
         items = "\n".join(f'<li><a href="figures/{e(profile)}/notebooks/{e(nb)}.html">{e(nb)}</a></li>'
                           for nb in notebooks)
-        shown = f"<p>As <code>make paper PROFILE={e(profile)}</code> executed them, with their outputs:</p><ul>{items}</ul>"
+        shown = (f"<p>As <code>make paper PROFILE={e(profile)}</code> executed them, with their outputs:</p>"
+                 f"<ul>{items}</ul>")
     else:
         shown = (f"<p>No executed notebooks for profile <code>{e(profile)}</code> yet: <code>make paper "
                  f"PROFILE={e(profile)}</code> renders them, then <code>make docs</code> again.</p>")
     if report:
-        shown += f'<p>The report of every figure and claim: <a href="figures/{e(profile)}/index.html">figures/{e(profile)}/</a>.</p>'
+        shown += (f'<p>The report of every figure and claim: <a href="figures/{e(profile)}/index.html">'
+                  f"figures/{e(profile)}/</a>.</p>")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>cckl: API reference and notebooks</title>
-<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto;line-height:1.4}}td{{padding:.2em .8em;vertical-align:top}}
-code{{font-size:95%}}</style></head>
+<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto;line-height:1.4}}
+td{{padding:.2em .8em;vertical-align:top}} code{{font-size:95%}}</style></head>
 <body>
 <h1>cckl: API reference and notebooks</h1>
 <p>Built by <code>make docs</code> from the docstrings (pdoc) and from what <code>make paper</code> published.</p>

@@ -4,9 +4,9 @@ Two pieces, both set up by ``make env`` / ``make lab``:
 
 * git's clean filter for ``notebooks/*.ipynb`` (``.gitattributes``; ``make notebook-filter`` configures nbstripout
   as ``filter.nbstripout``): ``git diff``, ``git add`` and commits see a notebook without outputs, execution
-  counts or the Python version that ran it (``language_info``), whichever editor wrote it. That alone does not quiet ``git status``: git
-  compares a file's size with the index before its contents, so a notebook saved with outputs is listed as
-  modified (``git diff`` shows nothing; ``git add`` clears it).
+  counts or the Python version that ran it (``language_info``), whichever editor wrote it. That alone does not
+  quiet ``git status``: git compares a file's size with the index before its contents, so a notebook saved with
+  outputs is listed as modified (``git diff`` shows nothing; ``git add`` clears it).
 * in ``make lab``, JupyterLab's pre-save hook :func:`strip_before_save` (:data:`SERVER_OPTION`): a notebook
   git filters is written exactly as the clean filter would leave it, so saving after a run leaves
   ``git status`` clean, and an edit of a cell's source is saved and shows. The outputs stay on screen; the

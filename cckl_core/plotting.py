@@ -454,8 +454,9 @@ def distributions(ax: plt.Axes, samples: Mapping[str, np.ndarray], xlabel: str |
             shown = shown[(shown >= lo) & (shown <= hi)]
         dropped = len(values) - len(shown)
         center = float(np.mean(values) if marker == "mean" else np.median(values)) if len(values) else math.nan
-        legend = (f"{label} (n={len(values)}, {marker} {center:.3g}" + (f", {dropped} outside view)" if dropped else ")")
-                  if len(shown) else f"{label} (n={len(values)}, nothing to show)")
+        said = f", {dropped} outside view)" if dropped else ")"
+        legend = (f"{label} (n={len(values)}, {marker} {center:.3g}{said}" if len(shown)
+                  else f"{label} (n={len(values)}, nothing to show)")
         _draw_sample(ax, shown, color, textwrap.fill(legend, legend_width), kind, log, bins,
                      kde and symlog is None, "density" if symlog is None else "percent")
         if math.isfinite(center) and (not log or center > 0):
@@ -468,7 +469,8 @@ def distributions(ax: plt.Axes, samples: Mapping[str, np.ndarray], xlabel: str |
         ax.set_xscale("symlog", linthresh=symlog)
         ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))  # -100, -10, -1, 0, 1
     if xlabel:
-        ax.set_xlabel(xlabel + (f" (symmetric log scale, linear within \u00b1{symlog:g})" if symlog is not None else ""))
+        scale = f" (symmetric log scale, linear within \u00b1{symlog:g})" if symlog is not None else ""
+        ax.set_xlabel(xlabel + scale)
     ax.set_ylabel("fraction <= x" if kind == "ecdf" else "density" if symlog is None else "percent per bin")
     if legend_below:
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize="x-small")

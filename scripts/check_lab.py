@@ -10,8 +10,8 @@ with the mouse; once every code cell has its execution count and the kernel is i
 must have left outputs on the page and no error output; then ``git status --porcelain`` in CLONE must print
 nothing. With ``--plain`` JupyterLab runs without the hook (any Jupyter): the saved file must hold the outputs,
 and ``git diff`` must show nothing (``git status`` may list the file: git compares sizes first). A screenshot of
-each notebook after its run is written to SHOTS-<notebook>.png. Chromium is driven through its DevTools protocol (``websocket-client``, which
-Jupyter itself installs): no Selenium, no driver. Needs Debian's ``chromium``.
+each notebook after its run is written to SHOTS-<notebook>.png. Chromium is driven through its DevTools protocol
+(``websocket-client``, which Jupyter itself installs): no Selenium, no driver. Needs Debian's ``chromium``.
 Exit status: 0 when git stays clean after every notebook, 1 when it does not (its ``git status`` is printed),
 2 when the check cannot start (no Chromium, no filter, a dirty clone, JupyterLab not answering).
 """
@@ -46,7 +46,8 @@ _STATE_JS = """(() => { const app = window.jupyterapp;
   const cells = Array.from(w.content.model.cells).filter(c => c.type === 'code');
   const outputs = cells.flatMap(c => c.outputs.toJSON());
   return JSON.stringify({counts: cells.map(c => c.executionCount), dialog, folder, dirty: w.context.model.dirty,
-    outputs: outputs.length, errors: outputs.filter(o => o.output_type === 'error').map(o => o.ename + ': ' + o.evalue)});
+    outputs: outputs.length,
+    errors: outputs.filter(o => o.output_type === 'error').map(o => o.ename + ': ' + o.evalue)});
 })()"""
 
 
@@ -80,7 +81,8 @@ class Browser:
         rect = self.js(f"""(() => {{ const e = [...document.querySelectorAll({json.dumps(selector)})]
             .find(e => ({json.dumps(text)} === null || e.textContent.trim() === {json.dumps(text)})
                        && e.offsetParent !== null);
-            if (!e) return null; const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; }})()""")
+            if (!e) return null; const r = e.getBoundingClientRect();
+            return [r.x + r.width / 2, r.y + r.height / 2]; }})()""")
         if rect is None:
             raise Stop(f"no {selector!r} reading {text!r} on the page")
         x, y = rect
