@@ -4,7 +4,7 @@
 #   make paper DEVICE=cpu JOBS=1       (device; runs side by side: default one per CPU core, on a GPU as many as fit)
 #   make paper PROFILE=gpu BUNDLE=f    render results made elsewhere (`cckl bundle`): nothing is trained
 #   make evaluations PROFILE=gpu       train + evaluate only (what a GPU node without Jupyter runs)
-#   make test | make test-slurm | make lab | make data | make clean | make env
+#   make test | make test-slurm | make lab | make docs | make data | make clean | make env
 # Variables come from the command line (or CCKL_PROFILE / CCKL_DEVICE); a PROFILE, DEVICE, JOBS, BUNDLE or
 # RENDER_JOBS in your shell environment is ignored, so that it cannot silently change what is built.
 
@@ -29,7 +29,7 @@ $(foreach v,PROFILE DEVICE JOBS BUNDLE RENDER_JOBS,$(eval $(call from_command_li
 
 DEVICE ?= auto
 RENDER_JOBS ?= 2
-ifeq ($(filter paper evaluations render lab test nbval,$(or $(MAKECMDGOALS),help)),)
+ifeq ($(filter paper evaluations render lab docs test nbval,$(or $(MAKECMDGOALS),help)),)
 else ifeq ($(origin PROFILE),undefined)
 PROFILE := $(shell $(PY) -m cckl_core default-profile 2>/dev/null || echo quick)
 endif
@@ -52,15 +52,17 @@ $(error BUNDLE=$(BUNDLE): no such file; make one with `python -m cckl_core bundl
 endif
 endif
 
-.PHONY: help env test test-slurm pytest fixture nbval paper evaluations render report lab data clean rehearse
+.PHONY: help env notebook-filter test test-slurm pytest fixture nbval paper evaluations render report lab docs data \
+  clean rehearse
 .DEFAULT_GOAL := help
 
 help:
 	@sed -n '1,9p' Makefile | sed 's/^# \{0,1\}//'
 
 # ---------------------------------------------------------------- environment
-# The tested set of versions (requirements.lock), then the package itself without resolving anything.
-env: $(STAMP)
+# The tested set of versions (requirements.lock), then the package itself without resolving anything; then the
+# notebook filter of this checkout.
+env: $(STAMP) notebook-filter
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
@@ -68,6 +70,23 @@ $(STAMP): pyproject.toml requirements.lock
 	PYTHONWARNINGS=ignore $(VENV)/bin/pip install --quiet --no-deps --no-build-isolation -e .
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@touch $@
+
+# Notebooks are committed without outputs: nbstripout is this checkout's git filter for notebooks/*.ipynb
+# (.gitattributes), so `git diff`, `git add` and commits see a notebook stripped, whatever wrote it: no outputs or
+# execution counts, no language_info (it names the Python version that ran it), cell ids kept; an edit of a cell's
+# source shows. The kernelspec stays: the notebooks name `make env`'s kernel (python3, "Python 3 (ipykernel)"), so
+# JupyterLab opens them without asking for a kernel; one saved from another kernel shows that change. `git status`
+# still lists a notebook saved with outputs (git compares sizes first; `git add` clears it): `make lab` saves
+# notebooks/ as this filter leaves them (cckl_core.lab), so it stays clean. Outside a git checkout (an unpacked
+# archive) there is nothing to configure.
+NBSTRIPOUT = "$(if $(filter /%,$(PY)),$(PY),$(CURDIR)/$(PY))" -m nbstripout --keep-id \
+  --extra-keys metadata.language_info
+notebook-filter: $(STAMP)
+	@if [ "$$(git rev-parse --show-toplevel 2>/dev/null)" = $(call q,$(CURDIR)) ]; then \
+	  git config filter.nbstripout.clean $(call q,$(NBSTRIPOUT)) && git config filter.nbstripout.smudge cat && \
+	  git config filter.nbstripout.required true && git config diff.ipynb.textconv $(call q,$(NBSTRIPOUT) -t) && \
+	  echo "[cckl] notebooks/*.ipynb: git sees them without outputs (nbstripout filter configured)"; \
+	else echo "[cckl] not a git checkout: no notebook filter to configure"; fi
 
 # ---------------------------------------------------------------- tests
 # pytest (2 workers, one torch thread each), then the notebooks under nbval, rendering a smoke fixture that the
@@ -140,11 +159,17 @@ FORCE:
 
 # ---------------------------------------------------------------- helpers
 # JupyterLab on this folder (notebooks/, build/, figures/), on localhost with a token, as root or not; the kernels
-# get PROFILE when given (else each notebook picks a profile whose results are present).
-lab: $(STAMP)
+# get PROFILE when given (else each notebook picks a profile whose results are present). A notebook of notebooks/
+# is saved as git's filter leaves it (cckl_core.lab: no outputs), so running and saving leaves `git status` clean.
+lab: $(STAMP) notebook-filter
 	$(if $(filter command line,$(origin PROFILE)),CCKL_PROFILE=$(PROFILE)) $(VENV)/bin/jupyter lab --ip=127.0.0.1 \
 	  --no-browser $(if $(filter 0,$(shell id -u)),--allow-root) --ServerApp.root_dir=$(call q,$(CURDIR)) \
-	  --LabApp.default_url=/lab/tree/notebooks
+	  --LabApp.default_url=/lab/tree/notebooks --ContentsManager.pre_save_hook=cckl_core.lab.strip_before_save
+
+# The API reference from the docstrings (pdoc), with what `make paper` published for PROFILE beside it (the executed
+# notebooks, the report; said when there is none yet), in build/docs/ (not committed): open build/docs/index.html.
+docs: $(STAMP)
+	$(PY) -m cckl_core.docs --out build/docs --profile $(PROFILE)
 
 # The gpu profile's exact runs at a few images on this CPU: train, evaluate, bundle, unbundle, render.
 rehearse: $(STAMP)

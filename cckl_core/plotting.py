@@ -211,61 +211,87 @@ def history_figure(runs: Sequence, keys: Sequence[tuple[str, str]], labels: Sequ
     return fig, axes
 
 
+def band_note(item: Any, band: bool = True) -> str:
+    """What the shaded band around ``item``'s Fisher-norm curve is: ``"mean of n seeds, band +-1 sd over
+    seeds"`` for a group of several training seeds (:func:`plot_history`), ``"one run, band q25-q75 over
+    images"`` for a single run (the interquartile range of the per-sample norms), ``"one run"`` without band."""
+    n_seeds = len(item) if _is_seed_group(item) else 1
+    if n_seeds > 1:
+        return f"mean of {n_seeds} seeds, band \u00b11 sd over seeds"
+    return "one run, band q25\u2013q75 over images" if band else "one run"
+
+
+def _two_rows(first: list, second: list) -> list:
+    """Legend entries ordered so that a legend of ``len(first)`` columns (filled column by column) shows
+    ``first`` on its top row and ``second`` (at most as many) under it."""
+    if len(second) > len(first):
+        return first + second
+    return [h for i, top in enumerate(first) for h in [top, *second[i:i + 1]]]
+
+
 def fisher_growth(runs: Sequence, labels: Sequence[str] | None = None, title: str | None = None,
                   spectral: bool = True, band: bool = True) -> tuple[plt.Figure, np.ndarray]:
     """Figures 3 and 8: test accuracy, ln mean ||F_x||_F and (``spectral``) ln mean ||F_x||_2 per epoch.
 
-    Means are over the run's fixed Fisher subset of the test set (``fisher_n`` points); the
-    shaded band (``band``) spans ln q25 .. ln q75 of the per-sample norms. Where the histories
-    record ``robust_acc`` (PGD-10 accuracy on the fixed robust subset), it is drawn dashed
-    beside the clean accuracy. The spectral norm
+    Means are over the run's fixed Fisher subset of the test set (``fisher_n`` points). Each curve's
+    band is said in its legend entry (:func:`band_note`): +-1 sd over training seeds for a mean of
+    several seeds, else (``band``) ln q25 .. ln q75 of the run's per-sample norms. Where the histories
+    record ``robust_acc`` (PGD-10 accuracy on the fixed robust subset), it is drawn dashed beside the
+    clean accuracy. The legend sits under the panels, clear of every curve. The spectral norm
     ``lambda_max(F_x)`` is computed exactly (the paper plots the Frobenius norm only).
     """
-    fig, axes = panels(3 if spectral else 2)
-    plot_history(axes[0], runs, "test_acc", labels, ylabel="accuracy")
+    fig, axes = panels(3 if spectral else 2, height=PANEL[1] * 1.25)
+    labels = list(labels) if labels is not None else [_names(r[0] if _is_seed_group(r) else r)[0] for r in runs]
+    colors = sns.color_palette(n_colors=max(len(runs), 1))
+    plot_history(axes[0], runs, "test_acc", labels, ylabel="accuracy", colors=colors)
+    handles = [plt.Line2D([], [], color=c, marker="o", label=f"{lab} ({band_note(item, band)})")
+               for item, lab, c in zip(runs, labels, colors)]
     flat = [r for item in runs for r in (item if _is_seed_group(item) else [item])]
     if any(rec.get("robust_acc") is not None for run in flat for rec in getattr(run, "history", run)):
-        colors = sns.color_palette(n_colors=max(len(runs), 1))
         for run, color in zip(runs, colors):
             epochs, rob, _, _ = seed_series(run, "robust_acc")
             axes[0].plot(epochs, rob, ls="--", marker="x", color=color, lw=1.2)
-        axes[0].text(0.02, 0.98, "solid: clean test accuracy\ndashed: PGD-10 accuracy (eps 8/255)",
-                     transform=axes[0].transAxes, ha="left", va="top", fontsize=7, color="0.35")
+        handles += [plt.Line2D([], [], color="0.4", marker="o", label="solid: clean test accuracy"),
+                    plt.Line2D([], [], color="0.4", ls="--", marker="x", label="dashed: PGD-10 accuracy (eps 8/255)")]
     plot_history(axes[1], runs, "fisher_fro_mean", labels, ylabel=r"ln mean $\|F_x\|_F$", log=True,
-                 band=("fisher_fro_q25", "fisher_fro_q75") if band else None)
+                 band=("fisher_fro_q25", "fisher_fro_q75") if band else None, colors=colors)
     if spectral:
         plot_history(axes[2], runs, "fisher_spec_mean", labels, ylabel=r"ln mean $\|F_x\|_2=\lambda_{\max}$",
-                     log=True, band=("fisher_spec_q25", "fisher_spec_q75") if band else None)
-    axes[0].legend()
-    if band:
-        several = [_is_seed_group(item) and len(item) > 1 for item in runs]
-        text = ("band: +-1 std over training seeds" if all(several) else "band: q25-q75 of per-sample norms"
-                if not any(several) else "band: +-1 std over seeds (mean curves), q25-q75 of per-sample norms (single runs)")
-        axes[1].text(0.02, 0.98, text, transform=axes[1].transAxes, ha="left", va="top", fontsize=7, color="0.35")
+                     log=True, band=("fisher_spec_q25", "fisher_spec_q75") if band else None, colors=colors)
+    fig.legend(handles=_two_rows(handles[:len(runs)], handles[len(runs):]), loc="outside lower center",
+               ncols=len(runs), fontsize="small")
     if title:
         fig.suptitle(title)
     return fig, axes
 
 
 def accuracy_and_fisher(run: Any, title: str | None = None) -> tuple[plt.Figure, np.ndarray]:
-    """Figures 4 and 7 (one training run): accuracy and ln mean ||F_x||_F per epoch on twin y axes
-    (ln mean ||F_x||_2 dashed), and beside it ln mean ||F_x||_F against test accuracy, epoch by epoch."""
+    """Figures 4 and 7 (one training run): accuracy and ln mean ||F_x||_F per epoch on twin y axes, with
+    ln mean ||F_x||_2 in its own colour, dashed, with hollow markers drawn over the Frobenius line (the two
+    differ by at most ln sqrt(rank F_x), often by less than a marker: the panel states the largest gap);
+    beside it ln mean ||F_x||_F against test accuracy, epoch by epoch."""
     fig, axes = panels(2)
     epochs, acc = history_series(run, "test_acc")
     _, fro = history_series(run, "fisher_fro_mean")
     _, spec = history_series(run, "fisher_spec_mean")
-    c_acc, c_fro = sns.color_palette(n_colors=2)
+    c_acc, c_fro, c_spec = sns.color_palette(n_colors=3)
     ax = axes[0]
     ax.plot(epochs, acc, marker="o", color=c_acc, label="test accuracy")
     ax.set_xlabel("epoch")
     ax.set_ylabel("test accuracy", color=c_acc)
     twin = ax.twinx()
     twin.grid(False)
-    twin.plot(epochs, _ln(fro), marker="s", color=c_fro, label=r"ln mean $\|F_x\|_F$")
-    twin.plot(epochs, _ln(spec), ls="--", color=c_fro, alpha=0.7, label=r"ln mean $\|F_x\|_2$")
-    twin.set_ylabel(r"ln mean $\|F_x\|$", color=c_fro)
+    twin.plot(epochs, _ln(fro), marker="s", ms=5, color=c_fro, label=r"ln mean $\|F_x\|_F$", zorder=2)
+    twin.plot(epochs, _ln(spec), ls="--", marker="^", ms=6, mfc="white", mew=1.2, color=c_spec, zorder=3,
+              label=r"ln mean $\|F_x\|_2$")
+    twin.set_ylabel(r"ln mean $\|F_x\|$")
+    with np.errstate(invalid="ignore"):
+        gap = _ln(fro) - _ln(spec)
+    if np.isfinite(gap).any():
+        twin.text(0.98, 0.02, f"ln $\\|F\\|_F$ - ln $\\|F\\|_2$ \u2264 {np.nanmax(gap):.2g}", transform=twin.transAxes,
+                  ha="right", va="bottom", fontsize=7, color="0.35")
     handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
-    ax.legend(handles, [h.get_label() for h in handles], loc="lower right")
+    fig.legend(handles, [h.get_label() for h in handles], loc="outside lower center", ncols=3, fontsize="small")
     ax = axes[1]
     points = ax.scatter(acc, _ln(fro), c=epochs, cmap="viridis", zorder=3)
     ax.plot(acc, _ln(fro), color="0.6", lw=0.8, zorder=2)
@@ -366,58 +392,86 @@ def output_distributions(images: ArrayLike, labels: ArrayLike, probs_init: Array
 
 
 # --------------------------------------------------------------------------- distributions (Figs 5, 9)
+def symlog_edges(values: np.ndarray, linthresh: float, bins: int) -> np.ndarray:
+    """``bins + 1`` bin edges spanning ``values``, equally spaced on a symmetric log axis that is linear
+    within +-``linthresh`` (matplotlib's ``"symlog"`` scale): each bar is as wide as the next on screen."""
+    from matplotlib.scale import SymmetricalLogTransform
+
+    if not linthresh > 0:
+        raise ValueError(f"symlog must be a positive linear threshold, got {linthresh!r}")
+    transform = SymmetricalLogTransform(10, linthresh, 1.0)
+    lo, hi = transform.transform(np.array([np.min(values), np.max(values)], dtype=float))
+    if not hi > lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    return transform.inverted().transform(np.linspace(lo, hi, bins + 1))
+
+
+def _draw_sample(ax: plt.Axes, shown: np.ndarray, color, legend: str, kind: str, log: bool, bins,
+                 kde: bool, stat: str) -> None:
+    """One sample of :func:`distributions`: its ECDF, histogram (with KDE), a line if constant, or an empty entry."""
+    if kind == "ecdf" and len(shown):
+        sns.ecdfplot(shown, ax=ax, log_scale=log, color=color, label=legend)
+    elif len(shown) >= 2 and np.ptp(shown) > 0:
+        sns.histplot(shown, ax=ax, bins=bins, stat=stat, element="step", fill=True, alpha=0.25,
+                     kde=kde and len(shown) >= 5, log_scale=log, color=color, label=legend)
+    elif len(shown):
+        ax.axvline(shown[0], color=color, lw=2, label=legend)
+    else:
+        ax.plot([], [], color=color, label=legend)
+
+
 def distributions(ax: plt.Axes, samples: Mapping[str, np.ndarray], xlabel: str | None = None, log: bool = False,
                   clip_quantiles: tuple[float, float] | None = None, bins: int = 40, kde: bool = True,
                   marker: str = "median", colors: Sequence | None = None, kind: str = "hist",
-                  legend_below: bool = False, legend_width: int = 48) -> dict[str, dict]:
+                  legend_below: bool = False, legend_width: int = 48, symlog: float | None = None) -> dict[str, dict]:
     """Overlaid density histograms (with KDE; ``kind="hist"``) or empirical CDFs (``kind="ecdf"``,
     better when the spreads differ by orders of magnitude) of several samples, each with its
     ``marker`` line (``"median"`` or ``"mean"``). ``legend_below`` puts the legend under the
     axes (for narrow panels); legend entries are wrapped at ``legend_width`` characters.
 
     ``log=True`` puts the x axis on a log scale (non-positive values cannot be shown and are
-    counted in the legend). ``clip_quantiles=(lo, hi)`` limits the *displayed* range to the
-    pooled quantiles, for heavy-tailed quantities such as G2/KL; the statistics returned
-    (``{"n", "median", "mean", "shown"}`` per label) are over all finite values.
+    counted in the legend). ``symlog=t`` puts it on a symmetric log scale, linear within +-t, for a
+    peak near 0 with a long tail on either side (such as G2/KL): every value is shown, in bins of equal
+    on-screen width shared by the samples, as the percent of each sample per bin (no KDE: its
+    bandwidth would be in the original units). ``clip_quantiles=(lo, hi)`` limits the *displayed*
+    range to the pooled quantiles (the values outside are counted in the legend); the statistics
+    returned (``{"n", "median", "mean", "shown"}`` per label) are over all finite values.
     """
+    if kind not in ("hist", "ecdf"):
+        raise ValueError(f"kind must be 'hist' or 'ecdf', got {kind!r}")
+    if symlog is not None and log:
+        raise ValueError("choose one of log and symlog for the x axis")
     colors = list(colors) if colors is not None else sns.color_palette(n_colors=max(len(samples), 1))
     finite = {k: np.asarray(v, dtype=float)[np.isfinite(np.asarray(v, dtype=float))] for k, v in samples.items()}
-    lo = hi = None
-    if clip_quantiles is not None and any(len(v) for v in finite.values()):
-        pooled = np.concatenate([v for v in finite.values() if len(v)])
-        lo, hi = np.quantile(pooled, clip_quantiles)
+    pooled = np.concatenate([v for v in finite.values() if len(v)] or [np.zeros(0)])
+    lo, hi = np.quantile(pooled, clip_quantiles) if clip_quantiles is not None and len(pooled) else (None, None)
+    if symlog is not None and len(pooled):
+        bins = symlog_edges(pooled if lo is None else pooled[(pooled >= lo) & (pooled <= hi)], symlog, bins)
     out = {}
     for (label, values), color in zip(finite.items(), colors):
         shown = values[values > 0] if log else values
         if lo is not None:
             shown = shown[(shown >= lo) & (shown <= hi)]
         dropped = len(values) - len(shown)
-        center = float(np.median(values)) if len(values) else math.nan
-        if marker == "mean":
-            center = float(np.mean(values)) if len(values) else math.nan
-        legend = f"{label} (n={len(values)}, {marker} {center:.3g}"
-        legend += f", {dropped} outside view)" if dropped else ")"
-        legend = textwrap.fill(legend, legend_width)
-        if kind == "ecdf" and len(shown):
-            sns.ecdfplot(shown, ax=ax, log_scale=log, color=color, label=legend)
-        elif len(shown) >= 2 and np.ptp(shown) > 0:
-            sns.histplot(shown, ax=ax, bins=bins, stat="density", element="step", fill=True, alpha=0.25,
-                         kde=kde and len(shown) >= 5, log_scale=log, color=color, label=legend)
-        elif len(shown):
-            ax.axvline(shown[0], color=color, lw=2, label=legend)
-        else:
-            ax.plot([], [], color=color, label=f"{label} (n={len(values)}, nothing to show)")
+        center = float(np.mean(values) if marker == "mean" else np.median(values)) if len(values) else math.nan
+        said = f", {dropped} outside view)" if dropped else ")"
+        legend = (f"{label} (n={len(values)}, {marker} {center:.3g}{said}" if len(shown)
+                  else f"{label} (n={len(values)}, nothing to show)")
+        _draw_sample(ax, shown, color, textwrap.fill(legend, legend_width), kind, log, bins,
+                     kde and symlog is None, "density" if symlog is None else "percent")
         if math.isfinite(center) and (not log or center > 0):
             ax.axvline(center, color=color, ls="--", lw=1.2)
         out[label] = {"n": len(values), "median": float(np.median(values)) if len(values) else math.nan,
                       "mean": float(np.mean(values)) if len(values) else math.nan, "shown": len(shown)}
-    if kind not in ("hist", "ecdf"):
-        raise ValueError(f"kind must be 'hist' or 'ecdf', got {kind!r}")
     if log:
         ax.set_xscale("log")
+    elif symlog is not None:
+        ax.set_xscale("symlog", linthresh=symlog)
+        ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))  # -100, -10, -1, 0, 1
     if xlabel:
-        ax.set_xlabel(xlabel)
-    ax.set_ylabel("density" if kind == "hist" else "fraction <= x")
+        scale = f" (symmetric log scale, linear within \u00b1{symlog:g})" if symlog is not None else ""
+        ax.set_xlabel(xlabel + scale)
+    ax.set_ylabel("fraction <= x" if kind == "ecdf" else "density" if symlog is None else "percent per bin")
     if legend_below:
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize="x-small")
     else:

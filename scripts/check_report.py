@@ -57,7 +57,7 @@ def broken_links(page: Path, seen: set[Path]) -> list[str]:
     bad = []
     for ref in parser.hrefs + parser.srcs:
         url = urlparse(ref)
-        if url.scheme in ("http", "https", "mailto"):
+        if url.scheme in ("http", "https", "mailto", "data", "javascript"):
             continue
         if not url.path:
             if url.fragment and url.fragment not in parser.ids:
