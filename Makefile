@@ -5,8 +5,8 @@
 #   make paper PROFILE=gpu BUNDLE=f    render results made elsewhere (`cckl bundle`): nothing is trained
 #   make evaluations PROFILE=gpu       train + evaluate only (what a GPU node without Jupyter runs)
 #   make test | make test-slurm | make lab | make docs | make data | make clean | make env
-# Variables come from the command line (or CCKL_PROFILE / CCKL_DEVICE); a PROFILE, DEVICE, JOBS, BUNDLE or
-# RENDER_JOBS in your shell environment is ignored, so that it cannot silently change what is built.
+# Variables come from the command line (or CCKL_PROFILE / CCKL_DEVICE); a PROFILE, DEVICE, JOBS or BUNDLE in your
+# shell environment is ignored, so that it cannot silently change what is built.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -25,10 +25,9 @@ $$(info [cckl] ignoring $(1)=$$($(1)) from the shell environment; pass it on the
 undefine $(1)
 endif
 endef
-$(foreach v,PROFILE DEVICE JOBS BUNDLE RENDER_JOBS,$(eval $(call from_command_line,$(v))))
+$(foreach v,PROFILE DEVICE JOBS BUNDLE,$(eval $(call from_command_line,$(v))))
 
 DEVICE ?= auto
-RENDER_JOBS ?= 2
 ifeq ($(filter paper evaluations render lab docs test nbval,$(or $(MAKECMDGOALS),help)),)
 else ifeq ($(origin PROFILE),undefined)
 PROFILE := $(shell $(PY) -m cckl_core default-profile 2>/dev/null || echo quick)
@@ -37,9 +36,6 @@ ifneq ($(origin PROFILE),undefined)
 ifeq ($(filter $(PROFILE),$(PROFILES)),)
 $(error unknown PROFILE '$(PROFILE)'; valid: $(PROFILES))
 endif
-endif
-ifeq ($(shell printf '%s' $(call q,$(RENDER_JOBS)) | grep -Ex '[1-9][0-9]{0,2}'),)
-$(error RENDER_JOBS must be a whole number >= 1, got '$(RENDER_JOBS)')
 endif
 ifdef JOBS
 ifeq ($(shell printf '%s' $(call q,$(JOBS)) | grep -Ex '[1-9][0-9]{0,3}'),)
@@ -118,15 +114,16 @@ nbval: fixture
 
 # ---------------------------------------------------------------- the paper
 # evaluate (train what the cache lacks, then its evaluations, runs side by side: cckl_core.schedule) ->
-# render (the notebooks read the cache only, RENDER_JOBS at a time, into build/<profile>/) -> report
-# (figures/<profile>/index.html, compute_costs, figures/README.md). With BUNDLE=file the results are unpacked
-# first and nothing needs computing. Completion is read from the run cache: no stamps. For quick it also refreshes
-# results/quick-models.tar, the trained models the repository carries (`cckl_core.zoo`).
+# render (`cckl render`: one process, one kernel; the notebooks read the cache only, each with every parameter
+# injected at its published value, cckl_core.paper.PUBLISHED, so nothing saved in a source notebook steers a
+# render; executed notebooks in build/<profile>/; a notebook the profile has no runs for, e.g. 01 under gpu, is
+# left out; an expected stop is its one line) -> the report, in the same process (figures/<profile>/index.html,
+# compute_costs, figures/README.md). With BUNDLE=file the results are unpacked first and nothing needs computing.
+# Completion is read from the run cache: no stamps. For quick it also refreshes results/quick-models.tar, the
+# trained models the repository carries (`cckl_core.zoo`; rewritten only when the cached weights changed).
 paper: evaluations
-	@start=$$(date +%s); $(MAKE) --no-print-directory -j$(RENDER_JOBS) render PROFILE=$(PROFILE) && \
-	  $(MAKE) --no-print-directory report PROFILE=$(PROFILE) && \
-	  $(if $(filter quick,$(PROFILE)),$(PY) -m cckl_core zoo --profile quick --if-complete &&) \
-	  echo "[cckl] rendered and published in $$(( $$(date +%s) - start )) s: figures/$(PROFILE)/index.html, figures/README.md, executed notebooks in build/$(PROFILE)/"
+	@$(MAKE) --no-print-directory render PROFILE=$(PROFILE) $(if $(filter quick,$(PROFILE)),&& \
+	  $(PY) -m cckl_core zoo --profile quick --if-complete)
 
 evaluations: $(STAMP)
 ifdef BUNDLE
@@ -134,23 +131,9 @@ ifdef BUNDLE
 endif
 	$(PY) -m cckl_core evaluate --profile $(PROFILE) --device $(call q,$(DEVICE)) $(if $(JOBS),--jobs $(call q,$(JOBS)))
 
-RENDER_THREADS = $(shell n=$$(( $$(nproc 2>/dev/null || echo 1) / $(RENDER_JOBS) )); [ $$n -ge 1 ] && echo $$n || echo 1)
-render: $(addprefix build/$(PROFILE)/,$(addsuffix .ipynb,$(NOTEBOOKS)))
-
-# A notebook's kernel log goes to a file, shown only when the notebook fails; an expected stop (results
-# missing, a bad parameter, a write that failed) is its one line, not papermill's traceback around it; a notebook
-# the profile has no runs for (e.g. 01 under gpu) stops at its set-up cell and is left out. Every
-# parameter is injected (profile and the sampling seed 0), so nothing saved in a source notebook steers a render.
-ONE_LINE_ERRORS := ResultsMissing|ParameterError|WriteError|DiskFullError
-build/$(PROFILE)/%.ipynb: notebooks/%.ipynb $(STAMP) FORCE
-	@mkdir -p $(@D) && echo "[cckl] rendering $* ($(PROFILE))"
-	@OMP_NUM_THREADS=$(RENDER_THREADS) CCKL_FIGURES=$(call q,$(CURDIR)/figures) $(PY) -m papermill --log-level ERROR \
-	  --no-progress-bar $< $@ -p profile $(PROFILE) -p seed 0 > build/$(PROFILE)/$*.log 2>&1 || \
-	  { if grep -q -m1 '^NotInProfile: ' build/$(PROFILE)/$*.log; then rm -f $@; \
-	      echo "[cckl] $*: not rendered, profile $(PROFILE) has no runs for it"; exit 0; fi; \
-	    line=$$(grep -m1 -E '^($(ONE_LINE_ERRORS)): ' build/$(PROFILE)/$*.log); \
-	    if [ -n "$$line" ]; then echo "[cckl] $*: $$line" >&2; else cat build/$(PROFILE)/$*.log; fi; \
-	    echo "[cckl] $* failed; its log: build/$(PROFILE)/$*.log" >&2; exit 1; }
+render: $(STAMP)
+	@CCKL_FIGURES=$(call q,$(CURDIR)/figures) $(PY) -m cckl_core render --profile $(PROFILE) \
+	  --out $(call q,$(CURDIR)/build/$(PROFILE))
 
 report: $(STAMP)
 	@CCKL_FIGURES=$(call q,$(CURDIR)/figures) $(PY) -m cckl_core report --profile $(PROFILE) --notebooks build/$(PROFILE)

@@ -1,6 +1,7 @@
 """The Makefile's wiring, read with `make -n` in a scratch copy (nothing is trained or installed), and
-its checks of PROFILE, JOBS, RENDER_JOBS and BUNDLE, which stop make before anything runs."""
+its checks of PROFILE, JOBS and BUNDLE, which stop make before anything runs."""
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -12,7 +13,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted(p.stem for p in (REPO / "notebooks").glob("[0-9]*.ipynb"))
 #: Variables of the calling shell that must not reach the scratch make (the Makefile ignores some on purpose).
-_CALLER = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "PROFILE", "DEVICE", "JOBS", "BUNDLE", "RENDER_JOBS", "CCKL_PROFILE",
+_CALLER = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "PROFILE", "DEVICE", "JOBS", "BUNDLE", "CCKL_PROFILE",
            "CCKL_DEVICE")
 
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="no make here")
@@ -46,14 +47,8 @@ def _dry_run(folder: Path, *args: str, env: dict | None = None) -> list[str]:
 
 
 def _steps(lines: list[str]) -> list[str]:
-    """The package commands in order: ``evaluate``, ``unbundle``, ``report``, ... and ``papermill``."""
-    steps = []
-    for line in lines:
-        if " -m cckl_core " in line:
-            steps.append(line.split(" -m cckl_core ")[1].split()[0])
-        elif " -m papermill " in line:
-            steps.append("papermill")
-    return steps
+    """The package commands in order: ``evaluate``, ``unbundle``, ``render``, ``zoo``, ..."""
+    return [line.split(" -m cckl_core ")[1].split()[0] for line in lines if " -m cckl_core " in line]
 
 
 def _evaluate_args(lines: list[str]) -> list[str]:
@@ -66,19 +61,19 @@ def _evaluate_args(lines: list[str]) -> list[str]:
 # --------------------------------------------------------------------------- what `make paper` runs, in order
 def test_paper_evaluates_the_profile_once_then_renders_then_reports(scratch):
     """One `evaluate` for the whole profile (the scheduler inside it trains and evaluates; completion
-    is read from the cache: no per-run rules, no stamps, no generated makefile), then every notebook,
-    then the report."""
+    is read from the cache: no per-run rules, no stamps, no generated makefile), then one `render` (every
+    notebook in one kernel, then the report, in one process), and for quick the carried models."""
     lines = _dry_run(scratch, "paper", "PROFILE=smoke")
-    steps = _steps(lines)
-    assert steps == ["evaluate"] + ["papermill"] * len(NOTEBOOKS) + ["report"], steps
+    assert _steps(lines) == ["evaluate", "render"], lines
     assert _evaluate_args(lines) == ["evaluate", "--profile", "smoke", "--device", "auto"]
-    rendered = [line for line in lines if " -m papermill " in line]
-    for nb, line in zip(NOTEBOOKS, rendered):
-        assert f"notebooks/{nb}.ipynb build/smoke/{nb}.ipynb -p profile smoke" in line and "-p device" not in line
-        from cckl_core.paper import PARAMETERS  # every parameter injected: a saved notebook cannot steer a render
-        assert all(f"-p {name} " in line for name in PARAMETERS) and "-p seed 0 " in line
-        assert f"CCKL_FIGURES={scratch}/figures" in shlex.split(line.replace(";", " ; "))
-    assert not [line for line in lines if ".done" in line or "deps" in line]
+    render = next(line for line in lines if " -m cckl_core render " in line)
+    assert shlex.split(render.split(" -m cckl_core ", 1)[1]) == ["render", "--profile", "smoke", "--out",
+                                                                 f"{scratch}/build/smoke"]
+    assert f"CCKL_FIGURES={scratch}/figures" in shlex.split(render)
+    assert not [line for line in lines if "papermill" in line or ".done" in line or "deps" in line]
+    quick = _dry_run(scratch, "paper", "PROFILE=quick")  # make -n prints the recipe (render && zoo) before the sub-make
+    assert _steps(quick)[0] == "evaluate" and sorted(_steps(quick)[1:]) == ["render", "zoo"]
+    assert re.search(r"render PROFILE=quick && .* -m cckl_core zoo --profile quick --if-complete", " ".join(quick))
 
 
 def test_a_bundle_is_unpacked_before_anything_is_evaluated(scratch):
@@ -116,7 +111,6 @@ def test_a_profile_in_the_environment_is_ignored_with_a_note(scratch):
 @pytest.mark.parametrize("setting, message", [
     ("PROFILE=nope", "unknown PROFILE 'nope'; valid: gpu paper quick smoke"),
     ("PROFILE=", "unknown PROFILE ''"),
-    ("RENDER_JOBS=0", "RENDER_JOBS must be a whole number >= 1, got '0'"),
     ("JOBS=abc", "JOBS must be a whole number >= 1, got 'abc'"),
     ("BUNDLE=no-such.tar.gz", "BUNDLE=no-such.tar.gz: no such file"),
 ])
@@ -208,12 +202,13 @@ def test_a_bundle_whose_name_holds_a_space_is_found(spaced):
     assert f"-m cckl_core unbundle --profile smoke {bundle}" in log.read_text()
 
 
-def test_render_with_results_missing_is_one_line_not_papermills_traceback(spaced):
-    """`make render` on a profile without results stops with the notebook's one ResultsMissing line."""
-    body = ('echo "Traceback (most recent call last):"; echo "papermill.exceptions.PapermillExecutionError:"\n'
-            'echo "ResultsMissing: profile \'smoke\' has no results; make them with make evaluations"\nexit 1\n')
-    fake, _ = _recorder(spaced, body)
+def test_render_in_a_checkout_whose_path_holds_a_space_stops_with_renders_status(spaced):
+    """`make render` runs `cckl render` once (figures under the checkout, notebooks into build/<profile>/) and
+    stops with its status; the one line it prints on a missing result is all make shows."""
+    body = 'echo "error: 04_appendix_c_table: ResultsMissing: profile \'smoke\' has no results" >&2\nexit 2\n'
+    fake, log = _recorder(spaced, body)
     out = _make_spaced(spaced, "render", "PROFILE=smoke", py=str(fake))
-    assert out.returncode != 0
-    assert "Traceback" not in out.stdout + out.stderr, out.stdout + out.stderr
+    assert out.returncode != 0 and "Traceback" not in out.stdout + out.stderr
     assert "ResultsMissing: profile 'smoke' has no results" in out.stderr
+    figures, args = log.read_text().splitlines()[0].split("|")
+    assert figures == f"{spaced}/figures" and args == f"-m cckl_core render --profile smoke --out {spaced}/build/smoke"

@@ -675,3 +675,12 @@ def test_the_notebooks_run_in_one_kernel_with_their_published_parameters(smoke_c
     with pytest.raises(RenderError, match=r"^04_appendix_c_table: ResultsMissing: .*table2 of vgg13_trades") as err:
         execute_all("smoke", tmp_path / "again", ["04_appendix_c_table"], say=lambda line: None)
     assert "\n" not in str(err.value)
+
+
+def test_cckl_render_without_results_is_one_line(tmp_path, monkeypatch, capsys):
+    from cckl_core.cli import main
+    monkeypatch.setenv("CCKL_ARTIFACTS", str(tmp_path / "empty"))
+    monkeypatch.setenv("CCKL_FIGURES", str(tmp_path / "figures"))
+    assert main(["render", "--profile", "gpu", "--out", str(tmp_path / "build")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: 03_capacity_study: ResultsMissing: ") and "\n" not in err and "make evaluations" in err

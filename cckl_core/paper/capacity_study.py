@@ -372,7 +372,7 @@ def fig5_figure(inputs: Inputs, out: Rendered):
     plotting.distributions(axes[1], {lab: v["G2"] for lab, v in zip(labels, vals)}, xlabel="G2 = KL - G1 (nats)",
                            clip_quantiles=(0.01, 0.99), marker="mean", legend_below=True, legend_width=40)
     plotting.distributions(axes[2], {lab: v["G2/KL"] for lab, v in zip(labels, vals)}, xlabel="G2 / KL",
-                           clip_quantiles=(0.05, 0.95), marker="median", legend_below=True, legend_width=40)
+                           symlog=1.0, marker="median", legend_below=True, legend_width=40)
     fig.suptitle(f"Figure 5: {_fig5_counts(inputs)[0]} cross-class test pairs")
     plotting.stamp(fig, out.dataset, out.profile, fig5_runs)
     return fig
