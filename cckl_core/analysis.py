@@ -85,6 +85,7 @@ def analyze(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, n_pair
             rows.append((f"mean {name}", float(v.mean()), "nats / pixel unit^2", f"over the {len(v)} images"))
             rows.append((f"median {name}", float(v.median()), "nats / pixel unit^2", f"over the {len(v)} images"))
         i, j = metrics.sample_cross_pairs(y, n_pairs, seed=seed)
+        n_pairs_drawn = len(i)
         kg = fisher.kl_g1_g2(model, images[i], images[j])
         kl, g1 = kg["kl"].double(), kg["g1"].double()
         g2 = kl - g1
@@ -104,15 +105,20 @@ def analyze(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, n_pair
     finally:
         model.train(was_training)
     table = pd.DataFrame(rows, columns=["quantity", "value", "unit", "note"])
+    return Analysis(table, _summary(table, len(y), n_pairs_drawn, steps if attack else None, eps))
+
+
+def _summary(table: pd.DataFrame, n_images: int, n_pairs: int, steps: int | None, eps: float) -> str:
+    """A few lines of :func:`analyze`'s table (``steps`` None: no attack was run)."""
     get = dict(zip(table["quantity"], table["value"]))
-    lines = [f"accuracy {get['accuracy']:.3f}, CCKL {get['CCKL']:.4g} nats on {len(y)} images",
+    lines = [f"accuracy {get['accuracy']:.3f}, CCKL {get['CCKL']:.4g} nats on {n_images} images",
              f"mean ||F_x||_F {get['mean ||F_x||_F']:.4g}, mean ||F_x||_2 {get['mean ||F_x||_2']:.4g}",
-             f"over {len(i)} cross-class pairs: KL {get['mean KL over pairs']:.4g} = G1 {get['mean G1 over pairs']:.4g}"
+             f"over {n_pairs} cross-class pairs: KL {get['mean KL over pairs']:.4g} = G1 {get['mean G1 over pairs']:.4g}"
              f" + G2 {get['mean G2 over pairs']:.4g} nats; G2 < 0 for {get['share of pairs with G2 < 0']:.1%} of them"]
-    if attack:
+    if steps is not None:
         lines.append(f"PGD-{steps} accuracy {get[f'PGD-{steps} accuracy']:.3f}, CW-{steps} {get[f'CW-{steps} accuracy']:.3f}"
                      f" at eps {eps * 255:.3g}/255")
-    return Analysis(table, "\n".join(lines))
+    return "\n".join(lines)
 
 
 __all__ = ["Analysis", "analyze"]

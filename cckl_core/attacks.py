@@ -265,25 +265,28 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, eps: float = 
         if loss == "kl":
             with torch.no_grad():
                 clean_logits = model(x)
-        best = best_wrong = best_loss = None
+        best = None
         for _ in range(restarts):
             start = x if start_kind is None else _random_start(x, eps, norm, start_kind, gen)
             x_adv = _pgd_run(model, x, y, start, eps, step, steps, norm, loss, kappa, clean_logits)
             if restarts == 1:
                 return x_adv
-            with torch.no_grad():
-                logits = model(x_adv)
-                value = _attack_loss(loss, logits, y, clean_logits, kappa)
-                wrong = logits.argmax(1) != y if loss != "kl" else torch.zeros_like(value, dtype=torch.bool)
-            if best is None:
-                best, best_wrong, best_loss = x_adv, wrong, value
-                continue
-            better = (wrong & ~best_wrong) | ((wrong == best_wrong) & (value > best_loss))
-            mask = better.view(-1, *[1] * (x.ndim - 1))
-            best = torch.where(mask, x_adv, best)
-            best_wrong = torch.where(better, wrong, best_wrong)
-            best_loss = torch.where(better, value, best_loss)
-    return best
+            best = _worst_case(model, x_adv, y, loss, clean_logits, kappa, best)
+    return best[0]
+
+
+def _worst_case(model: nn.Module, x_adv: torch.Tensor, y, loss: str, clean_logits, kappa: float, best):
+    """Per sample, the worse of ``x_adv`` and ``best`` (``(examples, misclassified, loss)`` or None): a
+    misclassified example beats a correctly classified one, then the higher loss wins."""
+    with torch.no_grad():
+        logits = model(x_adv)
+        value = _attack_loss(loss, logits, y, clean_logits, kappa)
+        wrong = logits.argmax(1) != y if loss != "kl" else torch.zeros_like(value, dtype=torch.bool)
+    if best is None:
+        return x_adv, wrong, value
+    better = (wrong & ~best[1]) | ((wrong == best[1]) & (value > best[2]))
+    mask = better.view(-1, *[1] * (x_adv.ndim - 1))
+    return torch.where(mask, x_adv, best[0]), torch.where(better, wrong, best[1]), torch.where(better, value, best[2])
 
 
 # --------------------------------------------------------------------------- AutoAttack

@@ -264,16 +264,7 @@ def _read_member(tar: tarfile.TarFile, member: tarfile.TarInfo, bundle: Path, ou
 def _read_manifest(tar: tarfile.TarFile, bundle: Path, profile: str | None, limits: _Limits) -> tuple[dict, object]:
     """The bundle's manifest (its first member), checked: format, profile, runs, and every member's name,
     size and checksum within ``limits``. Returns it and the profile."""
-    first = _next_member(tar, bundle)
-    if first is None or first.name != MANIFEST or not first.isreg() or first.size > MAX_MANIFEST_BYTES:
-        raise BundleError(f"{bundle} does not start with a valid {MANIFEST}; was it made by "
-                          "`python -m cckl_core bundle`?")
-    try:
-        manifest = json.loads(_read_member(tar, first, bundle))
-    except (ValueError, RecursionError):
-        manifest = None
-    if not isinstance(manifest, dict):
-        raise BundleError(f"{bundle} has no valid {MANIFEST}; was it made by `python -m cckl_core bundle`?")
+    manifest = _manifest_only(tar, bundle)
     if manifest.get("format") != FORMAT:
         raise BundleError(f"{bundle} is a bundle of format {manifest.get('format', 1)!r}, which records no "
                           f"checksum of its members; this version unpacks format {FORMAT} only: {_REMAKE}")
@@ -648,13 +639,18 @@ def _manifest_only(tar: tarfile.TarFile, bundle: Path) -> dict:
     first = _next_member(tar, bundle)
     if first is None or first.name != MANIFEST or not first.isreg() or first.size > MAX_MANIFEST_BYTES:
         raise BundleError(f"{bundle} does not start with a valid {MANIFEST}; {_REMAKE}")
+    return _json_object(tar, first, bundle, f"its {MANIFEST}")
+
+
+def _json_object(tar: tarfile.TarFile, member: tarfile.TarInfo, bundle: Path, what: str) -> dict:
+    """``member`` of ``tar`` parsed as a JSON object; anything else is one :class:`BundleError` naming ``what``."""
     try:
-        manifest = json.loads(_read_member(tar, first, bundle))
+        value = json.loads(_read_member(tar, member, bundle))
     except (ValueError, RecursionError):
-        manifest = None
-    if not isinstance(manifest, dict):
-        raise BundleError(f"{bundle}: its {MANIFEST} is not a JSON object; {_REMAKE}")
-    return manifest
+        value = None
+    if not isinstance(value, dict):
+        raise BundleError(f"{bundle}: {what} is not a JSON object; {_REMAKE}")
+    return value
 
 
 def read_manifest(bundle: str | Path) -> dict:
@@ -709,12 +705,7 @@ def stale(bundle: str | Path) -> list[str]:
             if m.name.endswith("/complete.json") and m.isreg():
                 if m.size > MAX_MANIFEST_BYTES:
                     raise BundleError(f"{bundle}: member {m.name!r} is too large for a complete.json; {_REMAKE}")
-                try:
-                    record = json.loads(_read_member(tar, m, bundle))
-                except (ValueError, RecursionError):
-                    record = None
-                if not isinstance(record, dict):
-                    raise BundleError(f"{bundle}: member {m.name!r} is not a JSON object; {_REMAKE}")
+                record = _json_object(tar, m, bundle, f"member {m.name!r}")
                 if record.get("format") != runs.FORMAT:
                     problems.append(f"{m.name}: run format is not {runs.FORMAT}")
     return problems

@@ -64,6 +64,20 @@ def _scaled(channels: int, width: float) -> int:
     return max(1, int(round(channels * width)))
 
 
+
+def _initialise(module: nn.Module, linear_std: float | None = None) -> None:
+    """Kaiming-normal (fan-out, ReLU) convolution weights and zero convolution biases; with ``linear_std``, also
+    N(0, linear_std^2) linear weights and zero linear biases. One pass over the modules in order (the order
+    of the random draws is part of a run's initialisation)."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif linear_std is not None and isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0, linear_std)
+            nn.init.zeros_(m.bias)
+
 class VGG(nn.Module):
     """VGG13 family; ``relu`` and ``pool`` ('max' or 'avg') pick the variant.
 
@@ -99,15 +113,7 @@ class VGG(nn.Module):
             c_in = c_out
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Linear(c_in, num_classes)
-        # torchvision's VGG initialisation: without it a BN-free VGG13 barely starts to learn
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.zeros_(m.bias)
+        _initialise(self, linear_std=0.01)  # torchvision's VGG initialisation: without it a BN-free VGG13 barely learns
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(self.features(x), 1))
@@ -159,9 +165,7 @@ class CifarResNet(nn.Module):
                 c_in = c_out
         self.blocks = nn.Sequential(*blocks)
         self.fc = nn.Linear(c_in, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        _initialise(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.blocks(self.stem(x))

@@ -67,7 +67,6 @@ def unit_costs(cfg: RunConfig, device: torch.device, probe: int | None = None, e
     reps = 5 if budget >= 1.0 else 2
     model, channels_last = models.fresh(cfg, num_classes, device)
     opt, _ = make_optimizer(model, cfg)
-    precision = cfg.precision
 
     def batch(n: int, dtype=torch.float32):
         x = torch.rand(n, 3, 32, 32, device=device, dtype=dtype)
@@ -92,9 +91,17 @@ def unit_costs(cfg: RunConfig, device: torch.device, probe: int | None = None, e
     costs = {"step": _timeit(lambda: train_step(x, y), device, budget, max_reps=min(3, reps)) / probe}
     if device.type == "cuda":
         costs["peak_bytes"] = float(torch.cuda.max_memory_allocated(device)) * cfg.batch_size / probe
+    costs.update(_evaluation_costs(model, cfg.precision, batch(eval_probe or (256 if device.type == "cuda" else 64)),
+                                   device, budget, reps))
+    return costs
 
-    n_eval = eval_probe or (256 if device.type == "cuda" else 64)
-    x, y = batch(n_eval)
+
+def _evaluation_costs(model: torch.nn.Module, precision: str, batch: tuple, device: torch.device, budget: float,
+                      reps: int) -> dict[str, float]:
+    """Seconds per image of a forward pass, an attack step, the Fisher statistics and a ``kl_g1_g2`` pair on
+    ``batch`` (and in float64 on an eighth of it), each timed for about ``budget`` seconds."""
+    x, y = batch
+    n_eval = len(x)
 
     def forward():
         with torch.no_grad():
@@ -106,7 +113,7 @@ def unit_costs(cfg: RunConfig, device: torch.device, probe: int | None = None, e
 
     model64 = copy.deepcopy(model).double().eval()
     x64 = x.double()[: max(1, n_eval // 8)]
-    costs.update({
+    return {
         "fwd": _timeit(forward, device, budget, reps) / n_eval,
         "fb": _timeit(lambda: attack_step(model, x), device, budget, reps) / n_eval,
         "fisher": _timeit(lambda: fisher.fisher_stats(model, x), device, budget, reps) / n_eval,
@@ -114,8 +121,7 @@ def unit_costs(cfg: RunConfig, device: torch.device, probe: int | None = None, e
         "fb64": _timeit(lambda: attack_step(model64, x64), device, budget, reps) / len(x64),
         "fisher64": _timeit(lambda: fisher.fisher_stats(model64, x64), device, budget, reps) / len(x64),
         "pair64": _timeit(lambda: fisher.g1(model64, x64, x64.flip(0) - x64), device, budget, reps) / len(x64),
-    })
-    return costs
+    }
 
 
 def flop_costs(cfg: RunConfig) -> dict[str, float]:

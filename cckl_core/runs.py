@@ -87,26 +87,12 @@ class Run:
     dataset_info: dict = field(default_factory=dict)
     manifest: dict = field(default_factory=dict)
 
-    @property
-    def name(self) -> str:
-        return self.config.name
-
-    @property
-    def profile(self) -> str:
-        return self.config.profile
-
-    @property
-    def seed(self) -> int:
-        return self.config.seed
-
-    @property
-    def key(self) -> str:
-        return self.config.key
-
-    @property
-    def display_name(self) -> str:
-        """``model (width w) objective`` for figure labels."""
-        return self.config.display_name
+    name = property(lambda self: self.config.name, doc="The run's name in its profile.")
+    profile = property(lambda self: self.config.profile, doc="The profile the run belongs to.")
+    seed = property(lambda self: self.config.seed, doc="The training seed.")
+    key = property(lambda self: self.config.key, doc="The hash of the run's config (its cache key).")
+    display_name = property(lambda self: self.config.display_name,
+                            doc="``model (width w) objective`` for figure labels.")
 
     @property
     def dataset_name(self) -> str:

@@ -133,7 +133,7 @@ def setup(notebook: str, profile: str | None = None, seed: int = 0,
     tables.notebook_display()
     module = NOTEBOOKS[notebook]
     inputs = gather(prof, module.ROLES, module.OPTIONAL, seed, notebook)
-    return inputs, Rendered(notebook, prof.name, module.dataset_of(inputs))
+    return inputs, Rendered(notebook, prof.name, inputs.dataset_name(module.ROLES[0]))
 
 
 __all__ = ["NOTEBOOKS", "PARAMETERS", "PUBLISHED", "Inputs", "NotInProfile", "ParameterError", "Rendered", "ResultsMissing", "notebooks_of", "render", "setup"]

@@ -54,16 +54,11 @@ def table2_frame(ev: Mapping, n_boot: int, seed: int) -> tuple[pd.DataFrame, np.
     return frame, rel
 
 
-def dataset_of(inputs: Inputs) -> str:
-    """The data set this notebook's results are on (its first role's)."""
-    return inputs.by_role("table2").dataset_name
-
-
 def render(profile: Profile, seed: int = 0) -> Rendered:
     """Table 2, its figure and its two claims for ``profile`` (``seed``: the bootstrap's seed), in the
     notebook's steps."""
     inputs = gather(profile, ROLES, OPTIONAL, seed, NOTEBOOK)
-    out = Rendered(NOTEBOOK, profile.name, dataset_of(inputs))
+    out = Rendered(NOTEBOOK, profile.name, inputs.dataset_name(ROLES[0]))
     run = inputs.by_role("table2")
     table2, rel = table2_frame(inputs.evaluation(run, "table2"), int(profile.evaluation.n_boot), seed)
     curves = errors_by_seed(inputs.seed_evaluations(run, "table2"))

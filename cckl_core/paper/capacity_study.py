@@ -43,16 +43,11 @@ FIG5 = (("KL", "mean", "fig5_kl"), ("G2", "mean", "fig5_g2"), ("G2/KL", "ratio o
 SHARE_STATISTICS = ("ratio of means", "median of ratios", "mean of ratios")
 
 
-def dataset_of(inputs: Inputs) -> str:
-    """The data set this notebook's results are on (its first role's)."""
-    return inputs.list_role("table1")[0].dataset_name
-
-
 def render(profile: Profile, seed: int = 0) -> Rendered:
     """Every figure, table and claim of notebook 03 for ``profile`` (``seed``: the sampling seed), in the
     notebook's steps."""
     inputs = gather(profile, ROLES, OPTIONAL, seed, NOTEBOOK)
-    out = Rendered(NOTEBOOK, profile.name, dataset_of(inputs))
+    out = Rendered(NOTEBOOK, profile.name, inputs.dataset_name(ROLES[0]))
     effects = seed_effects(inputs)
     table1 = table1_frame(inputs.list_role("table1"), table1_evaluations(inputs))
     out.tables.update(table1_tables(inputs, table1, out))

@@ -32,16 +32,11 @@ OBJECTIVES = ("standard", "PGD-AT", "TRADES")
 PLAYS = {"fig3": "vgg13", "fig8": "resnet20x1"}
 
 
-def dataset_of(inputs: Inputs) -> str:
-    """The data set this notebook's results are on (its first role's)."""
-    return inputs.by_role("fig3_standard").dataset_name
-
-
 def render(profile: Profile, seed: int = 0) -> Rendered:
     """Every figure, table and claim of notebook 02 for ``profile`` (``seed``: the sampling seed), in the
     notebook's steps."""
     inputs = gather(profile, ROLES, OPTIONAL, seed, NOTEBOOK)
-    out = Rendered(NOTEBOOK, profile.name, dataset_of(inputs))
+    out = Rendered(NOTEBOOK, profile.name, inputs.dataset_name(ROLES[0]))
     groups = seed_groups(inputs)
     out.figures["fig3_fisher_vgg13"] = growth_figure(inputs, out, "fig3")
     out.figures["fig4_fisher_standard_vgg13"] = standard_figure(inputs, out, "fig3")

@@ -44,6 +44,11 @@ class Inputs:
     def list_role(self, role: str) -> list[runs.Run]:
         return [self.runs[n] for n in self.profile.role(role)]
 
+    def dataset_name(self, role: str) -> str:
+        """The data set of ``role``'s run (of the first run where the role names several)."""
+        name = self.profile.role(role)
+        return self.runs[name if isinstance(name, str) else name[0]].dataset_name
+
     def evaluation(self, run: runs.Run, name: str) -> evaluations.Result:
         return self.evaluations[run.name, name]
 

@@ -34,11 +34,6 @@ ALPHA = 0.9
 ALPHA_GRID = np.round(np.linspace(0.05, 0.995, 190), 4)
 
 
-def dataset_of(inputs: Inputs) -> str:
-    """The data set this notebook's results are on (its first role's)."""
-    return inputs.by_role("fig2_standard").dataset_name
-
-
 def render(profile: Profile, seed: int = 0) -> Rendered:
     """Every figure, table and claim of notebook 01 for ``profile`` (``seed``: the sampling seed), in the
     notebook's steps."""
