@@ -30,8 +30,10 @@ from numpy.typing import ArrayLike
 import seaborn as sns
 
 from . import store
+from .histories import is_seed_group as _is_seed_group
+from .histories import ln as _ln
+from .histories import seed_series, series as history_series
 from .profiles import check_safe_name
-from .stats import pearson
 
 #: Size of one panel in inches (width, height); figures are ``n`` panels side by side.
 PANEL = (3.7, 2.9)
@@ -126,42 +128,6 @@ def save(fig: plt.Figure, name: str, folder: Path) -> tuple[Path, Path]:
         fig.savefig(buf, bbox_inches="tight", **kwargs)
         store.atomic_write_bytes(path, buf.getvalue())
     return pdf, png
-
-
-# --------------------------------------------------------------------------- statistics helpers
-def history_series(run_or_history: Any, key: str) -> tuple[np.ndarray, np.ndarray]:
-    """``(epochs, values)`` of ``key`` from a run's history (or the history list); missing or ``None`` -> nan."""
-    history = getattr(run_or_history, "history", run_or_history)
-    epochs = np.array([rec.get("epoch", k) for k, rec in enumerate(history)], dtype=float)
-    values = np.array([np.nan if rec.get(key) is None else rec[key] for rec in history], dtype=float)
-    return epochs, values
-
-
-def _is_seed_group(item) -> bool:
-    return isinstance(item, (list, tuple)) and bool(item) and hasattr(item[0], "history")
-
-
-def seed_series(item: Any, key: str, log: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """``(epochs, mean, std, n_seeds)`` of ``history[key]`` over a run or a list of runs of several seeds.
-
-    With ``log=True`` the natural log is taken per seed before averaging. ``std`` (ddof 1) is
-    NaN for a single seed. Runs of one group must share their epochs.
-    """
-    group = list(item) if _is_seed_group(item) else [item]
-    series = [history_series(run, key) for run in group]
-    epochs = series[0][0]
-    if any(len(e) != len(epochs) or not np.array_equal(e, epochs) for e, _ in series):
-        raise ValueError(f"runs of one seed group have different epochs: {[len(e) for e, _ in series]}")
-    values = np.vstack([_ln(v) if log else v for _, v in series])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        std = np.nanstd(values, axis=0, ddof=1) if len(group) > 1 else np.full(len(epochs), np.nan)
-        return epochs, np.nanmean(values, axis=0), std, len(group)
-
-
-def _ln(values: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(values > 0, np.log(np.where(values > 0, values, 1.0)), np.nan)
 
 
 # --------------------------------------------------------------------------- history curves
@@ -304,16 +270,13 @@ def accuracy_and_fisher(run: Any, title: str | None = None) -> tuple[plt.Figure,
 
 
 # --------------------------------------------------------------------------- Figure 6
-def cckl_vs_loss(ax: plt.Axes, run: Any, title: str | None = None, paper_r: float | None = None,
-                 from_epoch: int = 1) -> dict:
+def cckl_vs_loss(ax: plt.Axes, run: Any, r: float, from_epoch: int = 1, title: str | None = None,
+                 paper_r: float | None = None) -> None:
     """Figure 6 panel: CCKL (y) against test cross-entropy (x), one point per epoch coloured by epoch,
-    with Pearson's r over epochs ``from_epoch``..end written on the panel (default 1: the
-    initialisation, far from every trained point, would decide r on its own).
-    Returns ``{"r", "n"}`` (the claim is tested over training seeds, not over these epochs)."""
+    with Pearson's ``r`` over epochs ``from_epoch``..end (computed by the caller, e.g.
+    :func:`cckl_core.paper.theorem_check.trends`) written on the panel."""
     epochs, ce = history_series(run, "test_ce")
     _, cckl = history_series(run, "cckl")
-    use = epochs >= from_epoch
-    r, _ = pearson(ce[use], cckl[use])
     points = ax.scatter(ce, cckl, c=epochs, cmap="viridis", zorder=3, clip_on=False)
     ax.margins(0.1)
     ax.figure.colorbar(points, ax=ax, label="epoch")
@@ -327,7 +290,6 @@ def cckl_vs_loss(ax: plt.Axes, run: Any, title: str | None = None, paper_r: floa
             bbox=dict(boxstyle="round", fc="white", ec="0.8"))
     if title:
         ax.set_title(title)
-    return {"r": r, "n": int((np.isfinite(ce) & np.isfinite(cckl) & use).sum())}
 
 
 def skipped_panel(ax: plt.Axes, message: str, title: str | None = None) -> None:

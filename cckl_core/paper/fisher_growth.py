@@ -18,6 +18,7 @@ import pandas as pd
 from scipy import stats as sstats
 
 from .. import plotting, stats
+from ..histories import series as history_series
 from ..profiles import Profile
 from . import criteria
 from .inputs import Inputs, gather
@@ -76,10 +77,10 @@ def histories(inputs: Inputs, keys: tuple[str, ...] = ("test_acc", "robust_acc",
     rows = []
     for role in ROLES[:-1]:
         for run in inputs.seed_group(inputs.by_role(role)):
-            epochs = plotting.history_series(run, keys[0])[0]
+            epochs = history_series(run, keys[0])[0]
             rows.append(pd.DataFrame({"role": role, "model": run.display_name, "seed": run.seed,
                                       "epoch": epochs.astype(int),
-                                      **{k: plotting.history_series(run, k)[1] for k in keys}}))
+                                      **{k: history_series(run, k)[1] for k in keys}}))
     return pd.concat(rows, ignore_index=True)
 
 
@@ -110,7 +111,7 @@ def standard_figure(inputs: Inputs, out: Rendered, family: str):
 
 def log_fisher_change(run) -> float:
     """``ln mean ||F_x||_F`` at the last epoch minus at epoch 1 (the first trained epoch) of one run."""
-    epochs, fro = plotting.history_series(run, "fisher_fro_mean")
+    epochs, fro = history_series(run, "fisher_fro_mean")
     first = fro[epochs == 1]
     return float(np.log(fro[-1]) - np.log(first[0])) if first.size and fro[-1] > 0 and first[0] > 0 else np.nan
 
@@ -119,10 +120,10 @@ def matched_ratios(std, adv) -> dict:
     """Mean ||F_x||_F of a standard run over an adversarial one at the matched epoch (the last both have)
     and at matched accuracy (the standard run's first epoch reaching the adversarial run's final test
     accuracy, against the adversarial run's final epoch; NaN when it never does)."""
-    e_std, acc_std = plotting.history_series(std, "test_acc")
-    _, fro_std = plotting.history_series(std, "fisher_fro_mean")
-    e, acc = plotting.history_series(adv, "test_acc")
-    _, fro = plotting.history_series(adv, "fisher_fro_mean")
+    e_std, acc_std = history_series(std, "test_acc")
+    _, fro_std = history_series(std, "fisher_fro_mean")
+    e, acc = history_series(adv, "test_acc")
+    _, fro = history_series(adv, "fisher_fro_mean")
     common = int(min(e[-1], e_std[-1]))
     reach = np.nonzero(acc_std >= acc[-1])[0]
     reach = int(reach[0]) if len(reach) else None
@@ -139,9 +140,9 @@ def growth_frames(R: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     for fam, fam_roles in FAMILIES.items():
         for role, objective in zip(fam_roles, OBJECTIVES):
             run = R[role]
-            e, acc = plotting.history_series(run, "test_acc")
-            _, fro = plotting.history_series(run, "fisher_fro_mean")
-            _, rob = plotting.history_series(run, "robust_acc")
+            e, acc = history_series(run, "test_acc")
+            _, fro = history_series(run, "fisher_fro_mean")
+            _, rob = history_series(run, "robust_acc")
             trend = stats.rank_trend(acc[e >= 1], fro[e >= 1], method="exact")
             fisher_rows.append({"figure": fam, "objective": objective, "run": run.display_name, "epochs": int(e[-1]),
                                 "acc first": acc[0], "acc last": acc[-1], "PGD-10 acc last": rob[-1],
@@ -237,7 +238,7 @@ def robust_tables(inputs: Inputs, out: Rendered) -> dict[str, Table]:
     seeds in the cache (``seeds_final``; written only when some run has several seeds)."""
     robust_rows, seed_rows = [], []
     for run in inputs.runs.values():
-        e, rob = plotting.history_series(run, "robust_acc")
+        e, rob = history_series(run, "robust_acc")
         n_rob = min(run.config.robust_n, run.dataset_info["n_test"])
         best = int(np.nanargmax(rob))
         lo_b, hi_b = stats.wilson_interval(round(rob[best] * n_rob), n_rob)

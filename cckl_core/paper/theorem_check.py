@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 
 from .. import metrics, plotting, runs, stats
+from ..histories import series as history_series
 from ..profiles import Profile
 from . import criteria
 from .inputs import Inputs, gather
@@ -50,7 +51,7 @@ def render(profile: Profile, seed: int = 0) -> Rendered:
     out.claims += figure2_claims(vgg, fig2_trends)
     fig6_runs = figure6_runs(inputs)
     fig6_trends = trends(histories([r for group in fig6_runs.values() if isinstance(group, list) for r in group]))
-    out.figures["fig6_cckl_vs_loss_resnet20"] = figure6(fig6_runs, profile)
+    out.figures["fig6_cckl_vs_loss_resnet20"] = figure6(fig6_runs, fig6_trends, profile)
     out.claims += figure6_claims(fig6_runs, fig6_trends)
     pair_gaps = pair_inequality_gaps(th, seed)
     out.figures["theorem31_pair_slack"] = figure_pair_slack(pair_gaps, vgg[0], profile.name)
@@ -79,8 +80,8 @@ def histories(group: list[runs.Run], keys: tuple[str, ...] = HISTORY_KEYS) -> pd
     (run, training seed, epoch) with the values ``keys`` (NaN where a record lacks one)."""
     rows = []
     for run in group:
-        epochs = plotting.history_series(run, keys[0])[0]
-        values = {k: plotting.history_series(run, k)[1] for k in keys}
+        epochs = history_series(run, keys[0])[0]
+        values = {k: history_series(run, k)[1] for k in keys}
         rows.append(pd.DataFrame({"run": run.name, "model": run.display_name, "dataset": run.dataset_name,
                                   "seed": run.seed, "epoch": epochs.astype(int), **values}))
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["run", "seed", "epoch", *keys])
@@ -105,14 +106,14 @@ def trends(history: pd.DataFrame, from_epoch: int = 1) -> pd.DataFrame:
 
 def change(run: runs.Run, key: str, start: int = 1) -> float:
     """``history[key]`` at the last epoch minus at epoch ``start`` (default 1, the first trained epoch)."""
-    epochs, values = plotting.history_series(run, key)
+    epochs, values = history_series(run, key)
     return float(values[-1] - values[epochs == start][0]) if np.any(epochs == start) else float("nan")
 
 
 def within_run_pearson(run: runs.Run, x_key: str, y_key: str, from_epoch: int = 1) -> float:
     """Pearson's r of two history series over epochs ``from_epoch``..end of one run (NaN where undefined)."""
-    epochs, x = plotting.history_series(run, x_key)
-    _, y = plotting.history_series(run, y_key)
+    epochs, x = history_series(run, x_key)
+    _, y = history_series(run, y_key)
     return stats.pearson(x[epochs >= from_epoch], y[epochs >= from_epoch])[0]
 
 
@@ -195,8 +196,9 @@ def figure6_runs(inputs: Inputs) -> dict[str, list[runs.Run] | str]:
     return out
 
 
-def figure6(fig6_runs: dict, profile: Profile):
-    """Figure 6: CCKL against test cross-entropy per epoch, one panel per data set (a sentence where absent)."""
+def figure6(fig6_runs: dict, per_seed: pd.DataFrame, profile: Profile):
+    """Figure 6: CCKL against test cross-entropy per epoch of each data set's first training seed, with its
+    Pearson r from ``per_seed`` (:func:`trends`), one panel per data set (a sentence where absent)."""
     fig, axes = plotting.panels(2)
     paper_r = criteria.paper("fig6_r")
     for ax, (key, group) in zip(axes, fig6_runs.items()):
@@ -204,8 +206,9 @@ def figure6(fig6_runs: dict, profile: Profile):
             plotting.skipped_panel(ax, f"{key.upper().replace('CIFAR', 'CIFAR-')}: not shown. {group}.",
                                    title=f"{profile.role('fig6_' + key)} ({key})")
             continue
-        plotting.cckl_vs_loss(ax, group[0], title=f"{group[0].display_name} on {group[0].dataset_name}",
-                              paper_r=paper_r[key])
+        first = per_seed[(per_seed["run"] == group[0].name) & (per_seed["seed"] == group[0].seed)]
+        plotting.cckl_vs_loss(ax, group[0], float(first["r(test CE, CCKL)"].iloc[0]),
+                              title=f"{group[0].display_name} on {group[0].dataset_name}", paper_r=paper_r[key])
     fig.suptitle("Figure 6: CCKL against test cross-entropy over training")
     present = [g[0] for g in fig6_runs.values() if not isinstance(g, str)]
     plotting.stamp(fig, [g[0].dataset_name if not isinstance(g, str) else f"{k}: not in the cache"
