@@ -660,8 +660,8 @@ def test_the_notebooks_run_in_one_kernel_with_their_published_parameters(smoke_c
 
     from cckl_core.paper.execute import RenderError, execute_all
     monkeypatch.setenv("CCKL_FIGURES", str(tmp_path / "figures"))
-    done = execute_all("smoke", tmp_path / "build", ["04_appendix_c_table", "01_theorem_check"], say=lambda line: None)
-    assert [p.name for p in done] == ["04_appendix_c_table.ipynb", "01_theorem_check.ipynb"]
+    done = execute_all("smoke", tmp_path / "build", ["04_appendix_c_table", "03_capacity_study"], say=lambda line: None)
+    assert [p.name for p in done] == ["04_appendix_c_table.ipynb", "03_capacity_study.ipynb"]
     for path in done:
         nb = nbformat.read(path, as_version=4)
         injected = next(c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", []))

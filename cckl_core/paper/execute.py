@@ -36,10 +36,13 @@ def parameters_of(notebook: str, profile: str) -> dict:
     return {"profile": profile, **PUBLISHED[notebook]}
 
 
-def _kernel():
+def _kernel(log: Path):
+    """A started python3 kernel in the project folder; what the kernel process itself prints goes to ``log``."""
     from jupyter_client.manager import KernelManager
     km = KernelManager(kernel_name="python3")
-    km.start_kernel(cwd=str(project_root()), env={**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1"})
+    with open(log, "ab") as sink:
+        km.start_kernel(cwd=str(project_root()), env={**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1"},
+                        stdout=sink, stderr=sink)
     return km
 
 
@@ -95,7 +98,7 @@ def execute_all(profile: str, out_dir: Path, notebooks: list[str] | None = None,
     if unknown:
         raise ValueError(f"unknown notebook {unknown[0]!r}; the paper's notebooks: {', '.join(NOTEBOOKS)}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    km = _kernel()
+    km = _kernel(out_dir / "kernel.log")
     try:
         done = []
         for nb in chosen:
