@@ -593,13 +593,25 @@ def test_a_notebooks_steps_give_the_packages_claims_and_tables(name, smoke_cache
     monkeypatch.setenv("CCKL_FIGURES", str(tmp_path / "figures"))
     ns = run_notebook(name, profile="smoke", seed=0)
     package = render(name, "smoke")
-    assert [r.as_dict() for r in ns["out"].claims] == [r.as_dict() for r in package.claims]
+    assert [r.as_dict() for r in ns["out"].judged()] == [r.as_dict() for r in package.claims]
     assert list(ns["out"].tables) == list(package.tables) and set(ns["out"].figures) == set(package.figures)
     for key, table in package.tables.items():
         pd.testing.assert_frame_equal(ns["out"].tables[key].frame, table.frame)
     written = json.loads((tmp_path / "figures" / "smoke" / f"claims_{name}.json").read_text())["rows"]
     assert written == [r.as_dict() for r in package.claims]
     package.close()
+
+
+def test_a_section_run_again_replaces_its_claims_and_holm_counts_each_claim_once(smoke_cache, tmp_path, monkeypatch):
+    from conftest import run_notebook
+    monkeypatch.setenv("CCKL_FIGURES", str(tmp_path / "figures"))
+    ns = run_notebook("01_theorem_check", profile="smoke", seed=0)
+    out, tc = ns["out"], ns["tc"]
+    before = [r.as_dict() for r in out.judged()]
+    out.claims += tc.figure2_claims(ns["vgg"], tc.trends(ns["fig2_history"]))  # the Figure 2 cell, run again
+    assert [r.as_dict() for r in out.judged()] == before and len(out.claims) == len(before)
+    out.claims += tc.figure2_claims(ns["vgg"], tc.trends(ns["fig2_history"], from_epoch=2))  # a changed statistic
+    assert len(out.claims) == len(before) and [r.id for r in out.claims] == [r["id"] for r in before]
 
 
 @pytest.mark.parametrize("machine", ["", 'one "H100"\n[runs.x]\\ tab\there \x7f \x00 é'])

@@ -1,16 +1,20 @@
 """The paper as code: one module per notebook, each rendering from cached results only.
 
 Each module (:mod:`.theorem_check`, :mod:`.fisher_growth`, :mod:`.capacity_study`,
-:mod:`.appendix_c`) exposes ``render(profile, seed) -> Rendered``: that notebook's figures, tables
-and claims rows, computed from run histories and cached evaluations (never training or
-evaluating; a missing result is one :class:`~.inputs.ResultsMissing` message naming the command).
-The paper's reference values and every claim's criterion are declared in ``claims.toml``
-(:mod:`.criteria`). :data:`NOTEBOOKS` is the one list of the notebooks.
+:mod:`.appendix_c`) holds its notebook's steps as public functions: the cached data a figure uses
+as a table, the statistic (one row per training seed where the claim is judged over seeds), the
+figure and the claims rows. Its ``render(profile, seed) -> Rendered`` runs the steps in the
+notebook's order (never training or evaluating; a missing result is one
+:class:`~.inputs.ResultsMissing` message naming the command). The paper's reference values and
+every claim's criterion are declared in ``claims.toml`` (:mod:`.criteria`). :data:`NOTEBOOKS` is the
+one list of the notebooks; :mod:`.execute` runs them for ``make paper``.
 
 A notebook's set-up cell calls :func:`setup`, which checks the notebook's parameters, picks the
-profile (:func:`cckl_core.profiles.default_to_render` when none is given) and renders::
+profile (:func:`cckl_core.profiles.default_to_render` when none is given) and reads its inputs; the
+cells below fill ``out`` step by step::
 
-    result = paper.setup("03_capacity_study", profile=profile, seed=seed, namespace=globals())
+    inputs, out = paper.setup("03_capacity_study", profile=profile, seed=seed, namespace=globals())
+    table1 = cs.table1_frame(inputs.list_role("table1"), cs.table1_evaluations(inputs))
 """
 from __future__ import annotations
 
@@ -84,9 +88,9 @@ def render(notebook: str, profile: str | profiles.Profile | None = None, seed: i
         from .. import plotting
         plotting.set_style()
         result = module.render(prof, seed)
-    result.judge()  # Holm within each family of paper claims decides their verdicts
+    result.claims = result.judged()  # Holm within each family of paper claims decides their verdicts
     for fig in result.figures.values():
-        plt.close(fig)  # shown where a cell asks for it (result.figure), not all at once by the backend
+        plt.close(fig)  # a caller shows or saves them; none is left open for a backend to show
     return result
 
 
@@ -100,7 +104,7 @@ def not_in_profile(notebook: str, prof: profiles.Profile) -> Rendered:
 
 
 def notebooks_of(profile: str | profiles.Profile) -> list[str]:
-    """The notebooks ``profile`` gives runs to (``make paper`` renders these; e.g. ``gpu``: 03 only)."""
+    """The notebooks ``profile`` gives runs to (``make paper`` renders these; e.g. ``gpu``: 03 and 04)."""
     prof = profiles.load(profile)
     return [nb for nb, m in NOTEBOOKS.items() if prof.has_roles([r for r in m.ROLES if r not in m.OPTIONAL])]
 
@@ -136,4 +140,5 @@ def setup(notebook: str, profile: str | None = None, seed: int = 0,
     return inputs, Rendered(notebook, prof.name, inputs.dataset_name(module.ROLES[0]))
 
 
-__all__ = ["NOTEBOOKS", "PARAMETERS", "PUBLISHED", "Inputs", "NotInProfile", "ParameterError", "Rendered", "ResultsMissing", "notebooks_of", "render", "setup"]
+__all__ = ["NOTEBOOKS", "PARAMETERS", "PUBLISHED", "Inputs", "NotInProfile", "ParameterError", "Rendered", "ResultsMissing",
+           "notebooks_of", "render", "setup"]

@@ -40,6 +40,20 @@ class Table:
         return f"<p><b>{html.escape(self.caption)}</b></p>" + tables.styled(shown).to_html()
 
 
+class ClaimRows(list):
+    """A notebook's claims rows; ``rows += new`` replaces a row of the same claim in place, so a cell run twice
+    (a statistic changed and rerun) does not add its claims twice."""
+
+    def __iadd__(self, rows):
+        for row in rows:
+            where = next((k for k, r in enumerate(self) if r.id == row.id), None)
+            if where is None:
+                self.append(row)
+            else:
+                self[where] = row
+        return self
+
+
 @dataclass
 class Rendered:
     """One notebook's output. ``figures`` and ``tables`` are keyed by the file stem they are saved as."""
@@ -49,7 +63,7 @@ class Rendered:
     dataset: str
     figures: dict = field(default_factory=dict)
     tables: dict[str, Table] = field(default_factory=dict)
-    claims: list[ClaimRow] = field(default_factory=list)
+    claims: list[ClaimRow] = field(default_factory=ClaimRows)
     text: dict[str, str] = field(default_factory=dict)
 
     def figure(self, name: str) -> object:
@@ -74,17 +88,16 @@ class Rendered:
             return Markdown(self.text["summary"])
         raise KeyError(f"{self.notebook} rendered no {kind} {name!r}; its {kind}s: {', '.join(parts) or 'none'}")
 
-    def judge(self) -> list[ClaimRow]:
-        """Decide the tested paper claims: Holm's correction within each family of them
-        (:func:`.criteria.adjust`; rows already decided pass unchanged). Returns the rows."""
+    def judged(self) -> list[ClaimRow]:
+        """The claims rows with the tested paper claims decided: Holm's correction within each family of them
+        (:func:`.criteria.adjust`; rows already decided pass unchanged). ``claims`` itself is left as it is."""
         from .criteria import adjust
-        self.claims = adjust(self.claims)
-        return self.claims
+        return adjust(self.claims)
 
     def claims_frame(self) -> pd.DataFrame:
-        """The claims table (after :meth:`judge`): claim, kind, paper value, measured value, p-values,
+        """The claims table (of :meth:`judged`): claim, kind, paper value, measured value, p-values,
         verdict ("holds"), when its criterion was fixed, note."""
-        return pd.DataFrame([{k: v for k, v in r.as_dict().items() if k in CLAIM_COLUMNS} for r in self.judge()],
+        return pd.DataFrame([{k: v for k, v in r.as_dict().items() if k in CLAIM_COLUMNS} for r in self.judged()],
                             columns=CLAIM_COLUMNS)
 
     def claims_table(self):
@@ -93,7 +106,7 @@ class Rendered:
 
     def counts(self, kind: str | None = "paper") -> dict[str, int]:
         """Verdict counts of this notebook's claims of ``kind`` (``None``: every row)."""
-        return count_verdicts(r.verdict for r in self.judge() if kind is None or r.kind == kind)
+        return count_verdicts(r.verdict for r in self.judged() if kind is None or r.kind == kind)
 
     def save(self, folder: Path | None = None) -> None:
         """Write every figure (PDF and PNG), table (Markdown and CSV) and the claims
@@ -116,7 +129,7 @@ class Rendered:
                                 f"paper claims: {verdict_line(self.counts())}; derivation checks: "
                                 f"{verdict_line(self.counts('derivation'), 'checks')}\n\n{tables.markdown_table(df)}\n")
         meta = {"notebook": self.notebook, "profile": self.profile, "dataset": self.dataset,
-                "rows": [r.as_dict() for r in self.claims], "figures": list(self.figures)}
+                "rows": [r.as_dict() for r in self.judged()], "figures": list(self.figures)}
         store.atomic_write_text(stem.with_suffix(".json"), json.dumps(meta, indent=1, sort_keys=True) + "\n")
         print(f"{len(self.figures)} figures, {sum(t.write for t in self.tables.values())} tables and "
               f"{len(self.claims)} claims written to {shown_path(folder)}")
