@@ -160,12 +160,16 @@ class PairOutputs:
     kl_init: float
     kl_trained: float
 
-    def figure(self, title: str | None = None) -> tuple[Any, np.ndarray]:
-        """Figure 1 for this pair (:func:`cckl_core.plotting.output_distributions`)."""
+    def figure(self, title: str | None = None, stamp: tuple | None = None) -> tuple[Any, np.ndarray]:
+        """Figure 1 for this pair (:func:`cckl_core.plotting.output_distributions`); ``stamp`` = (data set,
+        profile, model) names them (:func:`cckl_core.plotting.stamp`)."""
         from . import plotting
         p = self.probs.to_numpy().T  # rows: x_i init, x_j init, x_i trained, x_j trained
-        return plotting.output_distributions(self.images, self.labels, p[:2], p[2:], self.classes, self.kl_init,
-                                             self.kl_trained, title=title)
+        fig, axes = plotting.output_distributions(self.images, self.labels, p[:2], p[2:], self.classes, self.kl_init,
+                                                  self.kl_trained, title=title)
+        if stamp is not None:
+            plotting.stamp(fig, *stamp)
+        return fig, axes
 
 
 def _softmax64(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -267,10 +271,12 @@ def _display(t: torch.Tensor) -> np.ndarray:
     return (0.5 + 0.5 * a / scale if scale > 0 else 0.5 + 0 * a).transpose(1, 2, 0)
 
 
-def plot_fisher_direction(result: FisherDirection, title: str | None = None) -> tuple[Any, np.ndarray]:
+def plot_fisher_direction(result: FisherDirection, title: str | None = None,
+                          stamp: tuple | None = None) -> tuple[Any, np.ndarray]:
     """The image, the top eigenvector ``v`` of ``F_x`` and the KL-PGD perturbation ``eta`` side by side (``v``
     and ``eta`` scaled for display: grey is 0; ``v`` drawn with the sign that points it along ``eta``), with
-    lambda_max, eq. 12's prediction and the attained KL."""
+    lambda_max, eq. 12's prediction and the attained KL; ``stamp`` = (data set, profile, model) names them
+    (:func:`cckl_core.plotting.stamp`)."""
     from . import plotting
     fig, axes = plotting.panels(3, layout="constrained")
     label = "" if result.label is None else f" (label {result.label})"
@@ -286,6 +292,8 @@ def plot_fisher_direction(result: FisherDirection, title: str | None = None) -> 
     fig.suptitle(title or (f"eq. 12: 1/2 lambda_max eps^2 = {result.prediction:.3g}; attained KL: "
                            f"+-eps v {max(result.kl_plus, result.kl_minus):.3g}, PGD {result.kl_pgd:.3g} nats"),
                  fontsize=9)
+    if stamp is not None:
+        plotting.stamp(fig, *stamp)
     return fig, axes
 
 

@@ -147,6 +147,9 @@ def test_plot_fisher_direction_shows_three_images():
     assert len(axes) == 3 and all(len(ax.images) == 1 for ax in axes)
     assert "cat" in axes[0].get_title() and f"{got.lambda_max:.3g}" in axes[1].get_title()
     plt.close(fig)
+    fig, _ = probes.plot_fisher_direction(got, stamp=("CIFAR-10", "quick", "vgg13 w0.25 trades"))
+    assert any("profile quick" in t.get_text() and "vgg13 w0.25 trades" in t.get_text() for t in fig.texts)
+    plt.close(fig)
 
 
 # --------------------------------------------------------------------------- 03
