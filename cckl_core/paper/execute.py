@@ -74,6 +74,9 @@ def execute(km, notebook: str, profile: str, out_dir: Path) -> Path | None:
     source = project_root() / "notebooks" / f"{notebook}.ipynb"
     nb = parameterize_notebook(load_notebook_node(str(source)), parameters_of(notebook, profile),
                                kernel_name="python3", language="python")
+    for cell in nb.cells:  # papermill names its cell at random: a fixed id keeps the executed pages the same
+        if "injected-parameters" in cell.metadata.get("tags", []):
+            cell.id = "injected-parameters"
     target = out_dir / f"{notebook}.ipynb"
     try:
         NotebookClient(nb, km=km, timeout=None, allow_errors=False, resources={"metadata": {"path": str(project_root())}}
