@@ -311,7 +311,7 @@ _FIGURE_CALL = re.compile(r"""out\.figures\[["']([\w.-]+)["']\]\s*=""")
 
 
 def export_notebook(executed: Path, out: Path) -> Path:
-    """``executed`` (a notebook papermill ran) as a small HTML page ``out``: code, text and tables as
+    """``executed`` (a notebook `cckl render` ran) as a small HTML page ``out``: code, text and tables as
     they ran; each published figure (``out.figures["<stem>"] = ...``, shown below its cell in that order)
     replaced by the figure's PNG beside the page's folder (``../<stem>.png``, the file the notebook saved), so
     the page carries no second copy of it; a live probe's figure stays in the page."""
