@@ -265,29 +265,37 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, OptionError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    try:  # an interrupt while the libraries load is an interrupt too, not a traceback
-        from . import runs, store
-        from .data import DataNotFoundError
-        from .evaluations import EvaluationMissingError
-        from .paper import ResultsMissing
-        from .models import NonFiniteError
-        from .paper.execute import RenderError
-    except KeyboardInterrupt:
-        print("interrupted: nothing was started", file=sys.stderr)
-        return 130
     try:
         return args.func(args)
-    except (ValueError, KeyError, DataNotFoundError, NonFiniteError, runs.RunNotFoundError, EvaluationMissingError,
-            ResultsMissing, RenderError, PermissionError, NotADirectoryError, store.WriteError) as err:
-        msg = err.args[0] if isinstance(err, KeyError) and err.args else (err.strerror or str(err)) \
-            if isinstance(err, store.WriteError) else str(err)
-        print("error: " + " ".join(line.strip() for line in str(msg).splitlines()), file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         if not getattr(args, "worker", False):  # a scheduler's worker: the scheduler says it once
             print("interrupted: finished epochs and evaluations are kept; run the same command to resume",
                   file=sys.stderr)
         return 130
+    except Exception as err:
+        if not isinstance(err, _user_errors()):
+            raise
+        write_error = getattr(sys.modules.get(f"{__package__}.store"), "WriteError", ())
+        msg = err.args[0] if isinstance(err, KeyError) and err.args else (err.strerror or str(err)) \
+            if isinstance(err, write_error) else str(err)
+        print("error: " + " ".join(line.strip() for line in str(msg).splitlines()), file=sys.stderr)
+        return 2
+
+
+#: A user's mistakes (module, class), each one line and exit status 2; with ValueError, KeyError, PermissionError
+#: and NotADirectoryError.
+_USER_ERRORS = (("data", "DataNotFoundError"), ("models", "NonFiniteError"), ("runs", "RunNotFoundError"),
+                ("evaluations", "EvaluationMissingError"), ("paper.inputs", "ResultsMissing"),
+                ("paper.execute", "RenderError"), ("store", "WriteError"))
+
+
+def _user_errors() -> tuple[type, ...]:
+    """The classes of :data:`_USER_ERRORS`, looked up in the modules already imported only: an error of a
+    class can only come from its module, so the command line imports no more than a command needs (the
+    paper's modules cost seconds)."""
+    loaded = {m: sys.modules.get(f"{__package__}.{m}") for m, _ in _USER_ERRORS}
+    found = [getattr(loaded[m], c) for m, c in _USER_ERRORS if loaded[m] is not None]
+    return (ValueError, KeyError, PermissionError, NotADirectoryError, *found)
 
 
 def cli() -> None:

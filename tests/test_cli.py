@@ -473,3 +473,15 @@ def test_console_script_help():
     assert res.returncode == 0, res.stderr
     for opt in ("--executor", "--partition", "--gpus-per-job", "--max-parallel", "--time", "--runs", "--seeds", "--wait"):
         assert opt in res.stdout
+
+
+def test_a_command_loads_only_what_it_needs_and_its_mistakes_are_still_one_line():
+    """The one-line errors are matched without importing the paper's modules (seconds of matplotlib, seaborn,
+    scipy): `evaluate` on a cached profile does not load them, and a mistake stays one line, exit 2."""
+    import subprocess
+    import sys
+    code = ("import sys\nfrom cckl_core.cli import main\nrc = main(['train', '--profile', 'smoke', '--run', 'nope'])\n"
+            "print(rc, 'cckl_core.paper' in sys.modules, 'matplotlib' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["2", "False", "False"], out.stdout + out.stderr
+    assert out.stderr.startswith("error: ") and out.stderr.count("\n") == 1 and "nope" in out.stderr

@@ -306,9 +306,6 @@ def _load_folder(path: Path, split: str, name: str, root: Path, key: str, cifar1
 def _load_cifar(name: str, split: str, root: Path, download: bool) -> ImageData:
     """One split of torchvision's CIFAR-10 or CIFAR-100 under ``root`` (downloaded when ``download`` and
     absent), cached by the sha256 of each of its files; for CIFAR-10 without them, the offline copy."""
-    import torchvision
-
-    cls = torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
     tv_dir = root / ("cifar-10-batches-py" if name == "cifar10" else "cifar-100-python")
     display = "CIFAR-10" if name == "cifar10" else "CIFAR-100"
     if not tv_dir.exists() and name == "cifar10":  # the offline copy first: no download attempt then
@@ -317,9 +314,12 @@ def _load_cifar(name: str, split: str, root: Path, download: bool) -> ImageData:
             return _load_folder(folder, split, _JPEG_NAME, root, "cifar10-jpeg", cifar10_copy=True)
         if zip_path.is_file():
             return _load_zip(zip_path, split, _JPEG_NAME, root, "cifar10-jpeg-zip")
+    if not tv_dir.exists() and not download:  # said before torchvision is imported (seconds)
+        raise DataNotFoundError(_missing_message(name, root, None))
+    import torchvision
+
+    cls = torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
     if not tv_dir.exists():
-        if not download:
-            raise DataNotFoundError(_missing_message(name, root, None))
         try:
             cls(str(root), train=(split == "train"), download=True)
         except Exception as err:  # no network
