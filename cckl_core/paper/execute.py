@@ -47,6 +47,7 @@ def _kernel(log: Path):
 
 
 def _reset(km) -> None:
+    """Clear the kernel's namespace and close its figures (:data:`_RESET`) before the next notebook."""
     kc = km.client()
     kc.start_channels()
     try:
