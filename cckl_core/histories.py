@@ -1,7 +1,8 @@
 """Per-epoch records of runs as arrays: what the figures draw and the per-seed statistics read.
 
 A run's ``history`` is its list of per-epoch records (:func:`cckl_core.record.evaluate`); :func:`series`
-reads one key of it, :func:`seed_series` its mean and spread over the training seeds of one run.
+reads one key of it, :func:`seed_series` its mean and spread over the training seeds of one run, :func:`table`
+several keys of several runs as one table.
 """
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import warnings
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 
 def series(run_or_history: Any, key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -46,3 +48,12 @@ def ln(values: np.ndarray) -> np.ndarray:
     """The natural log of the positive values, NaN elsewhere (no warning)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(values > 0, np.log(np.where(values > 0, values, 1.0)), np.nan)
+
+
+def table(runs: list, keys: tuple[str, ...]) -> pd.DataFrame:
+    """The per-epoch record of ``runs`` (e.g. the training seeds of one run): one row per (run, training seed,
+    epoch), with its model, data set and the values ``keys`` (NaN where a record lacks one)."""
+    rows = [pd.DataFrame({"run": run.name, "model": run.display_name, "dataset": run.dataset_name, "seed": run.seed,
+                          "epoch": series(run, keys[0])[0].astype(int), **{k: series(run, k)[1] for k in keys}})
+            for run in runs]
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["run", "seed", "epoch", *keys])

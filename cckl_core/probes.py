@@ -98,45 +98,38 @@ class TestImages(NamedTuple):
     classes: list[str]
 
 
-def _positions(indices: Any, n: int, label: str) -> torch.Tensor:
-    """``indices`` (one int or a sequence of them) as a long tensor of positions in a split of ``n`` images."""
+def _positions(indices: Any, n: int, label: str, held: str | None = None, fix: str = "") -> torch.Tensor:
+    """``indices`` (one int or a sequence of them) as a long tensor of positions among ``n`` images; out of range
+    is one error saying what holds the ``n`` images (``held``; default the run's test split) and ``fix``."""
     flat = np.atleast_1d(np.asarray(indices.cpu() if isinstance(indices, torch.Tensor) else indices, dtype=object))
     if flat.ndim != 1 or not len(flat):
         raise ValueError(f"indices must be one test-set position or a non-empty list of them, got {indices!r}")
     for i in flat:
         checks.integer(i, "test image position")
         if not 0 <= int(i) < n:
-            raise IndexError(f"test image position {int(i)} is out of range: the test split of run {label} has {n} "
-                             f"images (positions 0 to {n - 1})")
+            raise IndexError(f"test image position {int(i)} is out of range: "
+                             f"{held or f'the test split of run {label} has {n} images'} (positions 0 to {n - 1}){fix}")
     return torch.tensor([int(i) for i in flat], dtype=torch.long)
 
 
 def test_images(profile: str | profiles.Profile, run_name: str, indices: int | Sequence[int]) -> TestImages:
     """The test images at positions ``indices`` of run ``run_name``'s test split (the split its evaluations and
-    its recorded Figure 1 pair index; synthetic on the smoke profile), with their labels and the class names."""
+    its recorded Figure 1 pair index; synthetic on the smoke profile), with their labels and the class names.
+    Where the data set is not here, the first test images the repository carries (:func:`cckl_core.zoo.test_images`)."""
     prof, cfg = _config(profile, run_name)
+    held, fix = None, ""
     try:
         test = _test_split(cfg)
     except data.DataNotFoundError as err:
-        test = _carried_test_images(prof, run_name, indices, err)
-    part = test.take(_positions(indices, len(test), cfg.label))
+        try:
+            test = zoo.test_images(prof.name, run_name)
+        except zoo.ZooError:
+            raise err from None
+        held = f"the data set is not here, and the repository carries the first {len(test)} test images of run " \
+               f"{run_name} only"
+        fix = f"; for any position get the data ({str(err).splitlines()[0]})"
+    part = test.take(_positions(indices, len(test), cfg.label, held, fix))
     return TestImages(part.float(), part.labels.long(), list(test.classes))
-
-
-def _carried_test_images(prof: profiles.Profile, run_name: str, indices: Any, err: Exception) -> data.ImageData:
-    """Where the data set is not here: the first test images of the run, which the repository carries
-    (:func:`cckl_core.zoo.test_images`); a position beyond them is one error saying how to get the data."""
-    try:
-        carried = zoo.test_images(prof.name, run_name)
-    except zoo.ZooError:
-        raise err from None
-    wanted = np.atleast_1d(np.asarray(indices.cpu() if isinstance(indices, torch.Tensor) else indices, dtype=object))
-    beyond = [int(i) for i in wanted if isinstance(i, (int, np.integer)) and int(i) >= len(carried)]
-    if beyond:
-        raise IndexError(f"test image position {beyond[0]}: the data set is not here, and the repository carries the "
-                         f"first {len(carried)} test images of run {run_name} only (positions 0 to {len(carried) - 1}); "
-                         f"for any position get the data ({str(err).splitlines()[0]})")
-    return carried
 
 
 test_images.__test__ = False  # a library function, not a test, for pytest

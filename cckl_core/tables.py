@@ -6,6 +6,7 @@ booleans as yes/no, missing values as ``n/a``.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 from pathlib import Path
 
@@ -79,11 +80,10 @@ def styled(df: pd.DataFrame, digits: int = 3, verdicts: str = "holds"):
     """``df`` as a notebook shows it (a pandas ``Styler``): every row and column in full, cells by
     :func:`fmt` to ``digits`` significant digits, no empty column, text wrapped and left-aligned, the
     ``verdicts`` column (if present) coloured as in the HTML report."""
-    import hashlib
     frame = without_empty_columns(df)
-    uuid = hashlib.sha256(frame.to_csv().encode()).hexdigest()[:8]  # ids from the content: a page is the same each render
-    style = frame.style.set_uuid(uuid).format(lambda v: fmt(v, digits)).set_properties(
-        **{"text-align": "left", "white-space": "pre-wrap", "vertical-align": "top"})
+    uuid = hashlib.sha256(frame.to_csv().encode()).hexdigest()[:8]  # ids from the content: the same page each render
+    style = frame.style.set_uuid(uuid).format(lambda v: fmt(v, digits)).set_table_styles(  # one rule, not one per cell
+        [{"selector": "td", "props": [("text-align", "left"), ("white-space", "pre-wrap"), ("vertical-align", "top")]}])
     if verdicts in frame.columns:
         style = style.map(lambda v: f"background-color: {VERDICT_COLOURS.get(v, '#6e7781')}; color: white; "
                                     "font-weight: bold", subset=[verdicts])

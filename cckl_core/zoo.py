@@ -57,8 +57,9 @@ def archive_path(profile: str, write: bool = False) -> Path:
     return installed if installed.is_file() else here
 
 
-def _open(profile: str) -> tuple[tarfile.TarFile, dict]:
-    path = archive_path(profile)
+def _open(profile: str, path: Path | None = None) -> tuple[tarfile.TarFile, dict]:
+    """The model archive of ``profile`` (or at ``path``), open, and its manifest, checked; else one :class:`ZooError`."""
+    path = path or archive_path(profile)
     if not path.is_file():
         raise ZooError(f"no trained models of profile {profile!r} in this repository ({path} is missing); "
                        f"make them with `make paper PROFILE={profile}`, which writes it")
@@ -209,15 +210,13 @@ def _pack_run(run, cfg, check_images: int, files: list) -> dict:
 def _up_to_date(prof: profiles.Profile, out: Path, present: list[str]) -> dict | None:
     """The manifest of the archive at ``out`` when it was packed from exactly the weights now in the run cache
     (every present run, its config key and the SHA-256 of its weights file); else None."""
-    if not out.is_file():
-        return None
     try:
-        with tarfile.open(out, mode="r:") as tar:
-            manifest = json.loads(tar.extractfile(tar.getmember(MANIFEST)).read())
-    except (tarfile.TarError, KeyError, OSError, EOFError, ValueError, AttributeError):
+        tar, manifest = _open(prof.name, out)
+    except ZooError:
         return None
-    models = manifest.get("models") if isinstance(manifest, dict) else None
-    if manifest.get("format") != FORMAT or not isinstance(models, dict) or sorted(models) != sorted(present):
+    tar.close()
+    models = manifest["models"]
+    if sorted(models) != sorted(present):
         return None
     same = all(isinstance(models[n], dict) and models[n].get("key") == prof.run(n).key and "test_images" in models[n]
                and models[n].get("source") == _source(prof.run(n)) for n in present)

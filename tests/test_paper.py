@@ -428,17 +428,21 @@ def test_the_pair_kl_and_the_trend_statistics_of_notebook_01():
     run = _run(prof, prof.role("fig2_standard"))
     run.history[0]["pair_probs"] = [[0.1] * 10, [0.1] * 10]
     run.history[-1]["pair_probs"] = [[0.91] + [0.01] * 9, [0.01] * 9 + [0.91]]
-    *_, kl_init, kl_trained = theorem_check.pair_kls(run)
-    assert kl_init == 0 and kl_trained > 3
+    kl = theorem_check.pair_kl(theorem_check.pair_outputs(run))
+    assert kl["init"] == 0 and kl["trained"] > 3
     assert criteria.judge("fig1_pair_kl", "m").verdict == stats.NOT_ASSESSED  # an illustration, not a test
-    assert theorem_check.change(run, "cckl") == pytest.approx(run.history[-1]["cckl"] - run.history[1]["cckl"])
+    from cckl_core.histories import table
+    per_seed = theorem_check.trends(table([run], theorem_check.HISTORY_KEYS))
+    assert per_seed["cckl change"].iloc[0] == pytest.approx(run.history[-1]["cckl"] - run.history[1]["cckl"])
     rng = np.random.default_rng(0)
     run.history[:] = [{"epoch": e, "test_ce": 2 - 0.1 * e + rng.normal(0, 0.05), "cckl": 0.2 * e + rng.normal(0, 0.1)}
                       for e in range(7)]
     epochs, ce = np.arange(len(run.history)), np.array([h["test_ce"] for h in run.history])
     cckl = np.array([h["cckl"] for h in run.history])
-    assert theorem_check.within_run_pearson(run, "test_ce", "cckl") == pytest.approx(
+    per_seed = theorem_check.trends(table([run], theorem_check.HISTORY_KEYS))
+    assert per_seed["r(test CE, CCKL)"].iloc[0] == pytest.approx(
         sstats.pearsonr(ce[epochs >= 1], cckl[epochs >= 1]).statistic)
+    assert per_seed["epochs"].iloc[0] == 6
     gaps = theorem_check.random_pair_gaps(0, n=500)
     assert gaps.max() <= 1e-12  # the corrected inequality holds on every random pair
 

@@ -19,6 +19,7 @@ from scipy import stats as sstats
 
 from .. import plotting, stats
 from ..histories import series as history_series
+from ..histories import table as history_table
 from ..profiles import Profile
 from . import criteria
 from .inputs import Inputs, gather
@@ -73,15 +74,10 @@ def runs_table(inputs: Inputs) -> pd.DataFrame:
 
 def histories(inputs: Inputs, keys: tuple[str, ...] = ("test_acc", "robust_acc", "fisher_fro_mean",
                                                         "fisher_spec_mean")) -> pd.DataFrame:
-    """The per-epoch record Figures 3, 4, 7 and 8 draw: one row per (role, training seed, epoch)."""
-    rows = []
-    for role in ROLES[:-1]:
-        for run in inputs.seed_group(inputs.by_role(role)):
-            epochs = history_series(run, keys[0])[0]
-            rows.append(pd.DataFrame({"role": role, "model": run.display_name, "seed": run.seed,
-                                      "epoch": epochs.astype(int),
-                                      **{k: history_series(run, k)[1] for k in keys}}))
-    return pd.concat(rows, ignore_index=True)
+    """The per-epoch record Figures 3, 4, 7 and 8 draw: one row per (role, training seed, epoch)
+    (:func:`cckl_core.histories.table` of each role's training seeds)."""
+    return pd.concat([history_table(inputs.seed_group(inputs.by_role(role)), keys).assign(role=role)
+                      for role in ROLES[:-1]], ignore_index=True)
 
 
 #: The figures of each family: (Figure number of all three objectives, Figure number of the standard run alone).

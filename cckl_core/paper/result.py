@@ -94,19 +94,20 @@ class Rendered:
         from .criteria import adjust
         return adjust(self.claims)
 
-    def claims_frame(self) -> pd.DataFrame:
-        """The claims table (of :meth:`judged`): claim, kind, paper value, measured value, p-values,
-        verdict ("holds"), when its criterion was fixed, note."""
-        return pd.DataFrame([{k: v for k, v in r.as_dict().items() if k in CLAIM_COLUMNS} for r in self.judged()],
-                            columns=CLAIM_COLUMNS)
+    def claims_frame(self, rows: list[ClaimRow] | None = None) -> pd.DataFrame:
+        """The claims table of ``rows`` (default :meth:`judged`): claim, kind, paper value, measured value,
+        p-values, verdict ("holds"), when its criterion was fixed, note."""
+        return pd.DataFrame([{k: v for k, v in r.as_dict().items() if k in CLAIM_COLUMNS}
+                             for r in (self.judged() if rows is None else rows)], columns=CLAIM_COLUMNS)
 
     def claims_table(self):
         """The claims table as a notebook shows it: complete, verdicts in colour (:func:`cckl_core.tables.styled`)."""
         return tables.styled(self.claims_frame())
 
-    def counts(self, kind: str | None = "paper") -> dict[str, int]:
-        """Verdict counts of this notebook's claims of ``kind`` (``None``: every row)."""
-        return count_verdicts(r.verdict for r in self.judged() if kind is None or r.kind == kind)
+    def counts(self, kind: str | None = "paper", rows: list[ClaimRow] | None = None) -> dict[str, int]:
+        """Verdict counts of ``rows`` (default :meth:`judged`) of ``kind`` (``None``: every row)."""
+        rows = self.judged() if rows is None else rows
+        return count_verdicts(r.verdict for r in rows if kind is None or r.kind == kind)
 
     def save(self, folder: Path | None = None) -> None:
         """Write every figure (PDF and PNG), table (Markdown and CSV) and the claims
@@ -121,15 +122,16 @@ class Rendered:
         for name, t in self.tables.items():
             if t.write:
                 tables.write(t.frame, name, folder, caption=t.caption, index=t.index, digits=t.digits)
-        df = self.claims_frame()
+        rows = self.judged()  # Holm's correction once for the three files
+        df = self.claims_frame(rows)
         stem = folder / f"claims_{self.notebook}"
         store.atomic_write_text(stem.with_suffix(".csv"), df.to_csv(index=False))
         store.atomic_write_text(stem.with_suffix(".md"),
                                 f"**Claims of `{self.notebook}`** · profile `{self.profile}` · dataset {self.dataset} · "
-                                f"paper claims: {verdict_line(self.counts())}; derivation checks: "
-                                f"{verdict_line(self.counts('derivation'), 'checks')}\n\n{tables.markdown_table(df)}\n")
+                                f"paper claims: {verdict_line(self.counts(rows=rows))}; derivation checks: "
+                                f"{verdict_line(self.counts('derivation', rows), 'checks')}\n\n{tables.markdown_table(df)}\n")
         meta = {"notebook": self.notebook, "profile": self.profile, "dataset": self.dataset,
-                "rows": [r.as_dict() for r in self.judged()], "figures": list(self.figures)}
+                "rows": [r.as_dict() for r in rows], "figures": list(self.figures)}
         store.atomic_write_text(stem.with_suffix(".json"), json.dumps(meta, indent=1, sort_keys=True) + "\n")
         print(f"{len(self.figures)} figures, {sum(t.write for t in self.tables.values())} tables and "
               f"{len(self.claims)} claims written to {shown_path(folder)}")

@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from .. import metrics, plotting, runs, stats
-from ..histories import series as history_series
+from ..histories import table as history_table
 from ..profiles import Profile
 from . import criteria
 from .inputs import Inputs, gather
@@ -45,12 +45,13 @@ def render(profile: Profile, seed: int = 0) -> Rendered:
     fig1_outputs = pair_outputs(vgg[0])
     out.figures["fig1_output_distributions"] = figure1(vgg[0], th, fig1_outputs, profile.name)
     out.claims += figure1_claims(fig1_outputs)
-    fig2_history = histories(vgg)
+    fig2_history = history_table(vgg, HISTORY_KEYS)
     fig2_trends = trends(fig2_history)
     out.figures["fig2_cckl_vgg13"] = figure2(vgg, profile.name)
     out.claims += figure2_claims(vgg, fig2_trends)
     fig6_runs = figure6_runs(inputs)
-    fig6_trends = trends(histories([r for group in fig6_runs.values() if isinstance(group, list) for r in group]))
+    fig6_trends = trends(history_table([r for group in fig6_runs.values() if isinstance(group, list) for r in group],
+                                       HISTORY_KEYS))
     out.figures["fig6_cckl_vs_loss_resnet20"] = figure6(fig6_runs, fig6_trends, profile)
     out.claims += figure6_claims(fig6_runs, fig6_trends)
     pair_gaps = pair_inequality_gaps(th, seed)
@@ -75,18 +76,6 @@ def stage_log_probs(th) -> tuple[dict, torch.Tensor]:
 HISTORY_KEYS = ("test_acc", "test_ce", "cckl")
 
 
-def histories(group: list[runs.Run], keys: tuple[str, ...] = HISTORY_KEYS) -> pd.DataFrame:
-    """The per-epoch record of ``group`` (runs, e.g. the training seeds of one run): one row per
-    (run, training seed, epoch) with the values ``keys`` (NaN where a record lacks one)."""
-    rows = []
-    for run in group:
-        epochs = history_series(run, keys[0])[0]
-        values = {k: history_series(run, k)[1] for k in keys}
-        rows.append(pd.DataFrame({"run": run.name, "model": run.display_name, "dataset": run.dataset_name,
-                                  "seed": run.seed, "epoch": epochs.astype(int), **values}))
-    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["run", "seed", "epoch", *keys])
-
-
 def trends(history: pd.DataFrame, from_epoch: int = 1) -> pd.DataFrame:
     """Per (run, training seed) of ``history``: the change of CCKL and of test accuracy from epoch
     ``from_epoch`` to the last epoch, and Pearson's r of test cross-entropy and CCKL over epochs
@@ -104,20 +93,6 @@ def trends(history: pd.DataFrame, from_epoch: int = 1) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["run", "seed", "cckl change", "accuracy change", "r(test CE, CCKL)", "epochs"])
 
 
-def change(run: runs.Run, key: str, start: int = 1) -> float:
-    """``history[key]`` at the last epoch minus at epoch ``start`` (default 1, the first trained epoch)."""
-    epochs, values = history_series(run, key)
-    return float(values[-1] - values[epochs == start][0]) if np.any(epochs == start) else float("nan")
-
-
-def within_run_pearson(run: runs.Run, x_key: str, y_key: str, from_epoch: int = 1) -> float:
-    """Pearson's r of two history series over epochs ``from_epoch``..end of one run (NaN where undefined)."""
-    epochs, x = history_series(run, x_key)
-    _, y = history_series(run, y_key)
-    return stats.pearson(x[epochs >= from_epoch], y[epochs >= from_epoch])[0]
-
-
-# --------------------------------------------------------------------------- Figure 1
 def pair_outputs(run: runs.Run) -> pd.DataFrame:
     """The Figure 1 pair's recorded softmax outputs, one row per class: ``x1``/``x2`` at initialisation
     (epoch 0) and after training (the last epoch), from the run's per-epoch record."""
@@ -131,15 +106,6 @@ def pair_kl(outputs: pd.DataFrame) -> dict[str, float]:
     """``KL(f(x1) || f(x2))`` in nats at initialisation and after training (:func:`cckl_core.metrics.kl`)."""
     return {stage: float(metrics.kl(torch.tensor(outputs[f"x1 {stage}"].to_numpy()),
                                     torch.tensor(outputs[f"x2 {stage}"].to_numpy()))) for stage in ("init", "trained")}
-
-
-def pair_kls(run: runs.Run) -> tuple[torch.Tensor, torch.Tensor, float, float]:
-    """The Figure 1 pair's outputs at initialisation and after training, and KL(f(x1)||f(x2)) of each."""
-    outputs = pair_outputs(run)
-    kl = pair_kl(outputs)
-    p_init = torch.tensor(outputs[["x1 init", "x2 init"]].to_numpy().T.copy())
-    p_trained = torch.tensor(outputs[["x1 trained", "x2 trained"]].to_numpy().T.copy())
-    return p_init, p_trained, kl["init"], kl["trained"]
 
 
 def figure1(run: runs.Run, th, outputs: pd.DataFrame, profile: str):
