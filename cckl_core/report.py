@@ -310,11 +310,20 @@ def html_page(folder: Path) -> str:
 _FIGURE_CALL = re.compile(r"""out\.figures\[["']([\w.-]+)["']\]\s*=""")
 
 
+def _without_machine_paths(text: str) -> str:
+    """``text`` with this checkout's absolute path written ``.`` and the folder around it ``..`` (a published
+    page names no path of the machine that rendered it, e.g. where the data set was read from)."""
+    from .paths import project_root
+    root = project_root().resolve()
+    return text.replace(str(root), ".").replace(str(root.parent), "..")
+
+
 def export_notebook(executed: Path, out: Path) -> Path:
     """``executed`` (a notebook `cckl render` ran) as a small HTML page ``out``: code, text and tables as
     they ran; each published figure (``out.figures["<stem>"] = ...``, shown below its cell in that order)
     replaced by the figure's PNG beside the page's folder (``../<stem>.png``, the file the notebook saved), so
-    the page carries no second copy of it; a live probe's figure stays in the page."""
+    the page carries no second copy of it; a live probe's figure stays in the page. Printed paths are shown
+    relative to the checkout (:func:`_without_machine_paths`)."""
     import nbformat
     from nbconvert import HTMLExporter
 
@@ -322,6 +331,9 @@ def export_notebook(executed: Path, out: Path) -> Path:
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream":
+                output["text"] = _without_machine_paths(output.get("text", ""))
         stems = _FIGURE_CALL.findall(cell.source)
         images = [o.get("data", {}) for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
         if len(stems) != len(images):

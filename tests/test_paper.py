@@ -700,3 +700,17 @@ def test_cckl_render_without_results_is_one_line(tmp_path, monkeypatch, capsys):
     assert main(["render", "--profile", "gpu", "--out", str(tmp_path / "build")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: 03_capacity_study: ResultsMissing: ") and "\n" not in err and "make evaluations" in err
+
+
+def test_an_exported_page_names_no_path_of_the_machine(tmp_path):
+    import nbformat
+
+    from cckl_core import report
+    from cckl_core.paths import project_root
+    root = project_root().resolve()
+    said = f"[cckl] CIFAR-10: using {root.parent}/shared/data/cifar10-jpeg.zip (torchvision files not under {root}/data)\n"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x", outputs=[
+        nbformat.v4.new_output("stream", name="stdout", text=said)])])
+    nbformat.write(nb, tmp_path / "nb.ipynb")
+    page = report.export_notebook(tmp_path / "nb.ipynb", tmp_path / "nb.html").read_text()
+    assert str(root.parent) not in page and "using ../shared/data/cifar10-jpeg.zip (torchvision files not under ./data)" in page
