@@ -3,9 +3,11 @@
 #   make paper PROFILE=quick           (paper | gpu | quick | smoke; default: paper with CUDA, quick without)
 #   make paper DEVICE=cpu JOBS=1       (device; runs side by side: default one per CPU core, on a GPU as many as fit)
 #   make paper PROFILE=gpu BUNDLE=f    render results made elsewhere (`cckl bundle`): nothing is trained
+#   make paper RERENDER=1              render every notebook again (by default one whose inputs, outputs and code are
+#                                      as at its last render is not: cckl_core.render_state)
 #   make evaluations PROFILE=gpu       train + evaluate only (what a GPU node without Jupyter runs)
 #   make test | make test-slurm | make lab | make docs | make data | make clean | make env
-# Variables come from the command line (or CCKL_PROFILE / CCKL_DEVICE); a PROFILE, DEVICE, JOBS or BUNDLE in your
+# Variables come from the command line (or CCKL_PROFILE / CCKL_DEVICE); a PROFILE, DEVICE, JOBS, BUNDLE or RERENDER in your
 # shell environment is ignored, so that it cannot silently change what is built.
 
 PYTHON ?= python3
@@ -25,7 +27,7 @@ $$(info [cckl] ignoring $(1)=$$($(1)) from the shell environment; pass it on the
 undefine $(1)
 endif
 endef
-$(foreach v,PROFILE DEVICE JOBS BUNDLE,$(eval $(call from_command_line,$(v))))
+$(foreach v,PROFILE DEVICE JOBS BUNDLE RERENDER,$(eval $(call from_command_line,$(v))))
 
 DEVICE ?= auto
 ifeq ($(filter paper evaluations render lab docs test nbval,$(or $(MAKECMDGOALS),help)),)
@@ -114,12 +116,14 @@ nbval: fixture
 
 # ---------------------------------------------------------------- the paper
 # evaluate (train what the cache lacks, then its evaluations, runs side by side: cckl_core.schedule) ->
-# render (`cckl render`: one process, one kernel; the notebooks read the cache only, each with every parameter
-# injected at its published value, cckl_core.paper.PUBLISHED, so nothing saved in a source notebook steers a
-# render; executed notebooks in build/<profile>/; a notebook the profile has no runs for, e.g. 01 under gpu, is
-# left out; an expected stop is its one line) -> the report, in the same process (figures/<profile>/index.html,
-# compute_costs, figures/README.md). With BUNDLE=file the results are unpacked first and nothing needs computing.
-# Completion is read from the run cache: no stamps. For quick it also refreshes results/quick-models.tar, the
+# render (`cckl render`: one process, a kernel per CPU at most; the notebooks read the cache only, each with every
+# parameter injected at its published value, cckl_core.paper.PUBLISHED, so nothing saved in a source notebook
+# steers a render; executed notebooks in build/<profile>/; a notebook the profile has no runs for, e.g. 01 under
+# gpu, is left out; an expected stop is its one line) -> the report, in the same process (figures/<profile>/
+# index.html, compute_costs, figures/README.md). A notebook whose inputs (its source, the package, the cache,
+# the data, the environment) and outputs are as at its last render is not run again (cckl_core.render_state;
+# RERENDER=1 runs every one). With BUNDLE=file the results are unpacked first and nothing needs computing.
+# Completion of runs is read from the run cache. For quick it also refreshes results/quick-models.tar, the
 # trained models the repository carries (`cckl_core.zoo`; rewritten only when the cached weights changed).
 paper: evaluations
 	@$(MAKE) --no-print-directory render PROFILE=$(PROFILE) $(if $(filter quick,$(PROFILE)),&& \
@@ -133,7 +137,7 @@ endif
 
 render: $(STAMP)
 	@CCKL_FIGURES=$(call q,$(CURDIR)/figures) $(PY) -m cckl_core render --profile $(PROFILE) \
-	  --out $(call q,$(CURDIR)/build/$(PROFILE))
+	  --out $(call q,$(CURDIR)/build/$(PROFILE))$(if $(RERENDER), --force)
 
 report: $(STAMP)
 	@CCKL_FIGURES=$(call q,$(CURDIR)/figures) $(PY) -m cckl_core report --profile $(PROFILE) --notebooks build/$(PROFILE)

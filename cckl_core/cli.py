@@ -225,11 +225,14 @@ def _add_results(c: _Commands) -> None:
     p.add_argument("--root", default=None, help="figures root (default: $CCKL_FIGURES, else build/scratch/figures)")
     p.add_argument("--notebooks", default=None, help="a folder of executed notebooks (build/<profile>/) to export to "
                                                      "HTML beside the figures")
-    p = c.add("render", "run the profile's notebooks in one kernel with their published parameters (from the cache: "
-                        "nothing is trained), then write the report (what `make paper` runs after `evaluate`)",
+    p = c.add("render", "run the profile's notebooks (a kernel per CPU at most) with their published parameters "
+                        "(from the cache: nothing is trained), then write the report (what `make paper` runs after "
+                        "`evaluate`); a notebook whose inputs are as at its last render is not run again "
+                        "(cckl_core.render_state)",
               cmd_render)
     p.add_argument("--out", default=None, help="where the executed notebooks go (default: build/<profile>/)")
     p.add_argument("--root", default=None, help="figures root (default: $CCKL_FIGURES, else build/scratch/figures)")
+    p.add_argument("--force", action="store_true", help="render every notebook, up to date or not")
 
 
 def _add_sessions(c: _Commands) -> None:
@@ -319,14 +322,14 @@ def _load(args: argparse.Namespace, artifacts: bool = False, threads: bool = Fal
     """The profile a command works on, after the checks such commands share: the artifacts root (for those
     that read or write it), the device (one line now on a device this machine lacks; a Slurm launch's is the
     nodes'), and torch's threads for those that train ($CCKL_THREADS, else the CPUs this process may use)."""
-    from .devices import configure_threads, resolve_device
-
     profile = profiles.load(args.profile)
     if artifacts:
         _check_artifacts_root()
     if getattr(args, "device", None) is not None and getattr(args, "executor", None) != "slurm":
+        from .devices import resolve_device  # imports torch: only for the commands that run on a device
         resolve_device(args.device)
     if threads:
+        from .devices import configure_threads
         configure_threads()
     return profile
 
@@ -509,17 +512,42 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    """``render``: the notebooks of the profile in one kernel (:func:`cckl_core.paper.execute.execute_all`), then
-    the report with the executed notebooks as pages."""
-    from . import report
-    from .paper.execute import execute_all
-    from .paths import project_root
+    """``render``: the notebooks of the profile whose inputs changed since their last render (all with
+    ``--force``; :mod:`cckl_core.render_state`) in kernels of one process
+    (:func:`cckl_core.paper.execute.execute_all`), then the report with the executed notebooks as pages. Nothing is imported beyond the check when all are up to date."""
+    from . import render_state
+    from .paths import figures_root, project_root
 
-    profile = _load(args)
-    out = Path(args.out) if args.out else project_root() / "build" / profile.name
+    # the name alone (checked by --profile) keys the check: loading the profile checks its runs, which imports torch
+    name = args.profile or _load(args).name
+    out = Path(args.out).expanduser() if args.out else project_root() / "build" / name
+    figures = Path(args.root).expanduser() if args.root else figures_root()
+    done = None if args.force else render_state.up_to_date(name, out, figures)
+    if done:
+        print(f"[cckl] {name}: up to date, nothing rendered: the notebooks ({', '.join(done)}), the package, "
+              f"the cache, the data and the environment are as at their last render, and so are its outputs "
+              f"({figures / name}, {out}); `make paper RERENDER=1` renders again")
+        return 0
+    return _render(_load(args), out, figures, args)
+
+
+def _render(profile: profiles.Profile, out: Path, figures: Path, args: argparse.Namespace) -> int:
+    from . import render_state, report
+    from .paper import notebooks_of
+    from .paper.execute import execute_all
+
     start = time.perf_counter()
-    execute_all(profile.name, out)
+    notebooks = notebooks_of(profile.name)
+    todo = notebooks if args.force else render_state.stale(notebooks, profile.name, out, figures)
+    keys = render_state.keys(notebooks, profile.name, figures)
+    render_state.forget(out)
+    kept = [nb for nb in notebooks if nb not in todo]
+    if kept:
+        print(f"[cckl] up to date, not rendered again: {', '.join(kept)}")
+    execute_all(profile.name, out, todo)
     code = report.main(profile, args.root, str(out))
+    if code == 0:
+        render_state.record(keys, profile.name, out, figures)
     print(f"[cckl] rendered {profile.name} in {time.perf_counter() - start:.0f} s; executed notebooks in {out}")
     return code
 

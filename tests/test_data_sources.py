@@ -459,6 +459,16 @@ def test_zip_is_announced_once_and_cached(tmp_path, offline_zip, capfd, monkeypa
     assert capfd.readouterr().err.count("[cckl] CIFAR-10: using the offline JPEG q75 copy") == 1
 
 
+def test_the_source_is_said_again_after_announce_again(tmp_path, offline_zip, capfd):
+    """A kernel running several notebooks calls sources.announce_again between them: each page says its source."""
+    root = tmp_path / "root"
+    data.load("cifar10", "test", root=root, download=False, n=6)
+    data.load("cifar10", "test", root=root, download=False, n=6)
+    sources.announce_again()
+    data.load("cifar10", "test", root=root, download=False, n=6)
+    assert capfd.readouterr().err.count("[cckl] CIFAR-10: using the offline JPEG q75 copy") == 2
+
+
 def test_changed_zip_is_decoded_again(tmp_path, offline_zip):
     root = tmp_path / "root"
     first = data.load("cifar10", "test", root=root, download=False)

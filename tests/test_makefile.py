@@ -61,8 +61,8 @@ def _evaluate_args(lines: list[str]) -> list[str]:
 # --------------------------------------------------------------------------- what `make paper` runs, in order
 def test_paper_evaluates_the_profile_once_then_renders_then_reports(scratch):
     """One `evaluate` for the whole profile (the scheduler inside it trains and evaluates; completion
-    is read from the cache: no per-run rules, no stamps, no generated makefile), then one `render` (every
-    notebook in one kernel, then the report, in one process), and for quick the carried models."""
+    is read from the cache: no per-run rules, no generated makefile), then one `render` (the notebooks whose
+    inputs changed, in kernels of one process, then the report), and for quick the carried models."""
     lines = _dry_run(scratch, "paper", "PROFILE=smoke")
     assert _steps(lines) == ["evaluate", "render"], lines
     assert _evaluate_args(lines) == ["evaluate", "--profile", "smoke", "--device", "auto"]
@@ -74,6 +74,8 @@ def test_paper_evaluates_the_profile_once_then_renders_then_reports(scratch):
     quick = _dry_run(scratch, "paper", "PROFILE=quick")  # make -n prints the recipe (render && zoo) before the sub-make
     assert _steps(quick)[0] == "evaluate" and sorted(_steps(quick)[1:]) == ["render", "zoo"]
     assert re.search(r"render PROFILE=quick && .* -m cckl_core zoo --profile quick --if-complete", " ".join(quick))
+    again = next(line for line in _dry_run(scratch, "render", "PROFILE=smoke", "RERENDER=1") if " render " in line)
+    assert shlex.split(again.split(" -m cckl_core ", 1)[1])[-1] == "--force"
 
 
 def test_a_bundle_is_unpacked_before_anything_is_evaluated(scratch):

@@ -4,6 +4,7 @@ the analysis modules turn made-up results into the claims they should; notebooks
 missing result is one message, nothing is written); the notebooks are views; parameters are checked."""
 import json
 import math
+import os
 import re
 from pathlib import Path
 
@@ -669,8 +670,17 @@ def test_a_published_render_injects_every_parameter_of_each_notebook():
         assert parameters_of(name, "quick") == {"profile": "quick", **PUBLISHED[name]}
 
 
-def test_the_notebooks_run_in_one_kernel_with_their_published_parameters(smoke_cache, tmp_path, monkeypatch):
-    """`cckl render` (make paper) runs a profile's notebooks one after another in one kernel, each with its
+def test_a_render_runs_a_kernel_per_notebook_up_to_one_per_cpu_and_shares_the_cpus():
+    from cckl_core.paper.execute import kernels_for
+    assert kernels_for(4, cpus=2) == (2, 1)
+    assert kernels_for(2, cpus=16) == (2, 8)
+    assert kernels_for(1, cpus=2) == (1, 2)
+    assert kernels_for(4, cpus=1) == (1, 1)
+    assert kernels_for(3, cpus=8) == (3, 2)
+
+
+def test_the_notebooks_run_in_kernels_with_their_published_parameters(smoke_cache, tmp_path, monkeypatch):
+    """`cckl render` (make paper) runs a profile's notebooks in kernels (one per CPU at most), each notebook with its
     parameters injected; a notebook the profile has no runs for is left out; a missing result is one line."""
     import nbformat
 
@@ -691,6 +701,30 @@ def test_the_notebooks_run_in_one_kernel_with_their_published_parameters(smoke_c
     with pytest.raises(RenderError, match=r"^04_appendix_c_table: ResultsMissing: .*table2 of vgg13_trades") as err:
         execute_all("smoke", tmp_path / "again", ["04_appendix_c_table"], say=lambda line: None)
     assert "\n" not in str(err.value)
+
+
+def test_cckl_render_runs_again_only_the_notebooks_whose_inputs_or_outputs_changed(smoke_cache, tmp_path, monkeypatch,
+                                                                                   capsys):
+    """`cckl render` records what it read (cckl_core.render_state): run again with nothing changed it renders
+    nothing; with one executed notebook touched, that notebook alone; with --force, every one."""
+    from cckl_core import paper
+    from cckl_core.cli import main
+    monkeypatch.setenv("CCKL_FIGURES", str(tmp_path / "figures"))
+    monkeypatch.setattr(paper, "notebooks_of", lambda profile: ["03_capacity_study", "04_appendix_c_table"])
+    args = ["render", "--profile", "smoke", "--out", str(tmp_path / "build")]
+    assert main(args) == 0
+    first = capsys.readouterr().out
+    assert "rendering 03_capacity_study" in first and "rendering 04_appendix_c_table" in first
+    assert main(args) == 0
+    assert "[cckl] smoke: up to date, nothing rendered" in capsys.readouterr().out
+    executed = tmp_path / "build" / "04_appendix_c_table.ipynb"
+    st = executed.stat()
+    os.utime(executed, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    assert main(args) == 0
+    third = capsys.readouterr().out
+    assert "rendering 04_appendix_c_table" in third and "rendering 03_capacity_study" not in third
+    assert "up to date, not rendered again: 03_capacity_study" in third
+    assert main(args) == 0 and "nothing rendered" in capsys.readouterr().out
 
 
 def test_cckl_render_without_results_is_one_line(tmp_path, monkeypatch, capsys):

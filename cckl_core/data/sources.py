@@ -121,6 +121,12 @@ def _announce(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
+def announce_again() -> None:
+    """Forget what :func:`_announce` has printed, so that the next reader says again which data it reads (a
+    kernel that runs several notebooks: each one's page then says where its data came from)."""
+    _announced.clear()
+
+
 def _other(split: str) -> str:
     """The other split."""
     return "test" if split == "train" else "train"

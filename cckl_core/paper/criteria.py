@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 import re
 import tomllib
-from dataclasses import dataclass, field, replace
+from dataclasses import KW_ONLY, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -53,18 +53,28 @@ class ClaimsFileError(ValueError):
 
 
 @dataclass(frozen=True)
-class Claim:
-    """One declared claim and its criterion (see ``claims.toml`` for the fields)."""
+class Stated:
+    """What a claim is shown with wherever it appears (declared in ``claims.toml`` as :class:`Claim`, judged as
+    :class:`ClaimRow`): its id, its words, the paper's value, and, by keyword, the figure or table that shows it,
+    its kind, its family (for Holm's correction) and when its criterion was fixed."""
 
     id: str
     claim: str
     paper: str
+    _: KW_ONLY
+    shows: str = ""
+    kind: str = "paper"
+    family: str = ""
+    fixed: str = ""
+
+
+@dataclass(frozen=True)
+class Claim(Stated):
+    """One declared claim and its criterion (see ``claims.toml`` for the fields; :func:`declared` requires
+    ``kind``, ``family`` and ``fixed``)."""
+
     statistic: str
     criterion: str
-    kind: str
-    family: str
-    fixed: str
-    shows: str = ""
     holds: str = ""
     reason: str = ""
     after_data: str = ""
@@ -176,21 +186,14 @@ def scale_problems(c: Claim, runs: Sequence[RunFacts]) -> list[str]:
 
 
 @dataclass(frozen=True)
-class ClaimRow:
+class ClaimRow(Stated):
     """A row of a claims table (``shows``: the figure or table that shows it). ``p`` is the raw
     two-sided p-value of a tested paper claim and ``p_adjusted`` its Holm-adjusted value within
     ``family`` (NaN where no test was made)."""
 
-    id: str
-    claim: str
-    paper: str
     measured: str
     verdict: str
     note: str
-    shows: str = ""
-    kind: str = "paper"
-    family: str = ""
-    fixed: str = ""
     p: float = math.nan
     p_adjusted: float = math.nan
     effect: float = math.nan          # mean effect minus null (its sign decides the direction)
@@ -539,5 +542,5 @@ def adjust(rows: Iterable[ClaimRow]) -> list[ClaimRow]:
 def skipped(cid: str, measured: str, note: str, fill: Mapping | None = None) -> ClaimRow:
     """The row of a claim that cannot be judged here (its run is not in this profile's cache)."""
     c = claim(cid)
-    return ClaimRow(cid, c.text(**(fill or {})), c.paper, measured, stats.NOT_ASSESSED, note, c.shows, c.kind, c.family,
-                    c.fixed_label(), expected_sign=c.expected_sign)
+    return ClaimRow(cid, c.text(**(fill or {})), c.paper, measured, stats.NOT_ASSESSED, note, shows=c.shows, kind=c.kind,
+                    family=c.family, fixed=c.fixed_label(), expected_sign=c.expected_sign)

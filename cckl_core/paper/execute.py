@@ -1,8 +1,9 @@
-"""Run the paper's notebooks for a profile in one Jupyter kernel, as papermill would, from one process.
+"""Run the paper's notebooks for a profile in Jupyter kernels, as papermill would, from one process.
 
-``make paper`` renders through :func:`execute_all`: one kernel (torch and the package are imported once,
-not once per notebook) runs every notebook the profile has runs for (:func:`cckl_core.paper.notebooks_of`),
-one after another, its namespace cleared between them; each notebook first gets its parameters injected
+``make paper`` renders through :func:`execute_all`: one kernel per CPU at most (:func:`kernels_for`; torch and
+the package are imported once per kernel, not once per notebook) runs the notebooks the profile has runs for
+(:func:`cckl_core.paper.notebooks_of`), each kernel taking the next one in order, its namespace cleared
+between them; each notebook first gets its parameters injected
 (papermill's ``parameterize_notebook``, the cell tagged ``injected-parameters``) with the published values
 of :data:`cckl_core.paper.PUBLISHED`, so that nothing saved in a source notebook steers a published
 render. The executed notebooks are written to ``out_dir`` (``build/<profile>/``), where the report
@@ -14,6 +15,7 @@ An expected stop (results missing, a bad parameter, a write that failed) is one 
 """
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -22,8 +24,10 @@ from . import NOTEBOOKS, PUBLISHED, notebooks_of
 
 #: Errors a notebook raises on purpose: shown as their one line.
 ONE_LINE_ERRORS = ("ResultsMissing", "ParameterError", "NotInProfile", "WriteError", "DiskFullError")
-#: What the kernel runs between two notebooks: a clean namespace and no open figure.
-_RESET = "%reset -f\nimport matplotlib.pyplot as _plt\n_plt.close('all')\ndel _plt"
+#: What the kernel runs between two notebooks: a clean namespace, no open figure, and the data's source said
+#: again by the next notebook that reads data (its page is then the same whichever kernel ran it, and after what).
+_RESET = ("%reset -f\nimport matplotlib.pyplot as _plt\n_plt.close('all')\ndel _plt\n"
+          "from cckl_core.data.sources import announce_again as _again\n_again()\ndel _again")
 
 
 class RenderError(RuntimeError):
@@ -36,23 +40,33 @@ def parameters_of(notebook: str, profile: str) -> dict:
     return {"profile": profile, **PUBLISHED[notebook]}
 
 
-def _kernel(log: Path):
-    """A started python3 kernel in the project folder; what the kernel process itself prints goes to ``log``."""
-    from jupyter_client.manager import KernelManager
-    km = KernelManager(kernel_name="python3")
+def kernels_for(count: int, cpus: int | None = None) -> tuple[int, int]:
+    """``(kernels, torch threads per kernel)`` for ``count`` notebooks on ``cpus`` CPUs (default: those this
+    process may use): a kernel per notebook up to one per CPU, the CPUs shared among them."""
+    cpus = cpus or len(os.sched_getaffinity(0))
+    kernels = max(1, min(count, cpus))
+    return kernels, max(1, cpus // kernels)
+
+
+async def _kernel(log: Path, threads: int):
+    """A started python3 kernel in the project folder with ``threads`` torch threads; what the kernel process
+    itself prints goes to ``log``."""
+    from jupyter_client.manager import AsyncKernelManager
+    km = AsyncKernelManager(kernel_name="python3")
+    env = {**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1", "OMP_NUM_THREADS": str(threads),
+           "MKL_NUM_THREADS": str(threads)}
     with open(log, "ab") as sink:
-        km.start_kernel(cwd=str(project_root()), env={**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1"},
-                        stdout=sink, stderr=sink)
+        await km.start_kernel(cwd=str(project_root()), env=env, stdout=sink, stderr=sink)
     return km
 
 
-def _reset(km) -> None:
+async def _reset(km) -> None:
     """Clear the kernel's namespace and close its figures (:data:`_RESET`) before the next notebook."""
     kc = km.client()
     kc.start_channels()
     try:
-        kc.wait_for_ready(timeout=60)
-        kc.execute_interactive(_RESET, timeout=60, output_hook=lambda msg: None)
+        await kc.wait_for_ready(timeout=60)
+        await kc.execute_interactive(_RESET, timeout=60, output_hook=lambda msg: None)
     finally:
         kc.stop_channels()
 
@@ -63,12 +77,8 @@ def _one_line(err: Exception) -> str | None:
     return f"{ename}: {getattr(err, 'evalue', '')}" if ename in ONE_LINE_ERRORS else None
 
 
-def execute(km, notebook: str, profile: str, out_dir: Path) -> Path | None:
-    """Run ``notebook`` with its published parameters in kernel ``km``; write it to ``out_dir``. Returns its
-    path, or None when the profile has no runs for it (nothing written)."""
-    import nbformat
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
+def _parameterized(notebook: str, profile: str):
+    """The source notebook with its parameters injected (papermill), in a cell of fixed id."""
     from papermill.iorw import load_notebook_node
     from papermill.parameterize import parameterize_notebook
 
@@ -78,10 +88,20 @@ def execute(km, notebook: str, profile: str, out_dir: Path) -> Path | None:
     for cell in nb.cells:  # papermill names its cell at random: a fixed id keeps the executed pages the same
         if "injected-parameters" in cell.metadata.get("tags", []):
             cell.id = "injected-parameters"
-    target = out_dir / f"{notebook}.ipynb"
+    return nb
+
+
+async def execute(km, notebook: str, profile: str, out_dir: Path) -> Path | None:
+    """Run ``notebook`` with its published parameters in kernel ``km``; write it to ``out_dir``. Returns its
+    path, or None when the profile has no runs for it (nothing written)."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    nb = _parameterized(notebook, profile)
     try:
-        NotebookClient(nb, km=km, timeout=None, allow_errors=False, resources={"metadata": {"path": str(project_root())}}
-                       ).execute()
+        await NotebookClient(nb, km=km, timeout=None, allow_errors=False,
+                             resources={"metadata": {"path": str(project_root())}}).async_execute()
     except CellExecutionError as err:
         (out_dir / f"{notebook}.log").write_text(str(err))
         line = _one_line(err)
@@ -89,27 +109,50 @@ def execute(km, notebook: str, profile: str, out_dir: Path) -> Path | None:
             return None
         raise RenderError(f"{notebook}: {line or 'failed'}; its log: {out_dir / (notebook + '.log')}") from None
     finally:
-        _reset(km)
+        await _reset(km)
+    target = out_dir / f"{notebook}.ipynb"
     nbformat.write(nb, target)
     return target
 
 
+async def _worker(queue: list[str], profile: str, out_dir: Path, threads: int, done: dict, failed: dict,
+                  say) -> None:
+    """One kernel that runs the notebooks it takes from ``queue`` (in order) until none is left; a notebook that
+    stops goes to ``failed`` and empties the queue (the other kernels finish the notebook they are running)."""
+    km = await _kernel(out_dir / "kernel.log", threads)
+    try:
+        while queue:
+            nb = queue.pop(0)
+            say(f"[cckl] rendering {nb} ({profile})")
+            try:
+                done[nb] = await execute(km, nb, profile, out_dir)
+            except Exception as err:  # noqa: BLE001 - raised by execute_all, the first in the notebooks' order
+                failed[nb] = err
+                queue.clear()
+    finally:
+        await km.shutdown_kernel(now=True)
+
+
+async def _execute_all(chosen: list[str], profile: str, out_dir: Path, say) -> dict:
+    kernels, threads = kernels_for(len(chosen))
+    queue, done, failed = list(chosen), {}, {}
+    await asyncio.gather(*(_worker(queue, profile, out_dir, threads, done, failed, say) for _ in range(kernels)))
+    if failed:  # the same error whichever kernel met it first
+        raise failed[min(failed, key=chosen.index)]
+    return done
+
+
 def execute_all(profile: str, out_dir: Path, notebooks: list[str] | None = None, say=print) -> list[Path]:
-    """Run every notebook of ``profile`` (or ``notebooks``) in one kernel, in order; write the executed
-    notebooks to ``out_dir``. Returns their paths."""
-    chosen = notebooks or notebooks_of(profile)
+    """Run every notebook of ``profile`` (or ``notebooks``) in as many kernels as :func:`kernels_for` gives (one
+    per CPU at most), each kernel taking the next notebook in order; write the executed notebooks to
+    ``out_dir``. Returns their paths, in the notebooks' order. A notebook that stops leaves the rest unstarted;
+    of those that stopped, the first in the notebooks' order is raised."""
+    chosen = notebooks_of(profile) if notebooks is None else list(notebooks)
     unknown = [nb for nb in chosen if nb not in NOTEBOOKS]
     if unknown:
         raise ValueError(f"unknown notebook {unknown[0]!r}; the paper's notebooks: {', '.join(NOTEBOOKS)}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    km = _kernel(out_dir / "kernel.log")
-    try:
-        done = []
-        for nb in chosen:
-            say(f"[cckl] rendering {nb} ({profile})")
-            path = execute(km, nb, profile, out_dir)
-            if path is not None:
-                done.append(path)
-        return done
-    finally:
-        km.shutdown_kernel(now=True)
+    if not chosen:
+        return []
+    done = asyncio.run(_execute_all(chosen, profile, out_dir, say))
+    return [done[nb] for nb in chosen if done.get(nb) is not None]
