@@ -12,11 +12,12 @@ writes is a function of what it reads. Each notebook's **inputs key** is the SHA
   ``CCKL_*`` variable and the thread and plotting settings (:data:`ENVIRONMENT`).
 
 After a render, :func:`record` writes ``<out>/render-state.json``: each notebook's key (taken before the
-render began) and the size and modification time of what it left (the executed notebook in ``out``; the profile's figures folder as a
-whole). :func:`stale` names the notebooks whose key changed or whose outputs were touched since; a render
-executes only those (all of them when the figures folder changed: which notebook wrote a file is not
-known). The check reads files and metadata only (no torch), so ``make paper`` with nothing new costs one
-short process. ``--force`` (``make paper RERENDER=1``) renders everything regardless.
+render began) and the size and modification time of what it left (the executed notebook in ``out``; the
+profile's figures folder as a whole). :func:`stale` names the notebooks whose key changed or whose outputs
+were touched since; a render executes only those (all of them when the figures folder changed: which
+notebook wrote a file is not known), then the report. Changed notes (``NOTES.md``, which the report shows)
+render the report alone. The check reads files and metadata only (no torch), so ``make paper`` with nothing
+new costs one short process. ``--force`` (``make paper RERENDER=1``) renders everything regardless.
 """
 from __future__ import annotations
 
@@ -111,9 +112,19 @@ def load(out_dir: Path) -> dict:
     return state if isinstance(state, dict) else {}
 
 
+#: The profile's notes (written by a person, read by the report): not a notebook's output.
+NOTES = "NOTES.md"
+
+
 def _figures(figures_root: Path, profile: str) -> list[list]:
-    """The profile's figures folder as :func:`record` keeps it (lists, as JSON gives them back)."""
-    return [list(r) for r in _stats(figures_root / profile)]
+    """The profile's figures folder as :func:`record` keeps it (lists, as JSON gives them back), :data:`NOTES`
+    left out."""
+    return [list(r) for r in _stats(figures_root / profile) if r[0] != NOTES]
+
+
+def _notes(figures_root: Path, profile: str) -> list[list]:
+    """The profile's :data:`NOTES` as :func:`record` keeps it: a change renders the report again, no notebook."""
+    return [list(r) for r in _stats(figures_root / profile / NOTES)]
 
 
 def _executed(out_dir: Path, notebook: str) -> list[list]:
@@ -138,8 +149,9 @@ def stale(notebooks: Iterable[str], profile: str, out_dir: Path, figures_root: P
 def up_to_date(profile: str, out_dir: Path, figures_root: Path) -> list[str] | None:
     """The notebooks of the last render in ``out_dir`` when every one of them is up to date (:func:`stale`
     finds none), else None. Reads the state's list of notebooks, so it needs no import of the paper."""
-    notebooks = load(out_dir).get("notebooks")
-    if not isinstance(notebooks, dict) or not notebooks:
+    state = load(out_dir)
+    notebooks = state.get("notebooks")
+    if not isinstance(notebooks, dict) or not notebooks or state.get("notes") != _notes(figures_root, profile):
         return None
     return None if stale(notebooks, profile, out_dir, figures_root) else list(notebooks)
 
@@ -158,7 +170,7 @@ def keys(notebooks: Iterable[str], profile: str, figures_root: Path) -> dict[str
 def record(keys_before: dict[str, str], profile: str, out_dir: Path, figures_root: Path) -> Path:
     """Write the state of a render that has just ended: the notebooks' keys taken before it began
     (:func:`keys`; inputs that changed during the render make it stale) and its outputs now. Returns its path."""
-    state = {"profile": profile, "figures": _figures(figures_root, profile),
+    state = {"profile": profile, "figures": _figures(figures_root, profile), "notes": _notes(figures_root, profile),
              "notebooks": {nb: {"key": key, "executed": _executed(out_dir, nb)} for nb, key in keys_before.items()}}
     out_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{STATE_FILE}.")

@@ -81,6 +81,16 @@ def test_a_touched_output_makes_its_notebook_or_every_one_stale(rendered):
     assert render_state.stale(NBS, "smoke", out, figures) == NBS
 
 
+def test_changed_notes_render_the_report_alone(rendered):
+    """NOTES.md is a person's, shown by the report: a change is not up to date, yet no notebook is stale."""
+    out, figures = rendered
+    (figures / "smoke" / "NOTES.md").write_text("**Re-rendered.**\n")
+    assert render_state.up_to_date("smoke", out, figures) is None
+    assert render_state.stale(NBS, "smoke", out, figures) == []
+    render_state.record(render_state.keys(NBS, "smoke", figures), "smoke", out, figures)
+    assert render_state.up_to_date("smoke", out, figures) == NBS
+
+
 def test_a_changed_notebook_source_makes_that_notebook_stale(rendered, tmp_path, monkeypatch):
     out, figures = rendered
     project = tmp_path / "project"
