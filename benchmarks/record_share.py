@@ -16,13 +16,19 @@ It also prints the least share that keeps every committed figure as it is: Figur
 draw every epoch's record of the runs with a role in :data:`PER_EPOCH_ROLES`, so those records stay; the
 other runs (Table 1's) are read at their last epoch only, so only that record would stay.
 
-    python benchmarks/record_share.py [--profile quick]
+With ``--parts`` it also times, in this process on one thread, each part of one record of the two model
+shapes of ``quick`` (VGG13 width 0.25 with BatchNorm, resnet20x1; random weights and images): the predictions
+on 2,000 test images, the Fisher statistics on 200, PGD-10 on 200, against one epoch of SGD on 10,000 images
+(a step of batch 128, timed over 10 steps): where a record's time goes.
+
+    python benchmarks/record_share.py [--profile quick] [--parts]
 """
 from __future__ import annotations
 
 import argparse
 import os
 import tempfile
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -69,9 +75,43 @@ def shares(profile_name: str) -> tuple[list[tuple[str, int, int, float, float]],
     return rows, absent
 
 
+def part_seconds() -> list[tuple[str, float, float, float, float]]:
+    """Per model shape: (name, predict 2,000 s, Fisher 200 s, PGD-10 200 s, one 10,000-image SGD epoch s)."""
+    import torch
+    import torch.nn.functional as F
+
+    from cckl_core import fisher, models, record
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    x, y = torch.rand(2000, 3, 32, 32), torch.randint(0, 10, (2000,))
+    out = []
+    for name, width, bn in (("vgg13", 0.25, True), ("resnet20x1", 1.0, None)):
+        model = models.build(name, num_classes=10, width=width, batch_norm=bn)
+        t = time.perf_counter()
+        record.predict(model, [(x[s:s + 500], y[s:s + 500]) for s in range(0, 2000, 500)])
+        predict = time.perf_counter() - t
+        t = time.perf_counter()
+        fisher.fisher_stats(model, x[:200])
+        fisher_s = time.perf_counter() - t
+        t = time.perf_counter()
+        record.robust_correct(model, x[:200], y[:200], record.ROBUST_ACC_ATTACK)
+        pgd = time.perf_counter() - t
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        model.train()
+        t = time.perf_counter()
+        for s in range(0, 1280, 128):
+            loss = F.cross_entropy(model(x[s:s + 128]), y[s:s + 128])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        out.append((name, predict, fisher_s, pgd, (time.perf_counter() - t) / 1280 * 10_000))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="quick", help="a profile whose results the repository carries")
+    parser.add_argument("--parts", action="store_true", help="also time each part of one record (one thread)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cckl-record-share-") as tmp:
         os.environ.update(CCKL_ARTIFACTS=str(Path(tmp) / "artifacts"), CCKL_DATA_ROOT=str(Path(tmp) / "no-data"))
@@ -91,6 +131,11 @@ def main() -> None:
           f"{kept / (train + kept) / 0.10:.2f}")
     if absent:
         print(f"not in the committed results (not counted): {', '.join(absent)}")
+    if args.parts:
+        print(f"{'one record, one thread':24s} {'predict 2000':>12s} {'Fisher 200':>10s} {'PGD-10 200':>10s} "
+              f"{'SGD epoch 10k':>13s} {'predict / epoch':>15s}")
+        for name, predict, fisher_s, pgd, epoch in part_seconds():
+            print(f"{name:24s} {predict:11.2f}s {fisher_s:9.2f}s {pgd:9.2f}s {epoch:12.1f}s {predict / epoch:15.1%}")
 
 
 if __name__ == "__main__":
