@@ -727,6 +727,55 @@ def test_cckl_render_runs_again_only_the_notebooks_whose_inputs_or_outputs_chang
     assert main(args) == 0 and "nothing rendered" in capsys.readouterr().out
 
 
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (dead, not yet reaped by whoever adopted it)."""
+    try:
+        state = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("State"))
+    except (OSError, StopIteration):
+        return False
+    return "Z" not in state.split()[1]
+
+
+def test_ctrl_c_stops_a_render_and_its_kernels_in_one_line(smoke_cache, tmp_path):
+    """Ctrl+C during `cckl render`: exit status 130, the one line, every kernel shut down, no state recorded."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "CCKL_FIGURES": str(tmp_path / "figures")}
+    proc = subprocess.Popen([sys.executable, "-m", "cckl_core", "render", "--profile", "smoke", "--out",
+                             str(tmp_path / "build"), "--force"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert "rendering" in line, line
+    deadline = time.monotonic() + 60
+    while not (kernels := _children(proc.pid)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert kernels
+    proc.send_signal(signal.SIGINT)
+    rest = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 130, rest
+    assert "interrupted:" in rest and "Traceback" not in rest
+    assert not [pid for pid in kernels if _running(pid)]
+    assert not (tmp_path / "build" / "render-state.json").exists()
+
+
 def test_cckl_render_without_results_is_one_line(tmp_path, monkeypatch, capsys):
     from cckl_core.cli import main
     monkeypatch.setenv("CCKL_ARTIFACTS", str(tmp_path / "empty"))

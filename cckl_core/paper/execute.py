@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from pathlib import Path
 
 from ..paths import project_root
@@ -48,16 +49,13 @@ def kernels_for(count: int, cpus: int | None = None) -> tuple[int, int]:
     return kernels, max(1, cpus // kernels)
 
 
-async def _kernel(log: Path, threads: int):
-    """A started python3 kernel in the project folder with ``threads`` torch threads; what the kernel process
-    itself prints goes to ``log``."""
-    from jupyter_client.manager import AsyncKernelManager
-    km = AsyncKernelManager(kernel_name="python3")
+async def _start(km, log: Path, threads: int) -> None:
+    """Start kernel ``km`` (python3) in the project folder with ``threads`` torch threads; what the kernel
+    process itself prints goes to ``log``."""
     env = {**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1", "OMP_NUM_THREADS": str(threads),
            "MKL_NUM_THREADS": str(threads)}
     with open(log, "ab") as sink:
         await km.start_kernel(cwd=str(project_root()), env=env, stdout=sink, stderr=sink)
-    return km
 
 
 async def _reset(km) -> None:
@@ -91,62 +89,134 @@ def _parameterized(notebook: str, profile: str):
     return nb
 
 
-async def execute(km, notebook: str, profile: str, out_dir: Path) -> Path | None:
+class _Interrupted:
+    """Whether the render was interrupted (Ctrl+C), set by :meth:`_Render.stop`."""
+
+    def __init__(self) -> None:
+        self.set = False
+
+    def check(self) -> None:
+        """Carry on a Ctrl+C: the render's tasks are being cancelled, which nbclient may report as a dead kernel
+        or a failed cell; the cancellation is raised instead."""
+        if self.set:
+            raise asyncio.CancelledError
+
+
+def _quiet_poller(loop, context: dict) -> None:
+    """The event loop's exception handler: nbclient's kernel-alive poller, left behind by a notebook that was
+    stopped, is not reported; anything else is, as asyncio would."""
+    task = context.get("future")
+    if getattr(getattr(task, "get_coro", lambda: None)(), "__name__", "") == "_async_poll_kernel_alive":
+        return
+    loop.default_exception_handler(context)
+
+
+async def execute(km, notebook: str, profile: str, out_dir: Path, interrupted: _Interrupted | None = None
+                  ) -> Path | None:
     """Run ``notebook`` with its published parameters in kernel ``km``; write it to ``out_dir``. Returns its
-    path, or None when the profile has no runs for it (nothing written)."""
+    path, or None when the profile has no runs for it (nothing written). A notebook that stops is a
+    :class:`RenderError` (its kernel cleared for the next one); one interrupted (Ctrl+C) a ``KeyboardInterrupt``."""
     import nbformat
     from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
+    from nbclient.exceptions import CellExecutionError, DeadKernelError
 
     nb = _parameterized(notebook, profile)
+    log = out_dir / f"{notebook}.log"
     try:
         await NotebookClient(nb, km=km, timeout=None, allow_errors=False,
                              resources={"metadata": {"path": str(project_root())}}).async_execute()
     except CellExecutionError as err:
-        (out_dir / f"{notebook}.log").write_text(str(err))
+        if interrupted is not None:
+            interrupted.check()
+        if getattr(err, "ename", "") == "KeyboardInterrupt":
+            raise KeyboardInterrupt from None
+        log.write_text(str(err))
+        await _reset(km)
         line = _one_line(err)
         if line is not None and line.startswith("NotInProfile"):
             return None
-        raise RenderError(f"{notebook}: {line or 'failed'}; its log: {out_dir / (notebook + '.log')}") from None
-    finally:
-        await _reset(km)
+        raise RenderError(f"{notebook}: {line or 'failed'}; its log: {log}") from None
+    except DeadKernelError:
+        if interrupted is not None:
+            interrupted.check()
+        raise RenderError(f"{notebook}: its kernel died (out of memory, or killed); what the kernel printed: "
+                          f"{out_dir / 'kernel.log'}") from None
+    await _reset(km)
     target = out_dir / f"{notebook}.ipynb"
     nbformat.write(nb, target)
     return target
 
 
 async def _worker(queue: list[str], profile: str, out_dir: Path, threads: int, done: dict, failed: dict,
-                  say) -> None:
+                  interrupted: _Interrupted, say) -> None:
     """One kernel that runs the notebooks it takes from ``queue`` (in order) until none is left; a notebook that
     stops goes to ``failed`` and empties the queue (the other kernels finish the notebook they are running)."""
-    km = await _kernel(out_dir / "kernel.log", threads)
-    try:
+    from jupyter_client.manager import AsyncKernelManager
+
+    km = AsyncKernelManager(kernel_name="python3")
+    try:  # a Ctrl+C while the kernel starts shuts it down too
+        await _start(km, out_dir / "kernel.log", threads)
         while queue:
             nb = queue.pop(0)
             say(f"[cckl] rendering {nb} ({profile})")
             try:
-                done[nb] = await execute(km, nb, profile, out_dir)
+                done[nb] = await execute(km, nb, profile, out_dir, interrupted)
             except Exception as err:  # noqa: BLE001 - raised by execute_all, the first in the notebooks' order
                 failed[nb] = err
                 queue.clear()
     finally:
-        await km.shutdown_kernel(now=True)
+        if km.has_kernel:
+            await km.shutdown_kernel(now=True)
 
 
-async def _execute_all(chosen: list[str], profile: str, out_dir: Path, say) -> dict:
+async def _execute_all(chosen: list[str], profile: str, out_dir: Path, interrupted: _Interrupted, say) -> dict:
+    """The workers of :func:`execute_all`, each with its kernel; the first failure in the notebooks' order."""
+    asyncio.get_running_loop().set_exception_handler(_quiet_poller)
     kernels, threads = kernels_for(len(chosen))
     queue, done, failed = list(chosen), {}, {}
-    await asyncio.gather(*(_worker(queue, profile, out_dir, threads, done, failed, say) for _ in range(kernels)))
+    await asyncio.gather(*(_worker(queue, profile, out_dir, threads, done, failed, interrupted, say)
+                           for _ in range(kernels)))
     if failed:  # the same error whichever kernel met it first
         raise failed[min(failed, key=chosen.index)]
     return done
+
+
+class _Render(threading.Thread):
+    """:func:`_execute_all` in an event loop of its own thread. nbclient adds SIGINT handlers to the loop of the
+    main thread that shut its kernel down (one handler for several notebooks at once, removed by the first to
+    end); off the main thread it adds none, and Ctrl+C reaches :func:`execute_all`, which calls :meth:`stop`."""
+
+    def __init__(self, chosen: list[str], profile: str, out_dir: Path, say) -> None:
+        super().__init__(name="cckl-render", daemon=True)
+        self.args, self.interrupted = (chosen, profile, out_dir), _Interrupted()
+        self.say, self.loop, self.task = say, None, None
+        self.result: dict = {}
+        self.error: BaseException | None = None
+        self.ended = threading.Event()  # waited on, not join(): a join that Ctrl+C interrupts may say "ended" early
+
+    def run(self) -> None:
+        async def main() -> dict:
+            self.loop, self.task = asyncio.get_running_loop(), asyncio.current_task()
+            return await _execute_all(*self.args, self.interrupted, self.say)
+        try:
+            self.result = asyncio.run(main())
+        except BaseException as err:  # noqa: BLE001 - handed to the caller's thread
+            self.error = err
+        finally:
+            self.ended.set()
+
+    def stop(self) -> None:
+        """Cancel the render (its kernels are shut down as their workers end)."""
+        self.interrupted.set = True
+        if self.loop is not None and self.task is not None:
+            self.loop.call_soon_threadsafe(self.task.cancel)
 
 
 def execute_all(profile: str, out_dir: Path, notebooks: list[str] | None = None, say=print) -> list[Path]:
     """Run every notebook of ``profile`` (or ``notebooks``) in as many kernels as :func:`kernels_for` gives (one
     per CPU at most), each kernel taking the next notebook in order; write the executed notebooks to
     ``out_dir``. Returns their paths, in the notebooks' order. A notebook that stops leaves the rest unstarted;
-    of those that stopped, the first in the notebooks' order is raised."""
+    of those that stopped, the first in the notebooks' order is raised. Ctrl+C stops every kernel and is raised."""
     chosen = notebooks_of(profile) if notebooks is None else list(notebooks)
     unknown = [nb for nb in chosen if nb not in NOTEBOOKS]
     if unknown:
@@ -154,5 +224,15 @@ def execute_all(profile: str, out_dir: Path, notebooks: list[str] | None = None,
     out_dir.mkdir(parents=True, exist_ok=True)
     if not chosen:
         return []
-    done = asyncio.run(_execute_all(chosen, profile, out_dir, say))
-    return [done[nb] for nb in chosen if done.get(nb) is not None]
+    render = _Render(chosen, profile, out_dir, say)
+    render.start()
+    try:
+        while not render.ended.wait(0.2):
+            pass
+    except KeyboardInterrupt:
+        render.stop()
+        render.ended.wait()
+        raise
+    if render.error is not None:
+        raise render.error
+    return [render.result[nb] for nb in chosen if render.result.get(nb) is not None]
