@@ -679,22 +679,10 @@ def test_a_render_runs_a_kernel_per_notebook_up_to_one_per_cpu_and_shares_the_cp
     assert kernels_for(3, cpus=8) == (3, 2)
 
 
-def test_the_notebooks_run_in_kernels_with_their_published_parameters(smoke_cache, tmp_path, monkeypatch):
-    """`cckl render` (make paper) runs a profile's notebooks in kernels (one per CPU at most), each notebook with its
-    parameters injected; a notebook the profile has no runs for is left out; a missing result is one line."""
-    import nbformat
-
+def test_a_notebook_without_runs_is_left_out_and_a_missing_result_is_one_line(smoke_cache, tmp_path, monkeypatch):
+    """A notebook the profile has no runs for (01 under gpu) is left out; a missing result is one line."""
     from cckl_core.paper.execute import RenderError, execute_all
     monkeypatch.setenv("CCKL_FIGURES", str(tmp_path / "figures"))
-    done = execute_all("smoke", tmp_path / "build", ["04_appendix_c_table", "03_capacity_study"], say=lambda line: None)
-    assert [p.name for p in done] == ["04_appendix_c_table.ipynb", "03_capacity_study.ipynb"]
-    for path in done:
-        nb = nbformat.read(path, as_version=4)
-        injected = next(c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", []))
-        assert "profile = \"smoke\"" in injected.source and "seed = 0" in injected.source
-        assert not [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
-        written = json.loads((tmp_path / "figures" / "smoke" / f"claims_{path.stem}.json").read_text())["rows"]
-        assert written == [r.as_dict() for r in render(path.stem, "smoke").claims]
     assert execute_all("gpu", tmp_path / "gpu", ["01_theorem_check"], say=lambda line: None) == []
     for f in (smoke_cache / "smoke").glob("vgg13_trades-*/evaluations/table2-*"):
         f.unlink()
@@ -705,8 +693,11 @@ def test_the_notebooks_run_in_kernels_with_their_published_parameters(smoke_cach
 
 def test_cckl_render_runs_again_only_the_notebooks_whose_inputs_or_outputs_changed(smoke_cache, tmp_path, monkeypatch,
                                                                                    capsys):
-    """`cckl render` records what it read (cckl_core.render_state): run again with nothing changed it renders
-    nothing; with one executed notebook touched, that notebook alone; with --force, every one."""
+    """`cckl render` (make paper) runs a profile's notebooks in kernels (one per CPU at most), each notebook with its
+    parameters injected, and records what it read (cckl_core.render_state): run again with nothing changed it
+    renders nothing; with one executed notebook touched, that notebook alone."""
+    import nbformat
+
     from cckl_core import paper
     from cckl_core.cli import main
     monkeypatch.setenv("CCKL_FIGURES", str(tmp_path / "figures"))
@@ -715,6 +706,13 @@ def test_cckl_render_runs_again_only_the_notebooks_whose_inputs_or_outputs_chang
     assert main(args) == 0
     first = capsys.readouterr().out
     assert "rendering 03_capacity_study" in first and "rendering 04_appendix_c_table" in first
+    for name in ("03_capacity_study", "04_appendix_c_table"):
+        nb = nbformat.read(tmp_path / "build" / f"{name}.ipynb", as_version=4)
+        injected = next(c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", []))
+        assert "profile = \"smoke\"" in injected.source and "seed = 0" in injected.source
+        assert not [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+        written = json.loads((tmp_path / "figures" / "smoke" / f"claims_{name}.json").read_text())["rows"]
+        assert written == [r.as_dict() for r in render(name, "smoke").claims]
     assert main(args) == 0
     assert "[cckl] smoke: up to date, nothing rendered" in capsys.readouterr().out
     executed = tmp_path / "build" / "04_appendix_c_table.ipynb"
@@ -725,6 +723,7 @@ def test_cckl_render_runs_again_only_the_notebooks_whose_inputs_or_outputs_chang
     assert "rendering 04_appendix_c_table" in third and "rendering 03_capacity_study" not in third
     assert "up to date, not rendered again: 03_capacity_study" in third
     assert main(args) == 0 and "nothing rendered" in capsys.readouterr().out
+    assert (tmp_path / "figures" / "smoke" / "index.html").is_file()  # the report ran, in the same process
 
 
 def _children(pid: int) -> list[int]:
