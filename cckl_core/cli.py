@@ -514,7 +514,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_render(args: argparse.Namespace) -> int:
     """``render``: the notebooks of the profile whose inputs changed since their last render (all with
     ``--force``; :mod:`cckl_core.render_state`) in kernels of one process
-    (:func:`cckl_core.paper.execute.execute_all`), then the report with the executed notebooks as pages. Nothing is imported beyond the check when all are up to date."""
+    (:func:`cckl_core.paper.execute.execute_all`), then the report with the executed notebooks as pages. When
+    every notebook is up to date, nothing beyond the check is imported (no torch)."""
     from . import render_state
     from .paths import figures_root, project_root
 
@@ -532,6 +533,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def _render(profile: profiles.Profile, out: Path, figures: Path, args: argparse.Namespace) -> int:
+    """The stale notebooks (all with ``--force``), then the report; the render's state recorded once both ended."""
     from . import render_state, report
     from .paper import notebooks_of
     from .paper.execute import execute_all

@@ -89,17 +89,11 @@ def _parameterized(notebook: str, profile: str):
     return nb
 
 
-class _Interrupted:
-    """Whether the render was interrupted (Ctrl+C), set by :meth:`_Render.stop`."""
-
-    def __init__(self) -> None:
-        self.set = False
-
-    def check(self) -> None:
-        """Carry on a Ctrl+C: the render's tasks are being cancelled, which nbclient may report as a dead kernel
-        or a failed cell; the cancellation is raised instead."""
-        if self.set:
-            raise asyncio.CancelledError
+def _carry_interrupt(interrupted: threading.Event | None) -> None:
+    """Carry on a Ctrl+C (``interrupted`` set by :meth:`_Render.stop`): the render's tasks are being cancelled,
+    which nbclient may report as a dead kernel or a failed cell; the cancellation is raised instead."""
+    if interrupted is not None and interrupted.is_set():
+        raise asyncio.CancelledError
 
 
 def _quiet_poller(loop, context: dict) -> None:
@@ -111,11 +105,12 @@ def _quiet_poller(loop, context: dict) -> None:
     loop.default_exception_handler(context)
 
 
-async def execute(km, notebook: str, profile: str, out_dir: Path, interrupted: _Interrupted | None = None
+async def execute(km, notebook: str, profile: str, out_dir: Path, interrupted: threading.Event | None = None
                   ) -> Path | None:
     """Run ``notebook`` with its published parameters in kernel ``km``; write it to ``out_dir``. Returns its
     path, or None when the profile has no runs for it (nothing written). A notebook that stops is a
-    :class:`RenderError` (its kernel cleared for the next one); one interrupted (Ctrl+C) a ``KeyboardInterrupt``."""
+    :class:`RenderError` (its kernel cleared for the next one); a render being stopped (Ctrl+C) cancels it; a cell
+    interrupted in the kernel itself is a ``KeyboardInterrupt``."""
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, DeadKernelError
@@ -126,8 +121,7 @@ async def execute(km, notebook: str, profile: str, out_dir: Path, interrupted: _
         await NotebookClient(nb, km=km, timeout=None, allow_errors=False,
                              resources={"metadata": {"path": str(project_root())}}).async_execute()
     except CellExecutionError as err:
-        if interrupted is not None:
-            interrupted.check()
+        _carry_interrupt(interrupted)
         if getattr(err, "ename", "") == "KeyboardInterrupt":
             raise KeyboardInterrupt from None
         log.write_text(str(err))
@@ -137,8 +131,7 @@ async def execute(km, notebook: str, profile: str, out_dir: Path, interrupted: _
             return None
         raise RenderError(f"{notebook}: {line or 'failed'}; its log: {log}") from None
     except DeadKernelError:
-        if interrupted is not None:
-            interrupted.check()
+        _carry_interrupt(interrupted)
         raise RenderError(f"{notebook}: its kernel died (out of memory, or killed); what the kernel printed: "
                           f"{out_dir / 'kernel.log'}") from None
     await _reset(km)
@@ -148,7 +141,7 @@ async def execute(km, notebook: str, profile: str, out_dir: Path, interrupted: _
 
 
 async def _worker(queue: list[str], profile: str, out_dir: Path, threads: int, done: dict, failed: dict,
-                  interrupted: _Interrupted, say) -> None:
+                  interrupted: threading.Event, say) -> None:
     """One kernel that runs the notebooks it takes from ``queue`` (in order) until none is left; a notebook that
     stops goes to ``failed`` and empties the queue (the other kernels finish the notebook they are running)."""
     from jupyter_client.manager import AsyncKernelManager
@@ -169,7 +162,7 @@ async def _worker(queue: list[str], profile: str, out_dir: Path, threads: int, d
             await km.shutdown_kernel(now=True)
 
 
-async def _execute_all(chosen: list[str], profile: str, out_dir: Path, interrupted: _Interrupted, say) -> dict:
+async def _execute_all(chosen: list[str], profile: str, out_dir: Path, interrupted: threading.Event, say) -> dict:
     """The workers of :func:`execute_all`, each with its kernel; the first failure in the notebooks' order."""
     asyncio.get_running_loop().set_exception_handler(_quiet_poller)
     kernels, threads = kernels_for(len(chosen))
@@ -188,7 +181,7 @@ class _Render(threading.Thread):
 
     def __init__(self, chosen: list[str], profile: str, out_dir: Path, say) -> None:
         super().__init__(name="cckl-render", daemon=True)
-        self.args, self.interrupted = (chosen, profile, out_dir), _Interrupted()
+        self.args, self.interrupted = (chosen, profile, out_dir), threading.Event()
         self.say, self.loop, self.task = say, None, None
         self.result: dict = {}
         self.error: BaseException | None = None
@@ -207,7 +200,7 @@ class _Render(threading.Thread):
 
     def stop(self) -> None:
         """Cancel the render (its kernels are shut down as their workers end)."""
-        self.interrupted.set = True
+        self.interrupted.set()
         if self.loop is not None and self.task is not None:
             self.loop.call_soon_threadsafe(self.task.cancel)
 
