@@ -142,8 +142,6 @@ render: $(STAMP)
 report: $(STAMP)
 	@CCKL_FIGURES=$(call q,$(CURDIR)/figures) $(PY) -m cckl_core report --profile $(PROFILE) --notebooks build/$(PROFILE)
 
-FORCE:
-
 # ---------------------------------------------------------------- helpers
 # JupyterLab on this folder (notebooks/, build/, figures/), on localhost with a token, as root or not; the kernels
 # get PROFILE when given (else each notebook picks a profile whose results are present). A notebook of notebooks/

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from . import attacks, checks, fisher, metrics
+from .models import eval_mode
 from .record import robust_correct
 
 
@@ -60,9 +61,7 @@ def analyze(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, n_pair
     checks.count(n_pairs, "n_pairs")
     checks.count(steps, "steps")
     eps = checks.number(eps, "eps", 0.0, 1.0)
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         with torch.no_grad():
             logits = model(images)
         checks.logits(model, logits)
@@ -102,8 +101,6 @@ def analyze(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, n_pair
                 rows.append((f"{name}-{steps} accuracy", float(robust.double().mean()), "fraction",
                              f"L-inf eps {eps * 255:.3g}/255, step eps/4, no random start; robust only if also correct "
                              "when clean"))
-    finally:
-        model.train(was_training)
     table = pd.DataFrame(rows, columns=["quantity", "value", "unit", "note"])
     return Analysis(table, _summary(table, len(y), n_pairs_drawn, steps if attack else None, eps))
 

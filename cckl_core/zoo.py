@@ -129,7 +129,8 @@ def load(profile: str, name: str) -> nn.Module:
         entry = _entry(prof, manifest, name)
         payload = _read_member(tar, prof.name, entry, f"the weights of {name!r}")
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in load_tensors(payload).items()}
-    model = of_run(prof.run(name), int(entry.get("num_classes", prof.run(name).num_classes)))
+    cfg = prof.run(name)
+    model = of_run(cfg, int(entry.get("num_classes", cfg.num_classes)))
     model.load_state_dict(state)
     return model.eval()
 
@@ -255,8 +256,8 @@ def pack(profile: str, out: Path | None = None, check_images: int = 2000, force:
         return {**current, "bytes": out.stat().st_size, "written": False}
     models, files = {}, []
     for name in present:
-        models[name] = _pack_run(runs.load(prof.run(name), weights=True, device="cpu"), prof.run(name), check_images,
-                                 files)
+        cfg = prof.run(name)
+        models[name] = _pack_run(runs.load(cfg, weights=True, device="cpu"), cfg, check_images, files)
     manifest = {"format": FORMAT, "profile": prof.name, "models": models}
     return {**manifest, "bytes": _write_archive(out, manifest, files), "written": True}
 

@@ -74,13 +74,18 @@ def _check_parameters(profile, seed, namespace: dict | None) -> tuple[str | None
     return profile, seed
 
 
-def render(notebook: str, profile: str | profiles.Profile | None = None, seed: int = 0) -> Rendered:
-    """Render ``notebook`` for ``profile`` (default :func:`cckl_core.profiles.default_to_render`)."""
+def _module(notebook: str) -> ModuleType:
+    """The module of ``notebook``; an unknown name is one ``ValueError`` listing the paper's notebooks."""
     if notebook not in NOTEBOOKS:
         raise ValueError(f"unknown notebook {notebook!r}; the paper's notebooks: {', '.join(NOTEBOOKS)}")
+    return NOTEBOOKS[notebook]
+
+
+def render(notebook: str, profile: str | profiles.Profile | None = None, seed: int = 0) -> Rendered:
+    """Render ``notebook`` for ``profile`` (default :func:`cckl_core.profiles.default_to_render`)."""
+    module = _module(notebook)
     prof = profiles.load(profile if profile is not None else profiles.default_to_render(results_present))
-    module = NOTEBOOKS[notebook]
-    if not prof.has_roles([r for r in module.ROLES if r not in module.OPTIONAL]):
+    if notebook not in notebooks_of(prof):
         return not_in_profile(notebook, prof)
     import matplotlib.pyplot as plt
 
@@ -123,8 +128,7 @@ def setup(notebook: str, profile: str | None = None, seed: int = 0,
     inputs (runs by role, cached evaluations) and an empty :class:`Rendered` that its cells fill
     with figures, tables and claims. A missing result stops the notebook with one message
     (:class:`ResultsMissing`), having trained, computed and written nothing."""
-    if notebook not in NOTEBOOKS:
-        raise ValueError(f"unknown notebook {notebook!r}; the paper's notebooks: {', '.join(NOTEBOOKS)}")
+    module = _module(notebook)
     profile, seed = _check_parameters(profile, seed, namespace)
     prof = profiles.load(profile or profiles.default_to_render(results_present))
     if notebook not in notebooks_of(prof):
@@ -135,7 +139,6 @@ def setup(notebook: str, profile: str | None = None, seed: int = 0,
     from .. import plotting, tables
     plotting.set_style()
     tables.notebook_display()
-    module = NOTEBOOKS[notebook]
     inputs = gather(prof, module.ROLES, module.OPTIONAL, seed, notebook)
     return inputs, Rendered(notebook, prof.name, inputs.dataset_name(module.ROLES[0]))
 

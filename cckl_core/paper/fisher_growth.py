@@ -200,7 +200,7 @@ def growth_claims(groups: dict, per_seed: pd.DataFrame) -> list[criteria.ClaimRo
         for role, objective in zip(fam_roles, OBJECTIVES):
             group, sub = groups[role], per_seed[per_seed["role"] == role]
             first = next(iter(group.values()))
-            number = {"fig3": ("4", "3"), "fig8": ("7", "8")}[fam][0 if objective == "standard" else 1]
+            number = FIGURE_NUMBERS[fam][1 if objective == "standard" else 0]  # the standard run alone: Fig. 4 / 7
             cid = f"fig{number}_{'standard' if objective == 'standard' else objective.lower().replace('-', '_')}_rises"
             rows.append(criteria.judge(
                 cid, context=f"{first.display_name}, epochs 1..{first.history[-1]['epoch']}; test accuracy change "

@@ -75,11 +75,6 @@ class Rendered:
         t = self._part(self.tables, name, "table")
         return t if not isinstance(t, Table) else (t.display if t.display is not None else t.frame)
 
-    def note(self, name: str) -> object:
-        """The short text ``name`` (what was measured, in words), as Markdown."""
-        from IPython.display import Markdown
-        return Markdown(self._part(self.text, name, "note"))
-
     def _part(self, parts: dict, name: str, kind: str):
         if name in parts:
             return parts[name]
