@@ -33,6 +33,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import checks
+from .profiles import FIXED_WIDTH
 
 if TYPE_CHECKING:
     from .profiles import RunConfig
@@ -217,8 +218,8 @@ def build(name: str, num_classes: int = 10, width: float = 1.0, batch_norm: bool
     checks.count(num_classes, "num_classes", minimum=2)
     checks.flag(batch_norm, "batch_norm", allow_none=True)
     kwargs = {} if batch_norm is None else {"batch_norm": batch_norm}
-    if name in ("resnet20x1", "resnet32x10") and width != 1.0:
-        raise ValueError(f"{name} has its width fixed by its name; use 'resnet{name[6:8]}' with width={width}")
+    if name in FIXED_WIDTH and width != 1.0:
+        raise ValueError(f"{name} has its width fixed by its name; use '{FIXED_WIDTH[name]}' with width={width}")
     return _REGISTRY[name](num_classes=num_classes, width=width, **kwargs)
 
 

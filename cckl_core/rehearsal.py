@@ -16,11 +16,10 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
-from types import MappingProxyType
 
 from . import bundle, paper, profiles, report, schedule, store
+from .profiles import STAND_IN_ENV, STAND_IN_WIDTH, stand_in_profile  # noqa: F401 (this module's names too)
 
 
 def main(profile: profiles.Profile, out: str | None = None, stand_in: bool = False) -> int:
@@ -34,27 +33,6 @@ def main(profile: profiles.Profile, out: str | None = None, stand_in: bool = Fal
         if not stand_in:
             return rehearse(target, base)
         return _with_stand_in(target, base)
-
-
-#: Set to "1" while a stand-in rehearsal runs: its workers load the rehearsal profile by name, and
-#: :func:`cckl_core.profiles.load` then gives them the stand-in too.
-STAND_IN_ENV = "CCKL_REHEARSAL_STAND_IN"
-#: The stand-in's width multiplier, and the variable-width twin of each fixed-width model.
-STAND_IN_WIDTH = 0.25
-_VARIABLE_WIDTH = {"resnet20x1": "resnet20", "resnet32x10": "resnet32"}
-
-
-def stand_in_profile(target: profiles.Profile) -> profiles.Profile:
-    """A reduced, float32 stand-in of the rehearsal profile ``target``: every run keeps its name, objective,
-    images and schedule, the profile its roles and evaluations, and each model becomes the same architecture
-    family at width :data:`STAND_IN_WIDTH` (``resnet20x1`` / ``resnet32x10`` as ``resnet20`` / ``resnet32``) in
-    fp32, since bf16 autocast on a CPU is many times slower than fp32."""
-    if not target.name.endswith(profiles.REHEARSAL):
-        raise ValueError(f"a stand-in is made of a rehearsal profile, not of {target.name!r}")
-    runs = {name: replace(cfg, model=_VARIABLE_WIDTH.get(cfg.model, cfg.model), width=STAND_IN_WIDTH, precision="fp32")
-            for name, cfg in target.runs.items()}
-    return replace(target, runs=MappingProxyType(runs),
-                   description=f"{target.description}, each model a float32 stand-in at width {STAND_IN_WIDTH:g}")
 
 
 def _with_stand_in(target: profiles.Profile, base: Path) -> int:

@@ -195,7 +195,7 @@ class RunConfig:
     @property
     def display_name(self) -> str:
         """``model (width w) objective``, for figure labels."""
-        width = "" if self.model in ("resnet20x1", "resnet32x10") else f" w{self.width:g}"
+        width = "" if self.model in FIXED_WIDTH else f" w{self.width:g}"
         return f"{self.model}{width} {self.objective}"
 
     @property
@@ -427,8 +427,7 @@ def load(name: str | Profile | None = None) -> Profile:
     check_name(name)
     if name.endswith(REHEARSAL):
         target = rehearsal(load(name[: -len(REHEARSAL)]))
-        if os.environ.get("CCKL_REHEARSAL_STAND_IN") == "1":  # a stand-in rehearsal's worker (cckl_core.rehearsal)
-            from ..rehearsal import stand_in_profile
+        if os.environ.get(STAND_IN_ENV) == "1":  # a stand-in rehearsal's worker (cckl_core.rehearsal)
             target = stand_in_profile(target)
         return target
     path = _DIR / f"{name}.toml"
@@ -637,8 +636,8 @@ _COUNTS = {"n_train": 0, "n_test": 0, "fisher_n": 1, "robust_n": 1, "epochs": 1,
 _REALS = {"lr": (0.0, None, True), "width": (0.0, None, True), "momentum": (0.0, 1.0, False),
           "weight_decay": (0.0, None, False), "beta": (0.0, None, False), "eps": (0.0, 1.0, False),
           "step": (0.0, 1.0, True)}
-#: Models whose name fixes their width.
-_FIXED_WIDTH = ("resnet20x1", "resnet32x10")
+#: Models whose name fixes their width, each with its variable-width twin (the same architecture at any width).
+FIXED_WIDTH = MappingProxyType({"resnet20x1": "resnet20", "resnet32x10": "resnet32"})
 
 
 def _checked_settings(cfg: RunConfig) -> dict:
@@ -663,8 +662,8 @@ def _checked_settings(cfg: RunConfig) -> dict:
     if out["batch_norm"] is False and out["model"].startswith("resnet"):
         raise ValueError(f"batch_norm = false but {out['model']} always has BatchNorm; leave batch_norm unset "
                          "(VGG13 models default to none)")
-    if out["model"] in _FIXED_WIDTH and out["width"] != 1.0:
-        raise ValueError(f"{out['model']} has its width fixed by its name; use model = \"{out['model'][:8]}\" with "
+    if out["model"] in FIXED_WIDTH and out["width"] != 1.0:
+        raise ValueError(f"{out['model']} has its width fixed by its name; use model = \"{FIXED_WIDTH[out['model']]}\" with "
                          f"width = {out['width']}")
     out["milestones"] = _checked_milestones(cfg.milestones, out["epochs"])
     return out
@@ -702,6 +701,26 @@ def rehearsal(profile: Profile) -> Profile:
     return replace(profile, name=profile.name + REHEARSAL, runs=MappingProxyType(runs), evaluation=evaluation,
                    description=f"CPU rehearsal of {profile.name}: its runs at a few images", seeds=profile.seeds[:1],
                    spread=SeedSpread(), sizing=None, run_seeds=MappingProxyType({}))
+
+
+#: Set to "1" while a stand-in rehearsal runs (:mod:`cckl_core.rehearsal`): its workers load the rehearsal profile
+#: by name, and :func:`load` then gives them the stand-in too.
+STAND_IN_ENV = "CCKL_REHEARSAL_STAND_IN"
+#: The stand-in's width multiplier.
+STAND_IN_WIDTH = 0.25
+
+
+def stand_in_profile(target: Profile) -> Profile:
+    """A reduced, float32 stand-in of the rehearsal profile ``target``: every run keeps its name, objective,
+    images and schedule, the profile its roles and evaluations, and each model becomes the same architecture
+    family at width :data:`STAND_IN_WIDTH` (``resnet20x1`` / ``resnet32x10`` as ``resnet20`` / ``resnet32``,
+    :data:`FIXED_WIDTH`) in fp32, since bf16 autocast on a CPU is many times slower than fp32."""
+    if not target.name.endswith(REHEARSAL):
+        raise ValueError(f"a stand-in is made of a rehearsal profile, not of {target.name!r}")
+    runs = {name: replace(cfg, model=FIXED_WIDTH.get(cfg.model, cfg.model), width=STAND_IN_WIDTH, precision="fp32")
+            for name, cfg in target.runs.items()}
+    return replace(target, runs=MappingProxyType(runs),
+                   description=f"{target.description}, each model a float32 stand-in at width {STAND_IN_WIDTH:g}")
 
 
 def _env_profile() -> str | None:
