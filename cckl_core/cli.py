@@ -540,8 +540,8 @@ def _render(profile: profiles.Profile, out: Path, figures: Path, args: argparse.
 
     start = time.perf_counter()
     notebooks = notebooks_of(profile.name)
-    todo = notebooks if args.force else render_state.stale(notebooks, profile.name, out, figures)
-    keys = render_state.keys(notebooks, profile.name, figures)
+    keys = render_state.keys(notebooks, profile.name, figures)  # taken once, before the render: kept in its state
+    todo = notebooks if args.force else render_state.stale(notebooks, profile.name, out, figures, keys)
     render_state.forget(out)
     kept = [nb for nb in notebooks if nb not in todo]
     if kept:

@@ -132,17 +132,19 @@ def _executed(out_dir: Path, notebook: str) -> list[list]:
     return [list(r) for r in _stats(out_dir / f"{notebook}.ipynb")]
 
 
-def stale(notebooks: Iterable[str], profile: str, out_dir: Path, figures_root: Path) -> list[str]:
-    """The notebooks of ``notebooks`` to render again: those whose inputs key differs from the last render's
-    in ``out_dir``, or whose executed notebook changed since; every one when the figures folder changed."""
+def stale(notebooks: Iterable[str], profile: str, out_dir: Path, figures_root: Path,
+          keys_now: dict[str, str] | None = None) -> list[str]:
+    """The notebooks of ``notebooks`` to render again: those whose inputs key (``keys_now``, default :func:`keys`
+    now) differs from the last render's in ``out_dir``, or whose executed notebook changed since; every one when
+    the figures folder changed."""
     notebooks = list(notebooks)
     state = load(out_dir)
     last = state.get("notebooks") if isinstance(state.get("notebooks"), dict) else {}
     if state.get("profile") != profile or state.get("figures") != _figures(figures_root, profile):
         return notebooks
-    shared = shared_inputs(profile, figures_root)
+    keys_now = keys_now if keys_now is not None else keys(notebooks, profile, figures_root)
     return [nb for nb in notebooks
-            if not isinstance(last.get(nb), dict) or last[nb].get("key") != notebook_key(nb, shared)
+            if not isinstance(last.get(nb), dict) or last[nb].get("key") != keys_now[nb]
             or last[nb].get("executed") != _executed(out_dir, nb)]
 
 
